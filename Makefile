@@ -1,0 +1,58 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(CURDIR)
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PIP_QUIET := 2>&1 | { grep -v "WARNING: Location" || true; }
+
+# Tools' state stays inside the project; telemetry off (see docs/stack.md).
+export PATH := $(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export DVC_SITE_CACHE_DIR := $(ROOT)/.dvc/site-cache
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_HOME := $(ROOT)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+
+.PHONY: setup run test test-fast lint bench flow mlflow-ui clean-runs
+
+setup: $(VENV)/.installed
+
+# torch first, pinned, from the local CPU wheel: any range pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0 $(PIP_QUIET)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' $(PIP_QUIET)
+	$(PY) -c "import torch, dvc, mlflow, prefect" 
+	touch $@
+
+run: setup
+	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro
+	dvc metrics show
+	@echo "Report: reports/gaze/comparison.md   MLflow: make mlflow-ui"
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) benchmarks/bench_render.py
+	$(PY) benchmarks/bench_train.py --quick
+
+# The same stages as a Prefect flow (ephemeral Prefect server, logs per stage).
+flow: setup
+	$(PY) -m flows.pipeline --task gaze
+
+mlflow-ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
+
+clean-runs:
+	rm -rf mlflow.db mlartifacts .prefect

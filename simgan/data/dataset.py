@@ -1,0 +1,141 @@
+"""The dataset container every stage reads and writes.
+
+A dataset is a directory with three files, few and large so DVC stays fast:
+``images.npy`` (N, H, W) opened memory-mapped, ``labels.parquet`` (one row per image)
+and ``meta.json`` (task, domain, source, shape, dtype, scaling, seed, counts).
+Writes are atomic: everything goes to a sibling temp directory that is renamed at the end,
+so a crash never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+IMAGES = "images.npy"
+LABELS = "labels.parquet"
+META = "meta.json"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An opened dataset: images are a read-only memmap, labels a DataFrame."""
+
+    path: Path
+    images: np.ndarray
+    labels: pd.DataFrame
+    meta: dict[str, Any]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Open a dataset directory; errors name the missing or inconsistent file."""
+    path = Path(path)
+    for name in (IMAGES, LABELS, META):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name}: missing (is {path} a simgan dataset?)")
+    images = np.load(path / IMAGES, mmap_mode="r")
+    labels = pd.read_parquet(path / LABELS)
+    meta = json.loads((path / META).read_text())
+    if len(labels) != images.shape[0]:
+        raise ValueError(
+            f"{path / LABELS}: {len(labels)} rows but {path / IMAGES} holds {images.shape[0]} images"
+        )
+    return Dataset(path=path, images=images, labels=labels, meta=meta)
+
+
+@contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield a temp directory next to ``final``; on success replace ``final`` with it."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file via a temp sibling and rename, so readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_dataset(
+    path: str | Path,
+    chunks: Iterable[tuple[np.ndarray, pd.DataFrame]],
+    n: int,
+    image_shape: tuple[int, int],
+    dtype: np.dtype | str,
+    meta: dict[str, Any],
+) -> Dataset:
+    """Stream ``(images, labels)`` chunks into a new dataset at ``path`` atomically.
+
+    ``n`` is the total number of images: the .npy is pre-allocated as a memmap and filled
+    chunk by chunk, so peak memory is one chunk whatever the dataset size.
+    """
+    dtype = np.dtype(dtype)
+    with atomic_dir(path) as tmp:
+        out = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=dtype, shape=(n, *image_shape))
+        frames: list[pd.DataFrame] = []
+        filled = 0
+        for images, labels in chunks:
+            k = images.shape[0]
+            if len(labels) != k:
+                raise ValueError(f"chunk has {k} images but {len(labels)} label rows")
+            if filled + k > n:
+                raise ValueError(f"chunks hold more than the declared {n} images")
+            out[filled : filled + k] = images
+            frames.append(labels)
+            filled += k
+        if filled != n:
+            raise ValueError(f"chunks held {filled} images, {n} declared")
+        out.flush()
+        del out
+        labels_all = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        labels_all.to_parquet(tmp / LABELS, index=False)
+        full_meta = {**meta, "count": n, "shape": list(image_shape), "dtype": dtype.name}
+        (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
+    return open_dataset(path)
+
+
+def open_images(path: str | Path) -> np.ndarray:
+    """Only the memory-mapped images of a dataset, for consumers that must not see labels
+    (the refiner reads real images this way: S+U learning is unsupervised on the real side)."""
+    path = Path(path) / IMAGES
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (is {path.parent} a simgan dataset?)")
+    return np.load(path, mmap_mode="r")

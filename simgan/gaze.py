@@ -1,0 +1,190 @@
+"""The eye-gaze task: 35x55 grayscale eyes, unit gaze vector labels (MPIIGaze convention),
+the paper's gaze CNN, angular error metrics, pupil-centre drift for label preservation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from simgan.metrics.realism import RealismParams
+from simgan.render.eyes import EyeRenderParams, RealAppearanceParams
+from simgan.tasks import Evaluation, MetricsCallback, SplitPlan, Task
+from simgan.train.estimator import EstimatorParams
+from simgan.train.simgan import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
+
+GAZE_COLUMNS = ["gaze_x", "gaze_y", "gaze_z"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RenderSection(_Strict):
+    seed: int = Field(ge=0)
+    n_train: int = Field(gt=0)
+    n_test: int = Field(gt=0)
+    chunk_size: int = Field(gt=0, le=65536)
+    eye: EyeRenderParams
+
+
+class RealSection(_Strict):
+    source: Literal["standin"]
+    seed: int = Field(ge=0)
+    n_train: int = Field(gt=0)
+    n_test: int = Field(gt=0)
+    chunk_size: int = Field(gt=0, le=65536)
+    appearance: RealAppearanceParams
+
+
+class RefinerSection(_Strict):
+    net: RefinerNetParams
+    discriminator: DiscriminatorParams
+    train: RefinerTrainParams
+
+
+class RefineSection(_Strict):
+    batch_size: int = Field(gt=0)
+    device: Literal["auto", "cpu", "cuda"]
+
+
+class EvaluateSection(_Strict):
+    within_deg: float = Field(gt=0)
+    curve_max_deg: float = Field(gt=0)
+    curve_step_deg: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    device: Literal["auto", "cpu", "cuda"]
+
+
+class CompareSection(_Strict):
+    realism: RealismParams
+    marker: float = Field(ge=0, description="threshold marked on the curve plot")
+
+
+class GazeParams(_Strict):
+    render: RenderSection
+    real: RealSection
+    refiner: RefinerSection
+    refine: RefineSection
+    estimator: EstimatorParams
+    evaluate: EvaluateSection
+    compare: CompareSection
+
+
+class GazeTask(Task):
+    name = "gaze"
+    params_model = GazeParams
+    curve_unit = "deg"
+    headline = "mean_deg"
+    headline_higher_is_better = False
+    table_columns = (
+        ("mean_deg", "mean error (deg)"),
+        ("median_deg", "median (deg)"),
+        ("pct_within", "% within threshold"),
+    )
+
+    def _plans(self, p: GazeParams, section: Any, appearance: Any, domain: str) -> dict:
+        from simgan.render.eyes import iter_eye_chunks
+
+        eye = p.render.eye
+        shape = (eye.height, eye.width)
+        ranges = {"train": (0, section.n_train), "test": (section.n_train, section.n_test)}
+
+        def plan(start: int, n: int) -> SplitPlan:
+            return SplitPlan(
+                n=n,
+                image_shape=shape,
+                dtype="uint8",
+                chunks=lambda: iter_eye_chunks(
+                    eye, n, section.seed, section.chunk_size, start=start, appearance=appearance
+                ),
+                meta={"source": f"builtin-{domain}", "seed": section.seed, "first_index": start,
+                      "value_scaling": "uint8 gray [0, 255]"},
+            )
+
+        return {split: plan(start, n) for split, (start, n) in ranges.items()}
+
+    def synthetic_splits(self, p: GazeParams) -> dict[str, SplitPlan]:
+        return self._plans(p, p.render, None, "synthetic")
+
+    def real_splits(self, p: GazeParams) -> dict[str, SplitPlan]:
+        return self._plans(p, p.real, p.real.appearance, "standin-real")
+
+    def build_estimator(self, p: GazeParams):
+        from simgan.nets.gaze_cnn import GazeNet
+
+        e = p.estimator
+        return GazeNet(widths=tuple(e.widths), fc_hidden=e.fc_hidden,
+                       input_shape=(p.render.eye.height, p.render.eye.width))
+
+    def train_estimator(
+        self,
+        p: GazeParams,
+        images: np.ndarray,
+        labels: pd.DataFrame,
+        checkpoint_dir: Path,
+        on_metrics: MetricsCallback | None,
+    ):
+        from simgan.train.estimator import train_estimator
+
+        targets = labels[GAZE_COLUMNS].to_numpy(np.float32)
+        model = self.build_estimator(p)
+        return train_estimator(model, images, targets, p.estimator, checkpoint_dir, on_metrics)
+
+    def load_estimator(self, p: GazeParams, state: dict[str, Any]):
+        model = self.build_estimator(p)
+        model.load_state_dict(state)
+        return model.eval()
+
+    def predict(self, p: GazeParams, model, images: np.ndarray) -> pd.DataFrame:
+        from simgan.images import pick_device
+        from simgan.train.estimator import predict
+
+        g = predict(model, images, p.evaluate.batch_size, pick_device(p.evaluate.device))
+        return pd.DataFrame(g, columns=["pred_x", "pred_y", "pred_z"])
+
+    def evaluate(self, p: GazeParams, predictions: pd.DataFrame, labels: pd.DataFrame) -> Evaluation:
+        from simgan.metrics.curves import cumulative_curve
+        from simgan.metrics.gaze import angular_error_deg, gaze_summary, vector_to_pitchyaw
+
+        pred = predictions[["pred_x", "pred_y", "pred_z"]].to_numpy(np.float64)
+        true = labels[GAZE_COLUMNS].to_numpy(np.float64)
+        errors = angular_error_deg(pred, true)
+        s = gaze_summary(errors, within_deg=p.evaluate.within_deg)
+        summary = {
+            "mean_deg": float(s["mean"]),
+            "median_deg": float(s["median"]),
+            "std_deg": float(s["std"]),
+            "pct_within": float(s["pct_within"]),
+            "n": float(s["n"]),
+        }
+        e = p.evaluate
+        thresholds = np.arange(0.0, e.curve_max_deg + 1e-9, e.curve_step_deg)
+        curve = cumulative_curve(errors, thresholds)
+        pitch, yaw = vector_to_pitchyaw(pred)
+        per_image = pd.DataFrame({
+            "id": labels["id"].to_numpy(),
+            "true_pitch": labels["pitch"].to_numpy(),
+            "true_yaw": labels["yaw"].to_numpy(),
+            "pred_pitch": pitch,
+            "pred_yaw": yaw,
+            "error_deg": errors,
+        })
+        return Evaluation(summary=summary, curve=curve, per_image=per_image)
+
+    def label_preservation(
+        self, p: GazeParams, synthetic: np.ndarray, refined: np.ndarray, labels: pd.DataFrame
+    ) -> dict[str, float]:
+        from simgan.metrics.drift import pupil_drift
+
+        prior = labels[["pupil_u", "pupil_v"]].to_numpy(np.float64)
+        d = pupil_drift(np.asarray(synthetic), np.asarray(refined), prior)
+        return {
+            "pupil_drift_mean_px": float(d["mean"]),
+            "pupil_drift_std_px": float(d["std"]),
+            "pupil_drift_median_px": float(d["median"]),
+            "pupil_drift_n_valid": float(d["n_valid"]),
+        }

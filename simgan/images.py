@@ -1,0 +1,30 @@
+"""Conversions between stored images (uint8 / depth arrays) and network tensors.
+
+One place for the value scaling, so the refiner, the estimators and the realism test all
+see images the same way: uint8 [0, 255] <-> float32 [-1, 1], shape (B, 1, H, W).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, H, W) uint8 -> (B, 1, H, W) float32 in [-1, 1] on ``device``, channels_last."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).to(device=device)
+    t = t.to(torch.float32).unsqueeze(1).mul_(2.0 / 255.0).sub_(1.0)
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(B, 1, H, W) float in [-1, 1] -> (B, H, W) uint8, rounded and clipped."""
+    x = (t.detach().float().squeeze(1) + 1.0).mul_(127.5).round_().clamp_(0, 255)
+    return x.to(torch.uint8).cpu().numpy()
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' means CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

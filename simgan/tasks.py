@@ -1,0 +1,106 @@
+"""The task registry: everything that differs between tasks (eye gaze, hand pose) sits
+behind one interface, so stages are written once and a new task is one module plus one
+entry in ``_REGISTRY``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+Chunks = Iterator[tuple[np.ndarray, pd.DataFrame]]
+MetricsCallback = Callable[[dict[str, float], int], None]
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How to produce one dataset split: its size, image format and a chunk generator."""
+
+    n: int
+    image_shape: tuple[int, int]
+    dtype: str
+    chunks: Callable[[], Chunks]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate` writes: headline metrics, a cumulative curve, per-image rows."""
+
+    summary: dict[str, float]
+    curve: pd.DataFrame
+    per_image: pd.DataFrame
+
+
+class Task(ABC):
+    """One task of the paper. Implementations hold no state besides constants."""
+
+    name: str
+    params_model: type[BaseModel]
+    #: unit of the cumulative-curve threshold ("deg", "px")
+    curve_unit: str
+    #: the headline metric (a key of Evaluation.summary) and its direction
+    headline: str
+    headline_higher_is_better: bool
+    #: summary keys shown in comparison tables, with their column titles
+    table_columns: tuple[tuple[str, str], ...]
+
+    @abstractmethod
+    def synthetic_splits(self, p: Any) -> dict[str, SplitPlan]:
+        """train (refiner input, estimator training) and test (held-out synthetic)."""
+
+    @abstractmethod
+    def real_splits(self, p: Any) -> dict[str, SplitPlan]:
+        """train (unlabelled for the refiner; labelled for the 'real' reference) and test."""
+
+    @abstractmethod
+    def train_estimator(
+        self,
+        p: Any,
+        images: np.ndarray,
+        labels: pd.DataFrame,
+        checkpoint_dir: Path,
+        on_metrics: MetricsCallback | None,
+    ) -> Any:
+        """Train the task's estimator on one source; returns the torch module."""
+
+    @abstractmethod
+    def load_estimator(self, p: Any, state: dict[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def predict(self, p: Any, model: Any, images: np.ndarray) -> pd.DataFrame: ...
+
+    @abstractmethod
+    def evaluate(self, p: Any, predictions: pd.DataFrame, labels: pd.DataFrame) -> Evaluation: ...
+
+    @abstractmethod
+    def label_preservation(
+        self, p: Any, synthetic: np.ndarray, refined: np.ndarray, labels: pd.DataFrame
+    ) -> dict[str, float]:
+        """How far refinement moved the labels (e.g. pupil drift in px)."""
+
+
+_REGISTRY: dict[str, str] = {
+    "gaze": "simgan.gaze:GazeTask",
+}
+
+
+def task_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_task(name: str) -> Task:
+    """Instantiate the task registered as ``name``; the error lists the known ones."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown task {name!r}; allowed values: {', '.join(_REGISTRY)}")
+    module_name, cls_name = _REGISTRY[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls()

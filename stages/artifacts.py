@@ -1,0 +1,39 @@
+"""Saving and loading model files and report files atomically."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from simgan.data.dataset import atomic_write_bytes, atomic_write_text
+
+
+def save_torch(path: Path, obj: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_torch(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run the stage that writes it first")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; run the stage that writes it first")
+    return json.loads(path.read_text())
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))

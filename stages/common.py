@@ -1,0 +1,68 @@
+"""What every stage does the same way: arguments, params, threads, timing, clean errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simgan.config import ParamsError, load_task_params
+from simgan.tasks import Task, get_task, task_names
+from stages.layout import SOURCES, Layout
+
+
+@dataclass(frozen=True)
+class StageContext:
+    task: Task
+    params: Any
+    layout: Layout
+    source: str | None
+    root: Path
+
+
+def parse(stage: str, with_source: bool = False) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=f"python -m stages.{stage}")
+    ap.add_argument("--task", required=True, choices=task_names())
+    if with_source:
+        ap.add_argument("--source", required=True, choices=SOURCES)
+    ap.add_argument("--params", default="params.yaml", help="params file (default params.yaml)")
+    return ap.parse_args()
+
+
+def main(stage: str, body: Callable[[StageContext], None], with_source: bool = False) -> None:
+    """Parse args, validate params before any work, run ``body``, report the wall time.
+
+    Params errors exit with status 2 and a message naming the keys, without a traceback.
+    """
+    args = parse(stage, with_source)
+    root = Path.cwd()
+    try:
+        params = load_task_params(root / args.params, args.task)
+    except ParamsError as exc:
+        print(f"stages.{stage}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    _limit_threads()
+    ctx = StageContext(
+        task=get_task(args.task),
+        params=params,
+        layout=Layout(root, args.task),
+        source=getattr(args, "source", None),
+        root=root,
+    )
+    t0 = time.perf_counter()
+    body(ctx)
+    label = f"{stage}@{args.task}" + (f"-{ctx.source}" if ctx.source else "")
+    print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+
+def _limit_threads() -> None:
+    """Use the cores we have, no more (oversubscription halves CPU throughput)."""
+    import torch
+
+    n = int(os.environ.get("SIMGAN_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(max(1, n))

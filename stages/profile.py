@@ -1,0 +1,62 @@
+"""Apply a profile (configs/<name>.yaml: a partial params tree) onto params.yaml.
+
+    python -m stages.profile configs/smoke.yaml            # rewrites params.yaml
+    python -m stages.profile configs/paper.yaml --out /tmp/p.yaml
+
+The merged file is validated before it is written, so a bad profile never lands.
+For one-off changes, `dvc exp run -S gaze.refiner.train.lr=3e-4` does the same per key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simgan.config import ParamsError, read_yaml, validate
+from simgan.data.dataset import atomic_write_text
+from simgan.tasks import get_task
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Override leaves of ``base``; a key the base does not have is an error (a typo)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if key not in out:
+            raise ParamsError(f"profile key {name}: not in params.yaml (allowed: {list(out)})")
+        if isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = deep_merge(out[key], value, name)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_profile(params_path: Path, profile_path: Path, out_path: Path) -> dict[str, Any]:
+    merged = deep_merge(read_yaml(params_path), read_yaml(profile_path))
+    for task, section in merged.items():
+        validate(get_task(task).params_model, section, task, source=str(profile_path))
+    atomic_write_text(out_path, yaml.safe_dump(merged, sort_keys=False))
+    return merged
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m stages.profile")
+    ap.add_argument("profile", type=Path)
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--out", type=Path, default=None, help="default: overwrite --params")
+    args = ap.parse_args()
+    try:
+        apply_profile(args.params, args.profile, args.out or args.params)
+    except ParamsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"applied {args.profile} -> {args.out or args.params}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""refine: the trained refiner over the whole synthetic train set; labels carried over as is."""
+
+from __future__ import annotations
+
+import time
+
+from tqdm import tqdm
+
+from simgan.data.dataset import open_dataset, write_dataset
+from stages.artifacts import load_torch
+from stages.common import StageContext, main
+from stages.datasets_io import params_hash
+
+
+def run(ctx: StageContext) -> None:
+    from simgan import tracking
+    from simgan.images import pick_device
+    from simgan.nets.refiner import Refiner
+    from simgan.train.refine import refine_images
+
+    section = ctx.params.refine
+    source = open_dataset(ctx.layout.synthetic("train"))
+    saved = load_torch(ctx.layout.refiner_model)
+    device = pick_device(section.device)
+    refiner = Refiner(**saved["net"])
+    refiner.load_state_dict(saved["state_dict"])
+    refiner.to(device).eval()
+    with tracking.stage_run(ctx.root, ctx.task.name, "refine", section.model_dump(mode="json")):
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(source), desc="refine", unit="img", mininterval=1.0)
+
+        def chunks():
+            done = 0
+            for refined in refine_images(refiner, source.images, section.batch_size, device):
+                k = refined.shape[0]
+                yield refined, source.labels.iloc[done : done + k]
+                done += k
+                bar.update(k)
+
+        meta = {
+            **source.meta,
+            "domain": "refined",
+            "refined_from": str(source.path.relative_to(ctx.root)),
+            "params_hash": params_hash(section),
+        }
+        for key in ("count", "shape", "dtype"):
+            meta.pop(key, None)
+        write_dataset(
+            ctx.layout.refined(), chunks(), len(source), source.images.shape[1:],
+            source.images.dtype, meta,
+        )
+        bar.close()
+        seconds = time.perf_counter() - t0
+        tracking.log_metrics({"images": len(source), "seconds": seconds,
+                              "images_per_s": len(source) / max(seconds, 1e-9)})
+
+
+if __name__ == "__main__":
+    main("refine", run)

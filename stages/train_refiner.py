@@ -1,0 +1,52 @@
+"""train_refiner: SimGAN's S+U training. Reads synthetic images and *only the images* of the
+real train split (never real labels); writes the selected refiner and its training report."""
+
+from __future__ import annotations
+
+from simgan.data.dataset import open_images
+from stages.artifacts import save_torch, write_json
+from stages.common import StageContext, main
+
+
+def run(ctx: StageContext) -> None:
+    from simgan import plots, tracking
+    from simgan.nets.refiner import Refiner
+    from simgan.train.simgan import train_refiner
+
+    section = ctx.params.refiner
+    synthetic = open_images(ctx.layout.synthetic("train"))
+    real = open_images(ctx.layout.real("train"))
+    report_dir = ctx.layout.refiner_report
+    with tracking.stage_run(
+        ctx.root, ctx.task.name, "train_refiner", section.model_dump(mode="json")
+    ):
+
+        def on_samples(step: int, syn, ref, rea) -> None:
+            png = plots.grid_png({"synthetic": syn, "refined": ref, "real": rea})
+            tracking.log_png(png, f"samples/step_{step:06d}.png")
+
+        result = train_refiner(
+            synthetic,
+            real,
+            section.net,
+            section.discriminator,
+            section.train,
+            ctx.layout.refiner_checkpoints,
+            on_metrics=tracking.log_metrics,
+            on_samples=on_samples,
+        )
+        refiner = Refiner(**section.net.model_dump())
+        refiner.load_state_dict(result.selected_state)
+        save_torch(
+            ctx.layout.refiner_model,
+            {"state_dict": result.selected_state, "net": section.net.model_dump(mode="json"),
+             "selection": result.selection},
+        )
+        write_json(report_dir / "selection.json", result.selection)
+        tracking.log_metrics({f"selected_{k}": v for k, v in result.selection.items()
+                              if isinstance(v, (int, float))})
+        tracking.log_torch_model(refiner, "refiner")
+
+
+if __name__ == "__main__":
+    main("train_refiner", run)
