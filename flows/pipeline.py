@@ -1,0 +1,614 @@
+"""The DVC pipeline as a Prefect flow: one Prefect task per DVC stage, run one after another.
+
+DVC stays the source of truth: the stage graph comes from ``dvc.yaml`` (through DVC's own
+index), each task runs ``dvc repro --single-item <stage>`` so DVC decides whether the stage is up
+to date and records ``dvc.lock``, and nothing is cached by Prefect. Prefect adds what DVC lacks:
+per-stage logs and retries, schedules (see ``flows.deploy``) and a run history.
+
+Stages run strictly one at a time: DVC holds a repository lock during ``repro``, so two stages
+of one workspace cannot run concurrently anyway.
+
+Command line (from the repository root)::
+
+    python -m flows.pipeline [--task gaze|all] [--target STAGE ...] [-S key=value ...] [--force]
+
+Environment: Prefect reads ``PREFECT_HOME`` and its settings when it is first imported. The
+Makefile exports the project's variables (see ``flows.environment``) before Python starts; this
+module also sets any that are missing, for this repository, before it imports Prefect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from io import StringIO
+from pathlib import Path
+from typing import Any, TypedDict
+
+from flows.environment import apply_project_environment, project_environment
+
+#: The repository this module belongs to (only a project root if it looks like one).
+MODULE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _looks_like_project(path: Path) -> bool:
+    """True for a source checkout (not site-packages), where project-local state may live."""
+    return (
+        (path / ".dvc").is_dir()
+        or (path / "dvc.yaml").is_file()
+        or (path / "pyproject.toml").is_file()
+    )
+
+
+if _looks_like_project(MODULE_ROOT):
+    # Must happen before Prefect is imported: it reads PREFECT_HOME etc. at import time.
+    apply_project_environment(MODULE_ROOT)
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
+from prefect.runtime import flow_run  # noqa: E402
+
+__all__ = [
+    "OverrideError",
+    "StageFailedError",
+    "StageResult",
+    "apply_overrides",
+    "list_stages",
+    "main",
+    "parse_set_params",
+    "pipeline",
+    "run_stage",
+    "stage_matches_task",
+]
+
+PARAMS_FILE = "params.yaml"
+STDERR_TAIL_LINES = 25
+DEFAULT_RETRIES = 1
+DEFAULT_RETRY_DELAY_SECONDS = 5.0
+
+
+class StageResult(TypedDict):
+    """What one stage did: ``ran``, ``skipped`` (DVC found it up to date) or ``failed``."""
+
+    status: str
+    seconds: float
+
+
+class OverrideError(ValueError):
+    """A params override names a missing key (or adds an existing one), like ``dvc -S``."""
+
+
+class StageFailedError(RuntimeError):
+    """A DVC stage exited non-zero; the message names the stage and ends with its stderr."""
+
+
+# --------------------------------------------------------------------------------------------
+# The stage graph, from DVC itself
+# --------------------------------------------------------------------------------------------
+
+
+def stage_matches_task(stage_name: str, task_name: str) -> bool | None:
+    """Whether a ``foreach``/``matrix`` stage belongs to ``task_name``.
+
+    ``render@gaze`` and ``train_estimator@gaze-synthetic`` (or ``...@synthetic-gaze``) belong
+    to ``gaze``. Returns None for a stage without ``@``: it is not generated per task.
+    """
+    name = stage_name.rsplit(":", 1)[-1]  # "sub/dvc.yaml:render@gaze" -> "render@gaze"
+    if "@" not in name:
+        return None
+    key = name.split("@", 1)[1]
+    return f"-{task_name}-" in f"-{key}-"
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The DVC project root: ``root`` if given, else this checkout, else the one around cwd."""
+    if root is not None:
+        return Path(root).resolve()
+    if (MODULE_ROOT / ".dvc").is_dir():
+        return MODULE_ROOT
+    from dvc.repo import Repo
+
+    return Path(Repo.find_root()).resolve()
+
+
+def list_stages(
+    root: str | os.PathLike[str],
+    targets: Sequence[str] | None = None,
+    task: str | None = None,
+) -> list[str]:
+    """Stage names (as ``dvc repro`` accepts them) in dependency order, upstream first.
+
+    ``targets`` restricts the list to those stages and their ancestors (a ``foreach`` group
+    name such as ``render`` means all its items), stopping at frozen stages as ``dvc repro``
+    does. ``task`` keeps the stages generated for that task, plus task-independent stages
+    (no ``@`` in the name) whose upstream stages are all kept. Stages without a command (data
+    tracked with ``dvc add``) are left out: there is nothing to run. Ties keep the order of
+    ``dvc.yaml``, so the result is deterministic.
+    """
+    import networkx as nx
+    from dvc.repo import Repo
+
+    root_path = Path(root).resolve()
+    with warnings.catch_warnings(), Repo(os.fspath(root_path)) as repo:
+        # DVC 3.67 triggers pygtrie DeprecationWarnings while building the graph; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        stages = list(repo.index.stages)
+        position = {stage: index for index, stage in enumerate(stages)}
+        names = {stage: _stage_address(stage, root_path) for stage in stages}
+        # Edges go from a stage to the stages producing its dependencies (DVC's convention).
+        graph = nx.DiGraph(repo.index.graph)
+        graph.remove_edges_from([edge for edge in graph.edges if edge[0].frozen])
+
+        wanted: set[Any] = set(graph.nodes)
+        targeted: list[Any] = []
+        if targets:
+            wanted = set()
+            for target in targets:
+                for stage in _match_target(target, names):
+                    targeted.append(stage)
+                    wanted.add(stage)
+                    wanted.update(nx.descendants(graph, stage))
+
+        upstream_first = nx.lexicographical_topological_sort(
+            graph.reverse(copy=False), key=lambda stage: position[stage]
+        )
+        kept: list[Any] = []
+        kept_set: set[Any] = set()
+        for stage in upstream_first:
+            if stage not in wanted or not stage.cmd:
+                continue
+            if task:
+                belongs = stage_matches_task(names[stage], task)
+                if belongs is False:
+                    continue
+                if belongs is None and not all(
+                    dep in kept_set or not dep.cmd for dep in graph.successors(stage)
+                ):
+                    continue
+            kept.append(stage)
+            kept_set.add(stage)
+
+        dropped = [names[stage] for stage in targeted if stage not in kept_set and stage.cmd]
+        if dropped:
+            raise ValueError(
+                f"target stage(s) {dropped} are not part of task {task!r}; "
+                "pass task=None (--task all) to run them"
+            )
+        return [names[stage] for stage in kept]
+
+
+def _stage_address(stage: Any, root: Path) -> str:
+    """The stage's name as ``dvc repro`` takes it when run from ``root``.
+
+    DVC's own ``stage.addressing`` is relative to the process's cwd, which is not ``root``.
+    """
+    relative = Path(os.path.relpath(stage.path, root)).as_posix()
+    name = getattr(stage, "name", None)
+    if not name:  # a .dvc file
+        return relative
+    return name if relative == "dvc.yaml" else f"{relative}:{name}"
+
+
+def _match_target(target: str, names: Mapping[Any, str]) -> list[Any]:
+    """Stages named by ``target``: an exact stage name or a ``foreach``/``matrix`` group."""
+    target = target.removeprefix("./").removeprefix("dvc.yaml:")
+    exact = [stage for stage, name in names.items() if name == target]
+    if exact:
+        return exact
+    group = [stage for stage, name in names.items() if name.split("@", 1)[0] == target]
+    if group:
+        return group
+    raise ValueError(f"unknown stage {target!r}; stages are: {sorted(names.values())}")
+
+
+# --------------------------------------------------------------------------------------------
+# Params overrides, as `dvc exp run -S key=value` applies them
+# --------------------------------------------------------------------------------------------
+
+
+def _yaml_value(value: object) -> object:
+    """Strings are parsed as YAML (``0.5`` -> float, ``[1, 2]`` -> list); others pass as is."""
+    if not isinstance(value, str) or value == "":
+        return value
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(value)
+    except YAMLError as exc:
+        raise OverrideError(f"value {value!r} is not valid YAML: {exc}") from None
+
+
+def _split_key(spec: str) -> tuple[str, str, str]:
+    """``[+|++|~][file:]dotted.key`` -> (mode, file, key), mode in set/add/upsert/delete."""
+    mode = "set"
+    for prefix, name in (("++", "upsert"), ("+", "add"), ("~", "delete")):
+        if spec.startswith(prefix):
+            mode, spec = name, spec[len(prefix) :]
+            break
+    file, sep, key = spec.rpartition(":")
+    if not sep:
+        file = PARAMS_FILE
+    if not key or any(part == "" for part in key.split(".")):
+        raise OverrideError(f"invalid params key {spec!r}")
+    return mode, file, key
+
+
+def _child(container: Any, part: str) -> Any:
+    """Index a mapping by key or a sequence by integer position; KeyError when absent."""
+    if isinstance(container, list):
+        try:
+            return container[int(part)]
+        except (ValueError, IndexError) as exc:
+            raise KeyError(part) from exc
+    if isinstance(container, dict):
+        return container[part]
+    raise KeyError(part)
+
+
+def _apply_one(data: Any, mode: str, key: str, value: object, where: str) -> None:
+    """Apply one override to a loaded (round-trip) YAML document, in place."""
+    parts = key.split(".")
+    parent = data
+    for depth, part in enumerate(parts[:-1]):
+        try:
+            parent = _child(parent, part)
+        except KeyError:
+            if mode not in ("add", "upsert") or not isinstance(parent, dict):
+                missing = ".".join(parts[: depth + 1])
+                raise OverrideError(
+                    f"{where}: no key {missing!r} (use +{key}=... to add it)"
+                ) from None
+            parent[part] = {}
+            parent = parent[part]
+    last = parts[-1]
+    try:
+        _child(parent, last)
+        exists = True
+    except KeyError:
+        exists = False
+    if mode == "delete":
+        if not exists:
+            raise OverrideError(f"{where}: cannot delete missing key {key!r}")
+        del parent[int(last) if isinstance(parent, list) else last]
+        return
+    if mode == "set" and not exists:
+        raise OverrideError(f"{where}: no key {key!r} (use +{key}=... to add it)")
+    if mode == "add" and exists:
+        raise OverrideError(f"{where}: key {key!r} exists (use {key}=... to change it)")
+    if isinstance(parent, list):
+        if not exists:
+            raise OverrideError(f"{where}: list index {key!r} out of range")
+        parent[int(last)] = value
+    elif isinstance(parent, dict):
+        parent[last] = value
+    else:
+        raise OverrideError(f"{where}: {'.'.join(parts[:-1])!r} is not a mapping")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so readers never see a half-written file."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def apply_overrides(root: str | os.PathLike[str], overrides: Mapping[str, object]) -> dict:
+    """Change params files like ``dvc exp run -S`` does, keeping comments and key order.
+
+    Keys are dotted paths (``train.lr``, list items by index: ``sizes.0``), optionally
+    ``file.yaml:key`` (default ``params.yaml``). As with DVC, a plain key must exist already;
+    ``+key`` adds a new one, ``++key`` sets it either way, ``~key`` deletes it (value ignored).
+    String values are parsed as YAML. Every override is checked before any file is written;
+    each file is replaced atomically. Returns ``{file:key: new value}``; raises
+    OverrideError (and writes nothing) if any override does not fit.
+    """
+    from ruamel.yaml import YAML
+
+    root = Path(root)
+    by_file: dict[str, list[tuple[str, str, object]]] = {}
+    for spec, value in overrides.items():
+        mode, file, key = _split_key(spec)
+        by_file.setdefault(file, []).append((mode, key, _yaml_value(value)))
+
+    yaml = YAML()  # round-trip: comments, quotes and order survive
+    yaml.preserve_quotes = True
+    yaml.default_flow_style = False
+    pending: list[tuple[Path, Any]] = []
+    applied: dict[str, object] = {}
+    for file, changes in by_file.items():
+        path = root / file
+        data = yaml.load(path.read_text(encoding="utf-8")) if path.exists() else None
+        if data is None:
+            data = {}
+        for mode, key, value in changes:
+            _apply_one(data, mode, key, value, where=file)
+            applied[f"{file}:{key}"] = None if mode == "delete" else value
+        pending.append((path, data))
+
+    for path, data in pending:
+        buffer = StringIO()
+        yaml.dump(data, buffer)
+        _write_atomically(path, buffer.getvalue())
+    return applied
+
+
+def parse_set_params(specs: Iterable[str]) -> dict[str, str]:
+    """``["train.lr=0.1", "~old.key"]`` (the CLI's ``-S``) -> overrides for ``apply_overrides``."""
+    overrides: dict[str, str] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep and not key.startswith("~"):
+            raise ValueError(f"-S expects key=value, got {spec!r}")
+        overrides[key.strip()] = value
+    return overrides
+
+
+# --------------------------------------------------------------------------------------------
+# One DVC stage as a Prefect task
+# --------------------------------------------------------------------------------------------
+
+
+def _stage_environment(root: Path, pipeline_id: str | None) -> dict[str, str]:
+    """Environment for ``dvc repro``: project defaults, unbuffered output, this venv first.
+
+    Stage commands call ``python``: putting this interpreter's directory first on PATH makes
+    that the project's venv even when it was not activated.
+    """
+    env = dict(os.environ)
+    env.update(project_environment(root, env))
+    env["PYTHONUNBUFFERED"] = "1"  # stream stage output line by line instead of at exit
+    bindir = str(Path(sys.executable).parent)
+    path_entries = env.get("PATH", "").split(os.pathsep)
+    if path_entries[:1] != [bindir]:
+        env["PATH"] = os.pathsep.join([bindir, *[p for p in path_entries if p]])
+    if pipeline_id:
+        env["SIMGAN_PIPELINE_ID"] = pipeline_id
+    return env
+
+
+def _pump(stream: Any, name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
+    """Read one pipe line by line into the queue (threads: a blocked pipe must not stall)."""
+    try:
+        for line in stream:
+            lines.put((name, line.rstrip("\r\n")))
+    finally:
+        lines.put((name, None))
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    """Stop DVC and the stage command it started (own process group), politely first."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@task(
+    name="dvc-stage",
+    task_run_name="{stage_name}",
+    retries=DEFAULT_RETRIES,
+    retry_delay_seconds=DEFAULT_RETRY_DELAY_SECONDS,
+    cache_policy=NONE,  # DVC is the cache; Prefect must neither skip nor store results
+    persist_result=False,
+)
+def run_stage(
+    stage_name: str,
+    root: str,
+    force: bool = False,
+    pipeline_id: str | None = None,
+) -> StageResult:
+    """Run ``dvc repro --single-item <stage>`` in ``root``, streaming its output to the log.
+
+    Returns ``skipped`` when DVC found the stage up to date (or restored it from its run
+    cache) and ``ran`` when it executed the command. Raises StageFailedError on non-zero exit,
+    with the tail of stderr, so Prefect retries and then fails the task.
+    """
+    logger = get_run_logger()
+    root_path = Path(root).resolve()
+    pipeline_id = pipeline_id or (str(flow_run.id) if flow_run.id else None)
+    command = [sys.executable, "-m", "dvc", "repro", "--single-item"]
+    if force:
+        command.append("--force")
+    command.append(stage_name)
+    logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
+
+    started = time.monotonic()
+    ran = False
+    ran_marker = re.compile(rf"^Running stage '{re.escape(stage_name)}'")
+    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    process = subprocess.Popen(
+        command,
+        cwd=root_path,
+        env=_stage_environment(root_path, pipeline_id),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+        start_new_session=True,  # a process group, so cancelling also stops the stage command
+    )
+    readers = [
+        threading.Thread(target=_pump, args=(process.stdout, "stdout", lines), daemon=True),
+        threading.Thread(target=_pump, args=(process.stderr, "stderr", lines), daemon=True),
+    ]
+    try:
+        for reader in readers:
+            reader.start()
+        open_streams = len(readers)
+        while open_streams:
+            stream, line = lines.get()
+            if line is None:
+                open_streams -= 1
+                continue
+            if stream == "stderr":
+                stderr_tail.append(line)
+            elif ran_marker.match(line):
+                ran = True
+            logger.info("%s", line)
+        returncode = process.wait()
+    finally:
+        _terminate(process)
+        for reader in readers:
+            reader.join(timeout=5)
+
+    seconds = round(time.monotonic() - started, 3)
+    if returncode != 0:
+        tail = "\n".join(stderr_tail) or "(no stderr)"
+        raise StageFailedError(
+            f"DVC stage {stage_name!r} failed with exit code {returncode} after {seconds:.1f} s; "
+            f"stderr tail:\n{tail}"
+        )
+    status = "ran" if ran else "skipped"
+    logger.info("stage %s %s in %.1f s", stage_name, status, seconds)
+    return StageResult(status=status, seconds=seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# The flow
+# --------------------------------------------------------------------------------------------
+
+
+def _format_summary(summary: Mapping[str, Mapping[str, Any]], pending: Sequence[str]) -> str:
+    """A small table for the flow log."""
+    rows = [
+        f"{name:<40} {info['status']:<8} {info['seconds']:>8.1f} s"
+        for name, info in summary.items()
+    ]
+    rows += [f"{name:<40} {'not run':<8}" for name in pending]
+    return "\n".join(["stage summary:", *rows])
+
+
+@flow(name="simgan-pipeline", validate_parameters=True)
+def pipeline(
+    task: str | None = "gaze",
+    targets: list[str] | None = None,
+    overrides: dict[str, object] | None = None,
+    root: str | None = None,
+    force: bool = False,
+    retries: int = DEFAULT_RETRIES,
+    retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS,
+) -> dict[str, StageResult]:
+    """Apply params overrides, then run the DVC stages for ``task`` one after another.
+
+    ``task=None`` runs every task; ``targets`` limits the run to those stages and their
+    ancestors; ``force`` reruns stages even when DVC finds them up to date. Each stage is one
+    Prefect task with ``retries`` retries. Stage subprocesses get ``SIMGAN_PIPELINE_ID`` (this
+    flow run's id) so MLflow runs of one flow run can be grouped. Returns
+    ``{stage: {"status": "ran" | "skipped", "seconds": wall time}}``; on the first failing
+    stage the flow logs the summary and fails with a message naming the stage.
+    """
+    logger = get_run_logger()
+    root_path = resolve_root(root)
+    if overrides:
+        applied = apply_overrides(root_path, overrides)
+        logger.info("params overrides applied: %s", applied)
+
+    stages = list_stages(root_path, targets=targets, task=task)
+    logger.info("%d stage(s) to check, in order: %s", len(stages), ", ".join(stages) or "-")
+    pipeline_id = str(flow_run.id) if flow_run.id else None
+    runner = run_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
+
+    summary: dict[str, StageResult] = {}
+    for index, name in enumerate(stages):
+        started = time.monotonic()
+        try:
+            result = runner(name, str(root_path), force=force, pipeline_id=pipeline_id)
+        except Exception as exc:
+            summary[name] = StageResult(status="failed", seconds=time.monotonic() - started)
+            logger.error(_format_summary(summary, stages[index + 1 :]))
+            raise StageFailedError(
+                f"stage {name!r} failed after {retries + 1} attempt(s): {exc}"
+            ) from exc
+        summary[name] = StageResult(
+            status=result["status"], seconds=round(time.monotonic() - started, 3)
+        )
+    logger.info(_format_summary(summary, []))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: run the flow once; print the summary as JSON; exit 1 if a stage failed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--task", default="gaze", help="task to run, or 'all' (default: gaze)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="run only this stage and its ancestors (repeatable)",
+    )
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override params.yaml like `dvc exp run -S` (repeatable)",
+    )
+    parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
+    parser.add_argument("--root", default=None, help="DVC project root (default: this repo)")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        help=f"retries per stage (default: {DEFAULT_RETRIES})",
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        overrides = parse_set_params(args.set_param)
+    except ValueError as exc:
+        parser.error(str(exc))
+    state = pipeline(
+        task=None if args.task in ("all", "") else args.task,
+        targets=args.target or None,
+        overrides=overrides or None,
+        root=args.root,
+        force=args.force,
+        retries=args.retries,
+        return_state=True,
+    )
+    if state.is_completed():
+        print(json.dumps(state.result(), indent=2))
+        return 0
+    print(f"pipeline {state.name}: {state.message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
