@@ -11,7 +11,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from simgan.metrics.realism import RealismParams
-from simgan.render.eyes import EyeRenderParams, RealAppearanceParams
+from simgan.render.eye_appearance import RealAppearanceParams
+from simgan.render.eyes import EyeRenderParams
 from simgan.tasks import Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.train.estimator import EstimatorParams
 from simgan.train.simgan import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
@@ -114,11 +115,9 @@ class GazeTask(Task):
         return self._plans(p, p.real, p.real.appearance, "standin-real")
 
     def build_estimator(self, p: GazeParams):
-        from simgan.nets.gaze_cnn import GazeNet
+        from simgan.train.estimator import build_gaze_cnn
 
-        e = p.estimator
-        return GazeNet(widths=tuple(e.widths), fc_hidden=e.fc_hidden,
-                       input_shape=(p.render.eye.height, p.render.eye.width))
+        return build_gaze_cnn(p.estimator, image_shape=(p.render.eye.height, p.render.eye.width))
 
     def train_estimator(
         self,
@@ -131,8 +130,8 @@ class GazeTask(Task):
         from simgan.train.estimator import train_estimator
 
         targets = labels[GAZE_COLUMNS].to_numpy(np.float32)
-        model = self.build_estimator(p)
-        return train_estimator(model, images, targets, p.estimator, checkpoint_dir, on_metrics)
+        state, _ = train_estimator(images, targets, p.estimator, checkpoint_dir, on_metrics)
+        return self.load_estimator(p, state)
 
     def load_estimator(self, p: GazeParams, state: dict[str, Any]):
         model = self.build_estimator(p)

@@ -12,7 +12,7 @@ import torch
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, H, W) uint8 -> (B, 1, H, W) float32 in [-1, 1] on ``device``, channels_last."""
-    t = torch.from_numpy(np.ascontiguousarray(images)).to(device=device)
+    t = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(device=device)
     t = t.to(torch.float32).unsqueeze(1).mul_(2.0 / 255.0).sub_(1.0)
     return t.contiguous(memory_format=torch.channels_last)
 

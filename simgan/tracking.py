@@ -129,11 +129,15 @@ def _png_to_pil(png: bytes):
     return Image.open(io.BytesIO(png))
 
 
-def log_torch_model(model: Any, name: str) -> None:
-    """Log a torch model; pip_requirements given so MLflow skips its 11 s inference."""
+def log_torch_model(model: Any, name: str, input_example: Any) -> None:
+    """Log a torch model with its signature (inferred from ``input_example``, a numpy batch);
+    pip_requirements given so MLflow skips its 11 s requirements inference."""
     import mlflow.pytorch
     import torch
 
     mlflow.pytorch.log_model(
-        model.cpu(), name=name, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"]
+        model.cpu().eval(),
+        name=name,
+        input_example=input_example,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )

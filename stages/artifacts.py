@@ -37,3 +37,10 @@ def read_json(path: Path) -> Any:
 
 def write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
+
+
+def example_batch(images, n: int = 2):
+    """A small float batch (B, 1, H, W) in the networks' input scaling, for MLflow signatures."""
+    from simgan.images import to_tensor
+
+    return to_tensor(images[:n]).contiguous().numpy()

@@ -84,9 +84,7 @@ def run(ctx: StageContext) -> None:
 
 
 def _realism_dict(result) -> dict[str, float]:
-    from dataclasses import asdict
-
-    return {k: float(v) for k, v in asdict(result).items()}
+    return {k: float(v) for k, v in result.model_dump().items()}
 
 
 def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
@@ -128,7 +126,6 @@ def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
         "",
         "![synthetic, refined, real samples](samples.png)",
         "",
-        f"Params: `{ctx.layout.root.name}/params.yaml`, task `{task.name}`.",
         "",
     ]
     return "\n".join(lines)

@@ -4,7 +4,7 @@ Its validation split comes from its own training source only."""
 from __future__ import annotations
 
 from simgan.data.dataset import open_dataset
-from stages.artifacts import save_torch
+from stages.artifacts import example_batch, save_torch
 from stages.common import StageContext, main
 
 
@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> None:
             ctx.layout.estimator_model(ctx.source),
             {"state_dict": model.state_dict(), "source": ctx.source, "n_train": len(data)},
         )
-        tracking.log_torch_model(model, "estimator")
+        tracking.log_torch_model(model, "estimator", example_batch(data.images))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ real train split (never real labels); writes the selected refiner and its traini
 from __future__ import annotations
 
 from simgan.data.dataset import open_images
-from stages.artifacts import save_torch, write_json
+from stages.artifacts import example_batch, save_torch, write_json
 from stages.common import StageContext, main
 
 
@@ -45,7 +45,7 @@ def run(ctx: StageContext) -> None:
         write_json(report_dir / "selection.json", result.selection)
         tracking.log_metrics({f"selected_{k}": v for k, v in result.selection.items()
                               if isinstance(v, (int, float))})
-        tracking.log_torch_model(refiner, "refiner")
+        tracking.log_torch_model(refiner, "refiner", example_batch(synthetic))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""SimGAN's two losses: the local adversarial loss and self-regularisation.
+
+Label convention for the discriminator's (B, 2, h, w) logit map: class 1 = real, class 0 =
+refined. D minimises ``adversarial_loss(D(y), REAL) + adversarial_loss(D(R(x)), REFINED)``;
+R minimises ``adversarial_loss(D(R(x)), REAL) + self_regularisation(R(x), x, lambda)`` (the
+paper's -log(1 - D(R(x))) with D(.) = probability of "refined" is the same quantity).
+
+Scaling: the adversarial loss is, as in the paper, the cross-entropy *summed over the h*w
+patches* and averaged over the batch (eye D: 9x14 = 126 patches, so ~87 at chance). With
+``reduction="mean"`` the self-regularisation is the mean absolute difference per pixel, so
+``lambda`` weighs one pixel's L1 against the whole patch sum; ``reduction="sum"`` sums over
+pixels (averaged over the batch), which is ``H*W`` (1925 for eyes) times larger for the same
+``lambda``. The CPU design trial used lambda 0.5 with "mean". Only the ratio of the two terms
+matters to Adam.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+REAL = 1
+REFINED = 0
+
+Feature = Literal["identity", "local_mean"]
+Reduction = Literal["mean", "sum"]
+
+
+def adversarial_loss(
+    logits: torch.Tensor, target: int, patch_reduction: Reduction = "sum"
+) -> torch.Tensor:
+    """Cross-entropy of every patch of ``logits`` (B, 2, h, w) against class ``target``.
+
+    Summed over patches (``patch_reduction="sum"``, the paper) or averaged, then averaged over
+    the batch.
+    """
+    b = logits.shape[0]
+    # log-softmax over the class channel; picking the target channel is the per-patch CE
+    ce = -F.log_softmax(logits.float(), dim=1)[:, target]
+    per_image = ce.flatten(1).sum(1) if patch_reduction == "sum" else ce.flatten(1).mean(1)
+    return per_image.sum() / b
+
+
+def features(x: torch.Tensor, feature: Feature = "identity", kernel: int = 3) -> torch.Tensor:
+    """psi(x): the image itself, or its local mean over ``kernel`` x ``kernel`` windows.
+
+    The local mean lets R change texture and noise freely (they average out) while still
+    tying low-frequency content, i.e. the geometry that carries the label, to the input.
+    """
+    if feature == "identity":
+        return x
+    if feature == "local_mean":
+        return F.avg_pool2d(x, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+    raise ValueError(f"unknown self-regularisation feature {feature!r}")
+
+
+def self_regularisation(
+    refined: torch.Tensor,
+    synthetic: torch.Tensor,
+    lam: float,
+    feature: Feature = "identity",
+    reduction: Reduction = "mean",
+    kernel: int = 3,
+) -> torch.Tensor:
+    """``lam * |psi(R(x)) - psi(x)|_1``: per-pixel mean or per-image sum, batch-averaged."""
+    diff = (features(refined, feature, kernel) - features(synthetic, feature, kernel)).abs()
+    per_image = diff.flatten(1).mean(1) if reduction == "mean" else diff.flatten(1).sum(1)
+    return lam * per_image.mean()

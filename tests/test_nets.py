@@ -1,0 +1,65 @@
+"""Shapes of the three networks, at paper sizes and at narrow CPU sizes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from simgan.nets.discriminator import EYE, HAND, PatchDiscriminator
+from simgan.nets.gaze_cnn import GazeCNN
+from simgan.nets.refiner import Refiner
+
+
+@pytest.mark.parametrize("output", ["residual", "tanh"])
+def test_refiner_keeps_shape_and_range(output: str) -> None:
+    r = Refiner(width=8, blocks=2, output=output)
+    x = torch.rand(3, 1, 35, 55) * 2 - 1
+    y = r(x)
+    assert y.shape == x.shape
+    assert y.min() >= -1 and y.max() <= 1
+
+
+def test_residual_refiner_starts_as_identity() -> None:
+    x = torch.rand(2, 1, 35, 55) * 2 - 1
+    assert torch.equal(Refiner(width=8, blocks=1)(x), x)
+
+
+def test_refiner_paper_sizes() -> None:
+    eye = Refiner(width=64, blocks=4, kernel=3)
+    assert eye(torch.zeros(1, 1, 35, 55)).shape == (1, 1, 35, 55)
+    convs = [m for m in eye.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 2 * 4 + 1 and convs[-1].kernel_size == (1, 1)
+    hand = Refiner(width=8, blocks=10, kernel=7)
+    assert hand(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_discriminator_paper_eye_and_hand_layouts() -> None:
+    d = PatchDiscriminator(**EYE)
+    assert d(torch.zeros(2, 1, 35, 55)).shape == (2, 2, 9, 14)
+    widths = [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [96, 64, 32, 32, 2]
+    hand = PatchDiscriminator(**HAND)
+    out = hand(torch.zeros(1, 1, 224, 224))
+    assert out.shape[:2] == (1, 2) and out.shape[2:] == (7, 7)
+    narrow = PatchDiscriminator(widths=(16, 16, 8, 8))
+    assert narrow(torch.zeros(4, 1, 35, 55)).shape == (4, 2, 9, 14)
+
+
+def test_discriminator_rejects_inconsistent_layout() -> None:
+    with pytest.raises(ValueError):
+        PatchDiscriminator(widths=(8, 8), kernels=(3,), strides=(1, 1))
+
+
+def test_gaze_cnn_paper_flatten_is_9600() -> None:
+    net = GazeCNN()
+    assert net.flat_size == 9600
+    assert net(torch.zeros(2, 1, 35, 55)).shape == (2, 3)
+
+
+def test_gaze_cnn_half_width_and_batch_norm_untouched_by_probe() -> None:
+    net = GazeCNN(widths=(16, 16, 32, 40, 96), fc_hidden=500, batch_norm=True)
+    assert net.flat_size == 96 * 5 * 10
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(int(m.num_batches_tracked) == 0 for m in bn)
+    out = net(torch.zeros(2, 1, 35, 55).contiguous(memory_format=torch.channels_last))
+    assert out.shape == (2, 3)

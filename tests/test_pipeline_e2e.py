@@ -1,0 +1,123 @@
+"""The whole DVC graph on the smoke profile, in a temporary copy of the repo.
+
+Checks every output of the data contract, the metrics DVC sees, the MLflow runs and their
+tags, and that DVC reruns only what a params change touches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simgan.data.dataset import open_dataset
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP = {".venv", ".git", "data", "models", "reports", "mlflow.db", "mlruns", "mlartifacts",
+        ".prefect", ".pytest_cache", ".ruff_cache", "__pycache__", "site-cache", "cache", "tmp",
+        "simgan.egg-info", "dvc.lock"}
+SOURCES = ("synthetic", "refined", "real")
+
+
+def _env(repo: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(repo / ".dvc" / "site-cache"),
+        MLFLOW_DISABLE_TELEMETRY="true",
+        SIMGAN_PIPELINE_ID="e2e-test",
+        PYTHONPATH=str(repo),
+    )
+    return env
+
+
+def _run(args: list[str], repo: Path, timeout: float = 240) -> str:
+    """Run a command in the copy; returns stdout, fails the test with both streams' tails."""
+    proc = subprocess.run(args, cwd=repo, env=_env(repo), capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    )
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("e2e") / "repo"
+    shutil.copytree(ROOT, repo, ignore=lambda d, names: [n for n in names if n in SKIP])
+    _run(["git", "init", "-q"], repo)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], repo)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "e2e"], repo)
+    _run([sys.executable, "-m", "stages.profile", "configs/smoke.yaml"], repo)
+    _run(["dvc", "repro"], repo, timeout=600)
+    return repo
+
+
+def test_every_dataset_follows_the_contract(repo):
+    for rel in ("synthetic/train", "synthetic/test", "real/train", "real/test", "refined/train"):
+        ds = open_dataset(repo / "data/gaze" / rel)
+        assert ds.images.dtype == np.uint8 and ds.images.shape[1:] == (35, 55), rel
+        assert {"gaze_x", "gaze_y", "gaze_z", "pupil_u", "pupil_v", "id"} <= set(ds.labels), rel
+        assert ds.meta["task"] == "gaze" and ds.meta["count"] == len(ds)
+    syn = open_dataset(repo / "data/gaze/synthetic/train")
+    ref = open_dataset(repo / "data/gaze/refined/train")
+    assert ref.meta["domain"] == "refined"
+    assert ref.labels.equals(syn.labels), "refine must carry labels over unchanged"
+    assert not np.array_equal(ref.images, syn.images), "the refiner changed nothing"
+
+
+def test_reports_and_dvc_metrics_cover_all_sources(repo):
+    comparison = json.loads((repo / "reports/gaze/comparison.json").read_text())
+    for s in SOURCES:
+        real_test = comparison["sources"][s]["real_test"]
+        assert 0.0 <= real_test["mean_deg"] <= 180.0
+        assert 0.0 <= real_test["pct_within"] <= 100.0
+    assert "pupil_drift_mean_px" in comparison["label_preservation"]
+    for pair in ("synthetic_vs_real", "refined_vs_real"):
+        assert 0.0 <= comparison["realism"][pair]["accuracy"] <= 1.0
+    md = (repo / "reports/gaze/comparison.md").read_text()
+    assert all(f"| {s} |" in md for s in SOURCES)
+    for png in ("curves.png", "samples.png"):
+        assert (repo / "reports/gaze" / png).read_bytes().startswith(b"\x89PNG")
+    shown = json.loads(_run(["dvc", "metrics", "show", "--json"], repo))
+    files = next(iter(shown.values()))["data"]
+    for s in SOURCES:
+        assert f"reports/gaze/eval/{s}/metrics.json" in files
+
+
+def test_mlflow_holds_one_finished_run_per_stage(repo):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["simgan-gaze"])
+    assert set(runs["status"]) == {"FINISHED"}
+    assert set(runs["tags.pipeline_id"]) == {"e2e-test"}
+    stages = runs["tags.stage"].value_counts().to_dict()
+    assert stages == {"render": 1, "real": 1, "train_refiner": 1, "refine": 1,
+                      "train_estimator": 3, "evaluate": 3, "compare": 1}
+    refined = mlflow.search_runs(experiment_names=["simgan-gaze"],
+                                 filter_string="tags.train_source = 'refined'")
+    assert sorted(refined["tags.stage"]) == ["evaluate", "train_estimator"]
+    assert "metrics.real_test.mean_deg" in refined.columns
+
+
+def test_repro_is_incremental(repo):
+    assert "up to date" in _run(["dvc", "status"], repo)
+    params = (repo / "params.yaml").read_text()
+    assert "within_deg: 7.0" in params
+    (repo / "params.yaml").write_text(params.replace("within_deg: 7.0", "within_deg: 5.0"))
+    try:
+        status = json.loads(_run(["dvc", "status", "--json"], repo))
+        assert sorted(status) == [f"evaluate@gaze-{s}" for s in ("real", "refined", "synthetic")]
+    finally:
+        (repo / "params.yaml").write_text(params)

@@ -1,0 +1,210 @@
+"""The S+U loop on tiny sizes: resume equals uninterrupted, the buffer fills, selection is
+label-free; the estimator learns a trivial mapping and resumes; refine_images streams."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+import torch
+
+from simgan.nets.refiner import Refiner
+from simgan.train.estimator import (
+    EstimatorParams,
+    build_gaze_cnn,
+    predict,
+    split_indices,
+    train_estimator,
+)
+from simgan.train.refine import refine_images
+from simgan.train.simgan import (
+    DiscriminatorParams,
+    RefinerNetParams,
+    RefinerTrainParams,
+    Selector,
+    train_refiner,
+)
+
+H, W = 12, 16
+
+
+class Killed(Exception):
+    """Stands in for a SIGKILL in the middle of a run."""
+
+
+def _images(seed: int, n: int, offset: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 200, size=(n, H, W))
+    return np.clip(base + offset, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: threading only adds overhead (and the CI box is shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return _images(0, 80, 0), _images(1, 80, 40)
+
+
+NET = RefinerNetParams(width=4, blocks=1)
+DISC = DiscriminatorParams(widths=(4, 4, 4, 4))
+
+
+def _params(**kw) -> RefinerTrainParams:
+    base = dict(
+        batch_size=8, pretrain_refiner_steps=2, pretrain_discriminator_steps=2, steps=6,
+        lr=1e-3, history_size=20, select_every=2, select_size=16, checkpoint_every=3,
+        log_every=1, sample_every=3, sample_count=4, device="cpu", seed=3,
+    )
+    base.update(kw)
+    return RefinerTrainParams(**base)
+
+
+def _equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_kill_equals_uninterrupted(data, tmp_path: Path) -> None:
+    syn, real = data
+    p = _params()
+    full = train_refiner(syn, real, NET, DISC, p, tmp_path / "a")
+
+    def die_at_5(metrics: dict[str, float], step: int) -> None:
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_refiner(syn, real, NET, DISC, p, tmp_path / "b", on_metrics=die_at_5)
+    seen: list[int] = []
+    resumed = train_refiner(
+        syn, real, NET, DISC, p, tmp_path / "b", on_metrics=lambda m, s: seen.append(s)
+    )
+    assert min(seen) == 4  # continued after the checkpoint at step 3, did not restart
+    assert _equal_states(full.last_state, resumed.last_state)
+    assert _equal_states(full.selected_state, resumed.selected_state)
+    assert _equal_states(full.discriminator_state, resumed.discriminator_state)
+    assert full.history == resumed.history
+    assert full.selection == resumed.selection
+
+
+def test_changed_params_start_afresh_and_finished_run_is_reused(data, tmp_path: Path) -> None:
+    syn, real = data
+    first = train_refiner(syn, real, NET, DISC, _params(), tmp_path)
+    calls: list[int] = []
+    again = train_refiner(syn, real, NET, DISC, _params(), tmp_path,
+                          on_metrics=lambda m, s: calls.append(s))
+    assert calls == [] and _equal_states(first.last_state, again.last_state)
+    other = train_refiner(syn, real, NET, DISC, _params(seed=4), tmp_path)
+    assert not _equal_states(first.last_state, other.last_state)
+
+
+def test_buffer_fills_during_training(data, tmp_path: Path) -> None:
+    syn, real = data
+    train_refiner(syn, real, NET, DISC, _params(), tmp_path)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    # 2 pretraining + 6 adversarial D steps push b/2 = 4 images each: 32 > capacity 20
+    assert saved["buffer"]["count"] == 20
+
+
+def test_selection_reports_curve_and_samples(data, tmp_path: Path) -> None:
+    syn, real = data
+    samples: list[tuple[int, tuple[int, ...]]] = []
+    res = train_refiner(
+        syn, real, NET, DISC, _params(), tmp_path,
+        on_samples=lambda s, a, b, c: samples.append((s, b.shape)),
+    )
+    steps = [c["step"] for c in res.selection["curve"]]
+    assert steps == [0, 2, 4, 6]
+    assert res.selection["selected_step"] in steps
+    assert {"mmd", "mmd_ratio", "structure", "drift", "eligible"} <= res.selection.keys()
+    assert samples[0] == (4, (4, H, W)) and samples[-1][0] == 10
+
+
+def test_selection_never_takes_labels() -> None:
+    for fn in (train_refiner, Selector.__init__, Selector.score):
+        names = inspect.signature(fn).parameters
+        assert not any("label" in n or "target" in n for n in names), fn
+
+
+def test_selector_distance_orders_domains() -> None:
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.linspace(40, 200, W)[None, None, :], 64, 0).repeat(H, 1)
+    noisy = np.clip(smooth + rng.normal(0, 25, smooth.shape), 0, 255).astype(np.uint8)
+    sel = Selector(smooth.astype(np.uint8), noisy, torch.device("cpu"), 0.9, 255.0)
+    ident = sel.score(Refiner(width=2, blocks=0))
+    assert ident["mmd"] == pytest.approx(sel.mmd_synthetic)
+    assert ident["structure"] == pytest.approx(1.0) and ident["drift"] == 0.0
+    same = Selector(noisy, noisy, torch.device("cpu"), 0.9, 255.0)
+    assert same.mmd_synthetic < 1e-5 < sel.mmd_synthetic
+
+
+def test_train_params_are_strict() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        RefinerTrainParams(unknown=1)
+    with pytest.raises(pydantic.ValidationError):
+        RefinerTrainParams(kg=0)
+    with pytest.raises(pydantic.ValidationError):
+        DiscriminatorParams(widths=(4, 4), kernels=(3,), strides=(1, 1))
+
+
+def test_refine_images_streams_chunks() -> None:
+    images = _images(2, 10, 0)
+    chunks = list(refine_images(Refiner(width=4, blocks=1), images, 4, "cpu"))
+    assert [c.shape[0] for c in chunks] == [4, 4, 2]
+    assert np.array_equal(np.concatenate(chunks), images)  # fresh residual R is the identity
+
+
+GH, GW = 24, 32  # smallest convenient size the gaze CNN's unpadded layout accepts
+
+
+def _gaze_data(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brightness encodes the horizontal gaze component: a mapping a tiny CNN must learn."""
+    rng = np.random.default_rng(0)
+    v = rng.uniform(0, 1, n).astype(np.float32)
+    images = np.broadcast_to((v * 255).astype(np.uint8)[:, None, None], (n, GH, GW)).copy()
+    g = np.stack([v - 0.5, np.zeros_like(v), -np.ones_like(v)], 1)
+    return images, (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
+
+
+EST = EstimatorParams(
+    widths=(4, 4, 4, 4, 4), fc_hidden=16, batch_norm=False, epochs=6, batch_size=32, lr=3e-3,
+    val_fraction=0.2, device="cpu", seed=1,
+)
+
+
+def test_estimator_learns_trivial_mapping_and_resumes(tmp_path: Path) -> None:
+    images, targets = _gaze_data(320)
+    state, history = train_estimator(images, targets, EST, tmp_path / "a")
+    assert history[-1]["val_loss"] < 0.2 * history[0]["val_loss"]
+    model = build_gaze_cnn(EST, (GH, GW))
+    model.load_state_dict(state)
+    pred = predict(model, images, 64, "cpu")
+    assert pred.shape == (320, 3) and np.allclose(np.linalg.norm(pred, axis=1), 1, atol=1e-5)
+    angle = np.degrees(np.arccos(np.clip((pred * targets).sum(1), -1, 1)))
+    assert angle.mean() < 3.0  # predicting the mean would give about 7 degrees
+
+    def die_at_3(metrics: dict[str, float], epoch: int) -> None:
+        if epoch == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_estimator(images, targets, EST, tmp_path / "b", die_at_3)
+    state_b, history_b = train_estimator(images, targets, EST, tmp_path / "b")
+    assert _equal_states(state, state_b)
+    assert [h["val_loss"] for h in history] == [h["val_loss"] for h in history_b]
+
+
+def test_validation_split_is_deterministic_and_disjoint() -> None:
+    tr, va = split_indices(100, 0.1, 7)
+    tr2, va2 = split_indices(100, 0.1, 7)
+    assert np.array_equal(va, va2) and len(va) == 10
+    assert not set(tr) & set(va) and len(tr) + len(va) == 100
