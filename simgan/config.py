@@ -33,7 +33,7 @@ def missing_keys(model: type[BaseModel], data: Any, prefix: str) -> list[str]:
     for name, field in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
         if name not in data:
-            out.append(f"{key} (expected {_describe(field.annotation)})")
+            out.append(f"{key}: missing (expected {_describe(field.annotation)})")
             continue
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
@@ -43,7 +43,7 @@ def missing_keys(model: type[BaseModel], data: Any, prefix: str) -> list[str]:
 
 def validate(model: type[BaseModel], data: Any, prefix: str, source: str = "params.yaml"):
     """Validate ``data`` against ``model``; every key must be present (see module doc)."""
-    problems = [f"{k}: missing" for k in missing_keys(model, data, prefix)]
+    problems = missing_keys(model, data, prefix)
     try:
         obj = model.model_validate(data)
     except ValidationError as exc:

@@ -186,4 +186,7 @@ class GazeTask(Task):
             "pupil_drift_std_px": float(d["std"]),
             "pupil_drift_median_px": float(d["median"]),
             "pupil_drift_n_valid": float(d["n_valid"]),
+            # a blob in the synthetic image but none after refinement: the pupil was damaged
+            "pupil_lost_n": float(d["n_lost"]),
+            "pupil_not_found_n": float(d["n_no_blob"]),
         }

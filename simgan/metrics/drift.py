@@ -96,7 +96,7 @@ def fit_pupil_ellipses(
 ) -> PupilFit:
     """Fit the dark pupil/iris blob near ``prior_uv`` (N, 2) in each (N, H, W) uint8 image.
 
-    ``target_px`` (N,): instead of the most stable region, keep the admissible region whose
+    ``target_px`` (N,): instead of the darkest plateau, keep the admissible region whose
     pixel count is closest to this (NaN entries mark images to skip). ``images`` may be a
     memmap; it is read ``params.chunk_size`` images at a time.
     """
@@ -217,9 +217,10 @@ def _fit_chunk(
     labels, _ = ndimage.label(below.reshape(b * k, wh, ww), structure=_CROSS)
     labels = labels.reshape(b, k, wh * ww)
     seed_label = labels[idx[:, None], np.arange(k)[None, :], seed[:, None]]
-    region = (labels == seed_label[..., None]).reshape(b, k, wh, ww)
+    region = (labels == seed_label[..., None]) & (seed_label[..., None] > 0)  # 0 = background
+    region = region.reshape(b, k, wh, ww)
 
-    # 4. Choose a level: most stable admissible region, or the one matching target_px.
+    # 4. Choose a level: the darkest plateau among admissible regions, or the target_px match.
     area = region.sum(axis=(2, 3)).astype(np.float64)
     border = np.ones((wh, ww), dtype=bool)
     border[1:-1, 1:-1] = False

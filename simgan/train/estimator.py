@@ -171,7 +171,10 @@ def train_estimator(
     steps_per_epoch = math.ceil(train_idx.shape[0] / params.batch_size)
 
     torch.manual_seed(params.seed)
-    model = build_gaze_cnn(params, images.shape[1:], targets.shape[1]).to(device, memory_format=fmt)
+    model = build_gaze_cnn(params, images.shape[1:], targets.shape[1])
+    with torch.no_grad():  # start at the mean label: saves the first epoch's worth of steps
+        model.head[-1].bias.copy_(torch.from_numpy(targets[train_idx].mean(0)))
+    model = model.to(device, memory_format=fmt)
     opt = _optimizer(params, model)
     total_steps = params.epochs * steps_per_epoch
     if params.lr_schedule == "cosine":
@@ -223,7 +226,7 @@ def train_estimator(
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * rows.shape[0]
+            loss_sum += float(loss.detach()) * rows.shape[0]
             bar.update(1)
         epoch += 1
         row: dict[str, float] = {
