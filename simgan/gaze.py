@@ -145,7 +145,9 @@ class GazeTask(Task):
         g = predict(model, images, p.evaluate.batch_size, pick_device(p.evaluate.device))
         return pd.DataFrame(g, columns=["pred_x", "pred_y", "pred_z"])
 
-    def evaluate(self, p: GazeParams, predictions: pd.DataFrame, labels: pd.DataFrame) -> Evaluation:
+    def evaluate(
+        self, p: GazeParams, predictions: pd.DataFrame, labels: pd.DataFrame
+    ) -> Evaluation:
         from simgan.metrics.curves import cumulative_curve
         from simgan.metrics.gaze import angular_error_deg, gaze_summary, vector_to_pitchyaw
 

@@ -33,8 +33,9 @@ def grid_png(rows: Mapping[str, np.ndarray], scale: float = 2.0) -> bytes:
     """Sample grid with the row names written on the left (e.g. synthetic | refined | real)."""
     grid = image_grid(rows)
     height, width = grid.shape
-    fig = plt.figure(figsize=(scale * width / 80 + 1.2, scale * height / 80), dpi=100)
-    ax = fig.add_axes((1.2 / (scale * width / 80 + 1.2), 0, 1 - 1.2 / (scale * width / 80 + 1.2), 1))
+    label_in, fig_w = 1.2, scale * width / 80 + 1.2
+    fig = plt.figure(figsize=(fig_w, scale * height / 80), dpi=100)
+    ax = fig.add_axes((label_in / fig_w, 0, 1 - label_in / fig_w, 1))
     ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
     ax.set_xticks([])
     row_h = height / len(rows)

@@ -7,6 +7,7 @@ from simgan.data.dataset import open_dataset
 from stages.artifacts import load_torch, write_csv, write_json
 from stages.common import StageContext, main
 
+
 def run(ctx: StageContext) -> None:
     from simgan import tracking
 

@@ -51,7 +51,8 @@ def open_dataset(path: str | Path) -> Dataset:
     meta = json.loads((path / META).read_text())
     if len(labels) != images.shape[0]:
         raise ValueError(
-            f"{path / LABELS}: {len(labels)} rows but {path / IMAGES} holds {images.shape[0]} images"
+            f"{path / LABELS}: {len(labels)} rows but {path / IMAGES} holds "
+            f"{images.shape[0]} images"
         )
     return Dataset(path=path, images=images, labels=labels, meta=meta)
 
@@ -109,7 +110,9 @@ def write_dataset(
     """
     dtype = np.dtype(dtype)
     with atomic_dir(path) as tmp:
-        out = np.lib.format.open_memmap(tmp / IMAGES, mode="w+", dtype=dtype, shape=(n, *image_shape))
+        out = np.lib.format.open_memmap(
+            tmp / IMAGES, mode="w+", dtype=dtype, shape=(n, *image_shape)
+        )
         frames: list[pd.DataFrame] = []
         filled = 0
         for images, labels in chunks:
