@@ -207,9 +207,9 @@ def test_real_differs_from_synthetic_statistically(synthetic, real) -> None:
     # flat regions: synthetic skin is smooth, real skin is textured and noisy
     def flat_noise(x: np.ndarray) -> float:
         d = np.diff(x[:, :4, :], axis=2)  # top rows: skin in both domains
-        return float(np.median(np.abs(d)))
+        return float(np.abs(d).mean())
 
-    assert flat_noise(r) > flat_noise(s) + 1.0
+    assert flat_noise(r) > 1.5 * flat_noise(s)
     assert r.std(axis=(1, 2)).mean() < s.std(axis=(1, 2)).mean()
 
 

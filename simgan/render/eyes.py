@@ -98,6 +98,10 @@ class EyeRenderParams(BaseModel):
     lid_follow_lower: float = Field(0.25, ge=0.0, le=1.5, description="d(lower lid)/d(R sin p)")
     openness_std: float = Field(0.1, ge=0.0, le=0.5)
     blink_prob: float = Field(0.03, ge=0.0, le=1.0, description="share of nearly closed eyes")
+    texture_strength: float = Field(
+        0.3, ge=0.0, le=3.0,
+        description="faint skin/iris texture, like a simulator's own textures; 0 = flat",
+    )
 
     @model_validator(mode="after")
     def _pupil_range(self) -> EyeRenderParams:
@@ -418,13 +422,37 @@ def bump(x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- shading
 
 
-def shade_synthetic(geom: EyeGeometry, f: EyeFields, rng: np.random.Generator) -> np.ndarray:
-    """Flat, clean "simulator" shading (UnityEyes-like): (B, H, W) float32 in [0, 255].
+def smooth121(x: np.ndarray) -> np.ndarray:
+    """Separable [1 2 1]/4 blur over the last two axes (edge-replicated)."""
+    p = np.pad(x, ((0, 0), (1, 1), (0, 0)), mode="edge")
+    x = 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+    p = np.pad(x, ((0, 0), (0, 0), (1, 1)), mode="edge")
+    return 0.25 * p[:, :, :-2] + 0.5 * p[:, :, 1:-1] + 0.25 * p[:, :, 2:]
 
-    The pupil is always the darkest thing in the image (tests locate it by intensity).
+
+def fine_texture(rng: np.random.Generator, n: int, height: int, width: int) -> np.ndarray:
+    """Zero-mean, unit-variance pixel-scale texture (B, H, W) float32, bounded by about 4.6.
+
+    Uniform noise (variance 1/12) smoothed by [1 2 1]^2 (gain 0.375): uniform draws cost a
+    third of Gaussian ones and the smoothing makes the result near-Gaussian anyway.
+    """
+    x = smooth121(rng.random((n, height, width), dtype=_F) - 0.5)
+    x *= _F(np.sqrt(12.0) / 0.375)
+    return x
+
+
+def shade_synthetic(
+    geom: EyeGeometry, f: EyeFields, rng: np.random.Generator, texture: float = 0.3
+) -> np.ndarray:
+    """Clean "simulator" shading (UnityEyes-like): (B, H, W) float32 in [0, 255].
+
+    Flat colours, simple spherical falloff on the sclera, a faint texture (``texture``; the
+    refiner needs *some* texture to turn into real skin and sensor grain: a deterministic
+    network cannot invent stochastic detail from perfectly flat input). The pupil is always
+    the darkest thing in the image (tests locate it by intensity).
     """
     n = len(geom)
-    height = f.u.shape[1]
+    height, width = f.u.shape[1:]
     skin = _col(rng.uniform(135, 200, n))
     sclera = _col(rng.uniform(200, 240, n))
     iris = _col(rng.uniform(85, 145, n))
@@ -432,14 +460,17 @@ def shade_synthetic(geom: EyeGeometry, f: EyeFields, rng: np.random.Generator) -
     margin = _col(rng.uniform(60, 85, n))
     vgrad = _col(rng.uniform(-0.12, 0.12, n))
     radius = _col(geom.radius)
+    tex = fine_texture(rng, n, height, width) if texture > 0 else np.zeros_like(f.m_open)
 
     eye = sclera * (1.0 - 0.22 * (f.a * f.a + f.b * f.b) / (radius * radius))
-    eye += (iris * (1.0 - 0.2 * np.minimum(f.iris_rho2, 1.0)) - eye) * f.m_iris
+    iris_img = iris * (1.0 - 0.2 * np.minimum(f.iris_rho2, 1.0) + (0.15 * texture) * tex)
+    eye += (iris_img - eye) * f.m_iris
     eye += (pupil - eye) * f.m_pupil
     eye += (0.8 * skin + 10.0 - eye) * f.m_caruncle
 
     crease = bump((f.e_up - 0.45 * radius) * (1.0 / (0.2 * radius)))
-    img = skin * (1.0 + vgrad * (f.v - height / 2.0) / height - 0.12 * crease)
+    img = skin * (1.0 + vgrad * (f.v - height / 2.0) / height - 0.12 * crease
+                  + (0.04 * texture) * tex)
     img += (eye - img) * f.m_open
     m_margin = band(f.e_up, 1.2) * corner_fade(f.t)
     img += (margin - img) * m_margin
@@ -472,7 +503,7 @@ def render_block(
         sub = geom.slice(lo, lo + SUB_BLOCK)
         flds = rasterize(sub, params.height, params.width)
         if appearance is None:
-            img = shade_synthetic(sub, flds, rng)
+            img = shade_synthetic(sub, flds, rng, params.texture_strength)
         else:
             img = shade_real(sub, flds, rng, appearance)
         images[lo : lo + SUB_BLOCK] = to_uint8(img)
