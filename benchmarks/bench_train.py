@@ -68,8 +68,14 @@ def bench_refiner(
     return batch / _time(g_step, seconds, reps), batch / _time(d_step, seconds, reps)
 
 
-def bench_gaze(widths: tuple[int, ...], fc: int, batch: int, channels_last: bool,
-               batch_norm: bool, seconds: float) -> float:
+def bench_gaze(
+    widths: tuple[int, ...],
+    fc: int,
+    batch: int,
+    channels_last: bool,
+    batch_norm: bool,
+    seconds: float,
+) -> float:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = GazeCNN(widths=widths, fc_hidden=fc, batch_norm=batch_norm).to(memory_format=fmt)
     opt = torch.optim.AdamW(net.parameters(), 1e-3)
@@ -98,7 +104,8 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, image {H}x{W}")
     print("\nrefiner (4 blocks, 3x3) + discriminator; images/s per update")
-    print(f"{'R width':>7} {'D widths':>16} {'batch':>5} {'ch_last':>7} {'G step':>8} {'D step':>8}")
+    head = ("R width", "D widths", "batch", "ch_last", "G step", "D step")
+    print("{:>7} {:>16} {:>5} {:>7} {:>8} {:>8}".format(*head))
     for width in widths:
         disc = (96, 64, 32, 32) if width >= 64 else (32, 32, 16, 16)
         for batch in batches:
@@ -107,8 +114,11 @@ def main() -> None:
                 print(f"{width:>7} {str(disc):>16} {batch:>5} {str(cl):>7} {g:>8.0f} {dd:>8.0f}")
     print("\ngaze CNN training step (batch 128, AdamW); images/s")
     print(f"{'widths':>24} {'fc':>5} {'BN':>5} {'ch_last':>7} {'img/s':>8}")
-    configs = [((32, 32, 64, 80, 192), 1000), ((16, 16, 32, 40, 96), 500),
-               ((8, 8, 16, 20, 48), 250)]
+    configs = [
+        ((32, 32, 64, 80, 192), 1000),
+        ((16, 16, 32, 40, 96), 500),
+        ((8, 8, 16, 20, 48), 250),
+    ]
     for w, fc in configs:
         for bn in (True, False):
             for cl in (True, False) if not args.quick else (True,):

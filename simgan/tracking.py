@@ -130,8 +130,12 @@ def _png_to_pil(png: bytes):
 
 
 def log_torch_model(model: Any, name: str, input_example: Any) -> None:
-    """Log a torch model with its signature (inferred from ``input_example``, a numpy batch);
-    pip_requirements given so MLflow skips its 11 s requirements inference."""
+    """Log a torch model with its signature (inferred from ``input_example``, a numpy batch).
+
+    Pickled, not MLflow's default pt2 export: torch.export cannot trace the refiner's noise
+    input (a tensor whose shape follows the batch). pip_requirements are given so MLflow skips
+    its ~11 s requirements inference.
+    """
     import mlflow.pytorch
     import torch
 
@@ -139,5 +143,6 @@ def log_torch_model(model: Any, name: str, input_example: Any) -> None:
         model.cpu().eval(),
         name=name,
         input_example=input_example,
+        serialization_format="pickle",
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )

@@ -55,15 +55,26 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return _images(0, 80, 0), _images(1, 80, 40)
 
 
-NET = RefinerNetParams(width=4, blocks=1)
+NET = RefinerNetParams(width=4, blocks=1, noise_channels=1)
 DISC = DiscriminatorParams(widths=(4, 4, 4, 4))
 
 
 def _params(**kw) -> RefinerTrainParams:
     base = dict(
-        batch_size=8, pretrain_refiner_steps=2, pretrain_discriminator_steps=2, steps=6,
-        lr=1e-3, history_size=20, select_every=2, select_size=16, checkpoint_every=3,
-        log_every=1, sample_every=3, sample_count=4, device="cpu", seed=3,
+        batch_size=8,
+        pretrain_refiner_steps=2,
+        pretrain_discriminator_steps=2,
+        steps=6,
+        lr=1e-3,
+        history_size=20,
+        select_every=2,
+        select_size=16,
+        checkpoint_every=3,
+        log_every=1,
+        sample_every=3,
+        sample_count=4,
+        device="cpu",
+        seed=3,
     )
     base.update(kw)
     return RefinerTrainParams(**base)
@@ -100,8 +111,9 @@ def test_changed_params_start_afresh_and_finished_run_is_reused(data, tmp_path: 
     syn, real = data
     first = train_refiner(syn, real, NET, DISC, _params(), tmp_path)
     calls: list[int] = []
-    again = train_refiner(syn, real, NET, DISC, _params(), tmp_path,
-                          on_metrics=lambda m, s: calls.append(s))
+    again = train_refiner(
+        syn, real, NET, DISC, _params(), tmp_path, on_metrics=lambda m, s: calls.append(s)
+    )
     assert calls == [] and _equal_states(first.last_state, again.last_state)
     other = train_refiner(syn, real, NET, DISC, _params(seed=4), tmp_path)
     assert not _equal_states(first.last_state, other.last_state)
@@ -119,7 +131,12 @@ def test_selection_reports_curve_and_samples(data, tmp_path: Path) -> None:
     syn, real = data
     samples: list[tuple[int, tuple[int, ...]]] = []
     res = train_refiner(
-        syn, real, NET, DISC, _params(), tmp_path,
+        syn,
+        real,
+        NET,
+        DISC,
+        _params(),
+        tmp_path,
         on_samples=lambda s, a, b, c: samples.append((s, b.shape)),
     )
     steps = [c["step"] for c in res.selection["curve"]]
@@ -176,8 +193,15 @@ def _gaze_data(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 EST = EstimatorParams(
-    widths=(8, 8, 8, 8, 8), fc_hidden=16, batch_norm=False, epochs=6, batch_size=32, lr=1e-2,
-    val_fraction=0.2, device="cpu", seed=1,
+    widths=(8, 8, 8, 8, 8),
+    fc_hidden=16,
+    batch_norm=False,
+    epochs=6,
+    batch_size=32,
+    lr=1e-2,
+    val_fraction=0.2,
+    device="cpu",
+    seed=1,
 )
 
 

@@ -44,6 +44,12 @@ class Refiner(nn.Module):
       gradient everywhere except at saturated pixels, which are few.
     - ``"tanh"``: ``tanh(r)`` as in the public re-implementations of the paper; needs
       ``pretrain_refiner_steps`` to learn the identity first.
+
+    ``noise_channels`` > 0 (not in the paper; its "future work") feeds that many channels of
+    standard Gaussian noise next to the image. A deterministic, translation-equivariant net
+    cannot put sensor noise or fine texture on a flat synthetic region (the output of a flat
+    patch is flat), so without noise the only "realism" it can add is tone and blur. The
+    noise is drawn from ``generator`` (or the global torch RNG), so runs stay reproducible.
     """
 
     def __init__(
@@ -53,13 +59,18 @@ class Refiner(nn.Module):
         blocks: int = 4,
         kernel: int = 3,
         output: Output = "residual",
+        noise_channels: int = 0,
     ) -> None:
         super().__init__()
+        if noise_channels < 0:
+            raise ValueError(f"noise_channels must be >= 0, got {noise_channels}")
+        self.noise_channels = noise_channels
         if output not in ("residual", "tanh"):
             raise ValueError(f"output must be 'residual' or 'tanh', got {output!r}")
         self.output = output
         self.head = nn.Sequential(
-            nn.Conv2d(in_channels, width, kernel, padding=kernel // 2), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels + noise_channels, width, kernel, padding=kernel // 2),
+            nn.ReLU(inplace=True),
         )
         self.blocks = nn.Sequential(*(ResBlock(width, kernel) for _ in range(blocks)))
         self.tail = nn.Conv2d(width, in_channels, 1)
@@ -67,8 +78,20 @@ class Refiner(nn.Module):
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.tail(self.blocks(self.head(x)))
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        inp = x
+        if self.noise_channels:
+            b, _, h, w = x.shape
+            z = torch.randn(
+                b,
+                self.noise_channels,
+                h,
+                w,
+                generator=generator,
+                device=generator.device if generator is not None else x.device,
+            )
+            inp = torch.cat([x, z.to(x.device, x.dtype)], 1)
+        r = self.tail(self.blocks(self.head(inp)))
         if self.output == "residual":
             return (x + r).clamp(-1.0, 1.0)
         return torch.tanh(r)

@@ -40,18 +40,23 @@ _CADENCE = {"device", "compile"}
 
 
 class EstimatorParams(BaseModel):
-    """Gaze CNN size and training schedule (defaults: paper widths, CPU-friendly schedule)."""
+    """Gaze CNN size and training schedule (defaults: paper widths, CPU-friendly schedule).
+
+    Measured on the stand-in data (20k images, 2 cores): quarter widths (8, 8, 16, 20, 48) with
+    fc_hidden 250, 3 epochs, AdamW 1e-3 cosine, no BatchNorm train in about a minute and beat
+    half width at 2 epochs; BatchNorm at lr 2e-3 collapsed to the mean gaze on real images.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     widths: tuple[int, int, int, int, int] = PAPER_WIDTHS
     fc_hidden: int = Field(PAPER_FC_HIDDEN, ge=1, le=65536)
-    batch_norm: bool = True
+    batch_norm: bool = False
     standardize: bool = False
-    epochs: int = Field(8, ge=1, le=10000)
+    epochs: int = Field(3, ge=1, le=10000)
     batch_size: int = Field(128, ge=1, le=65536)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = Field(2e-3, gt=0, le=10)
+    lr: float = Field(1e-3, gt=0, le=10)
     weight_decay: float = Field(1e-4, ge=0, le=1)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     val_fraction: float = Field(0.1, ge=0, lt=0.5)
@@ -94,8 +99,12 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 def _fingerprint(params: EstimatorParams, images: np.ndarray, targets: np.ndarray) -> str:
     h = hashlib.sha256()
-    spec = {"format": _FORMAT, "params": params.model_dump(mode="json", exclude=_CADENCE),
-            "shape": list(images.shape), "targets": list(targets.shape)}
+    spec = {
+        "format": _FORMAT,
+        "params": params.model_dump(mode="json", exclude=_CADENCE),
+        "shape": list(images.shape),
+        "targets": list(targets.shape),
+    }
     h.update(json.dumps(spec, sort_keys=True).encode())
     rows = np.linspace(0, images.shape[0] - 1, min(64, images.shape[0])).astype(np.int64)
     h.update(np.ascontiguousarray(images[rows]).tobytes())
@@ -109,7 +118,10 @@ def _optimizer(params: EstimatorParams, model: nn.Module) -> torch.optim.Optimiz
     if params.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     return torch.optim.SGD(
-        model.parameters(), lr=params.lr, momentum=0.9, weight_decay=params.weight_decay,
+        model.parameters(),
+        lr=params.lr,
+        momentum=0.9,
+        weight_decay=params.weight_decay,
         nesterov=True,
     )
 
@@ -121,8 +133,13 @@ def _angles_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def _evaluate(
-    model: nn.Module, images: np.ndarray, targets: np.ndarray, idx: np.ndarray,
-    batch_size: int, device: torch.device, fmt: torch.memory_format,
+    model: nn.Module,
+    images: np.ndarray,
+    targets: np.ndarray,
+    idx: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    fmt: torch.memory_format,
 ) -> dict[str, float]:
     model.eval()
     loss_sum, angle_sum = 0.0, 0.0
@@ -201,14 +218,22 @@ def train_estimator(
             log.warning("%s was written with other params or data: starting afresh", ckpt_path)
 
     fwd = torch.compile(model) if params.compile else model
-    bar = tqdm(total=total_steps, initial=epoch * steps_per_epoch, desc="estimator",
-               unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=epoch * steps_per_epoch,
+        desc="estimator",
+        unit="step",
+        file=sys.stderr,
+        mininterval=1.0,
+        dynamic_ncols=True,
+    )
     model.train()
     while epoch < params.epochs:
         t0 = time.perf_counter()
         # per-epoch RNGs derived from (seed, epoch): a resumed epoch draws the same batches
-        order = train_idx[np.random.default_rng([params.seed, 1, epoch]).permutation(
-            train_idx.shape[0])]
+        order = train_idx[
+            np.random.default_rng([params.seed, 1, epoch]).permutation(train_idx.shape[0])
+        ]
         aug = torch.Generator().manual_seed(params.seed * 100_003 + epoch)
         loss_sum = 0.0
         for s in range(0, order.shape[0], params.batch_size):
@@ -241,16 +266,29 @@ def train_estimator(
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"}, refresh=False)
         score = row.get("val_loss", -float(epoch))  # no validation: the last epoch wins
         if best is None or score < best["score"]:
-            best = {"score": score, "epoch": epoch,
-                    "state": {k: v.detach().to("cpu", copy=True)
-                              for k, v in model.state_dict().items()}}
+            best = {
+                "score": score,
+                "epoch": epoch,
+                "state": {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                },
+            }
         row["best_epoch"] = float(best["epoch"])
         if on_metrics is not None:
             on_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
         buf = io.BytesIO()
-        torch.save({"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                    "opt": opt.state_dict(), "sched": sched.state_dict(), "history": history,
-                    "best": best}, buf)
+        torch.save(
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "history": history,
+                "best": best,
+            },
+            buf,
+        )
         atomic_write_bytes(ckpt_path, buf.getvalue())
     bar.close()
     assert best is not None
