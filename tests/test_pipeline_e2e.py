@@ -21,9 +21,6 @@ from simgan.data.dataset import open_dataset
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = {".venv", ".git", "data", "models", "reports", "mlflow.db", "mlruns", "mlartifacts",
-        ".prefect", ".pytest_cache", ".ruff_cache", "__pycache__", "site-cache", "cache", "tmp",
-        "simgan.egg-info", "dvc.lock"}
 SOURCES = ("synthetic", "refined", "real")
 
 
@@ -51,10 +48,21 @@ def _run(args: list[str], repo: Path, timeout: float = 240) -> str:
     return proc.stdout
 
 
+def _source_files() -> list[str]:
+    """What a clone would hold: tracked and untracked-but-not-ignored files, minus dvc.lock."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    return [f for f in listed if f and f != "dvc.lock" and (ROOT / f).is_file()]
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("e2e") / "repo"
-    shutil.copytree(ROOT, repo, ignore=lambda d, names: [n for n in names if n in SKIP])
+    for rel in _source_files():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, repo / rel)
     _run(["git", "init", "-q"], repo)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], repo)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "e2e"], repo)
