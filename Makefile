@@ -31,8 +31,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 run: setup
 	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro
-	dvc metrics show
-	@echo "Report: reports/gaze/comparison.md   MLflow: make mlflow-ui"
+	@sed -n '/^| trained on/,/^Refined vs/p' reports/gaze/comparison.md
+	@echo "Report: reports/gaze/comparison.md   All metrics: dvc metrics show   MLflow: make mlflow-ui"
 
 test: setup
 	$(PY) -m pytest -q
