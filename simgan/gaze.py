@@ -81,11 +81,13 @@ class GazeTask(Task):
     curve_unit = "deg"
     headline = "mean_deg"
     headline_higher_is_better = False
-    table_columns = (
-        ("mean_deg", "mean error (deg)"),
-        ("median_deg", "median (deg)"),
-        ("pct_within", "% within threshold"),
-    )
+
+    def table_columns(self, p: GazeParams) -> tuple[tuple[str, str], ...]:
+        return (
+            ("mean_deg", "mean error (deg)"),
+            ("median_deg", "median (deg)"),
+            ("pct_within", f"% within {p.evaluate.within_deg:g} deg"),
+        )
 
     def _plans(self, p: GazeParams, section: Any, appearance: Any, domain: str) -> dict:
         from simgan.render.eyes import iter_eye_chunks

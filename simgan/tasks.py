@@ -50,8 +50,10 @@ class Task(ABC):
     #: the headline metric (a key of Evaluation.summary) and its direction
     headline: str
     headline_higher_is_better: bool
-    #: summary keys shown in comparison tables, with their column titles
-    table_columns: tuple[tuple[str, str], ...]
+
+    @abstractmethod
+    def table_columns(self, p: Any) -> tuple[tuple[str, str], ...]:
+        """Summary keys shown in comparison tables, with their titles (which may quote params)."""
 
     @abstractmethod
     def synthetic_splits(self, p: Any) -> dict[str, SplitPlan]:

@@ -88,7 +88,7 @@ def _realism_dict(result) -> dict[str, float]:
 
 
 def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
-    cols = task.table_columns
+    cols = task.table_columns(ctx.params)
     lines = [
         f"# {task.name}: trained on synthetic vs refined vs real",
         "",
