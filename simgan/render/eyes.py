@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simgan.metrics.gaze import pitchyaw_to_vector
+
 if TYPE_CHECKING:
     from simgan.render.eye_appearance import RealAppearanceParams
 
@@ -164,17 +166,6 @@ def truncated_normal(
     return np.clip(x, -bound, bound)
 
 
-def gaze_vector(pitch: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """(pitch, yaw) radians -> unit gaze (B, 3), the inverse of :func:`gaze_angles`."""
-    cp = np.cos(pitch)
-    return np.stack([-cp * np.sin(yaw), -np.sin(pitch), -cp * np.cos(yaw)], axis=1)
-
-
-def gaze_angles(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit gaze (B, 3) -> (pitch, yaw) radians: pitch = asin(-y), yaw = atan2(-x, -z)."""
-    return np.arcsin(np.clip(-g[:, 1], -1.0, 1.0)), np.arctan2(-g[:, 0], -g[:, 2])
-
-
 def sample_geometry(
     params: EyeRenderParams, gaze: GazeDistribution, rng: np.random.Generator, n: int
 ) -> EyeGeometry:
@@ -185,7 +176,7 @@ def sample_geometry(
         rng, np.deg2rad(gaze.pitch_mean_deg), np.deg2rad(gaze.pitch_std_deg), lim, n
     )
     yaw = truncated_normal(rng, np.deg2rad(gaze.yaw_mean_deg), np.deg2rad(gaze.yaw_std_deg), lim, n)
-    g = gaze_vector(pitch, yaw)
+    g = pitchyaw_to_vector(pitch, yaw)
 
     roll_lim = np.deg2rad(max(2.5 * p.roll_std_deg, 1e-6))
     roll = np.clip(rng.normal(0.0, np.deg2rad(p.roll_std_deg), n), -roll_lim, roll_lim)
