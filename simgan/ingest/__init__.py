@@ -1,0 +1,1 @@
+"""Readers of real datasets into the dataset contract (images + labels), pure functions."""

@@ -1,0 +1,420 @@
+"""NYU hand pose dataset (Tompson et al. 2014) -> hand crops in the renderer's format.
+
+Layout read: ``<root>/{train,test}/joint_data.mat`` and ``<kind>_<K>_<NNNNNNN>.png`` with kind
+``depth`` (real Kinect) or ``synthdepth`` (NYU's own synthetic render of the fitted model),
+Kinect K in 1..3 and frame N from 1. A PNG holds depth in mm as ``(G << 8) | B``.
+``joint_data.mat`` holds ``joint_uvd`` and ``joint_xyz`` of shape (kinects, frames, 36, 3)
+(uvd: pixel u, v and depth mm); the 14 evaluated joints are
+:data:`simgan.render.hands.NYU_EVAL_JOINTS`, in that order (our label columns j00..j13).
+
+Crop (the common NYU protocol, e.g. DeepPrior's, and the same one the renderer emulates):
+centre = mean of the 14 joints' (u, v, d) (``crop="joints"``) or the centroid and median depth
+of the synthetic render's hand mask (``crop="synth_mask"``, the paper's choice; real pixels
+outside the dilated mask are then cleared); a cube of ``cube_mm`` around the centre, i.e. a
+square of ``cube_mm * f / d`` Kinect px, resampled to ``size`` px by nearest neighbour (depth
+must not be interpolated across edges); depths outside the cube and missing readings (0) are
+background; foreground coded by :func:`simgan.render.hands.normalise_depth` (depth minus a
+reference, as the paper's depth - 2000). Labels are the joints in crop px (pixel centres at
+integers) and depth mm, with the crop's intrinsics (see the renderer's label columns).
+
+Bad inputs: with ``skip_bad=False`` the first problem raises ``ValueError("<file>: <field>:
+<problem>")``; with ``skip_bad=True`` the frame is skipped and counted (``NyuPlan.skipped`` for
+problems found when planning, ``NyuStats`` for those found when decoding). Decoding runs in a
+process pool if ``workers > 0``; chunks come back in order either way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from simgan.render.hands import (
+    N_JOINTS,
+    NYU_CX,
+    NYU_CY,
+    NYU_EVAL_JOINTS,
+    NYU_FX,
+    NYU_FY,
+    joint_columns,
+    normalise_depth,
+)
+
+Kind = Literal["depth", "synthdepth"]
+N_NYU_JOINTS = 36
+
+
+class NyuParams(BaseModel):
+    """Which frames to read and how to crop them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    views: tuple[int, ...] = Field((1,), min_length=1, max_length=3,
+                                   description="Kinect ids; the paper: (1,) and '3x' (1, 2, 3)")
+    size: int = Field(64, ge=16, le=512)
+    cube_mm: float = Field(300.0, ge=100.0, le=1000.0)
+    crop: Literal["joints", "synth_mask"] = "joints"
+    mask_dilate_px: int = Field(3, ge=0, le=50, description="synth_mask: Kinect px")
+    depth_reference: Literal["cube", "paper"] = "cube"
+    frame_step: int = Field(1, ge=1, description="every k-th frame")
+    max_frames: int | None = Field(None, ge=1)
+    skip_bad: bool = False
+    workers: int = Field(0, ge=0, le=64, description="decoding processes; 0 = in-process")
+    chunk_frames: int = Field(64, ge=1, le=4096, description="frames per worker task")
+
+    @field_validator("views")
+    @classmethod
+    def _views(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v) or any(k not in (1, 2, 3) for k in v):
+            raise ValueError(f"views must be distinct Kinect ids in 1..3, got {v}")
+        return v
+
+
+class NyuError(ValueError):
+    """A bad input file; the message is ``<file>: <field>: <problem>``."""
+
+    def __init__(self, path: str | Path, fld: str, problem: str) -> None:
+        super().__init__(f"{path}: {fld}: {problem}")
+        self.path, self.field, self.problem = str(path), fld, problem
+
+    def __reduce__(self) -> tuple:
+        return (NyuError, (self.path, self.field, self.problem))  # survives a process pool
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def png_name(kind: Kind, kinect: int, frame: int) -> str:
+    """``depth_1_0000001.png`` for Kinect 1, frame 1 (frames count from 1)."""
+    return f"{kind}_{kinect}_{frame:07d}.png"
+
+
+def decode_depth_png(path: str | Path) -> np.ndarray:
+    """(H, W) uint16 depth in mm from an NYU PNG: ``(G << 8) | B`` (R is unused)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode not in ("RGB", "RGBA"):
+                raise NyuError(path, "mode", f"expected an RGB PNG (depth in G and B), got {mode}")
+            rgb = np.asarray(im.convert("RGB") if mode == "RGBA" else im)
+    except NyuError:
+        raise
+    except FileNotFoundError as e:
+        raise NyuError(path, "file", "missing") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise NyuError(path, "image", f"cannot decode ({e})") from e
+    if rgb.ndim != 3 or rgb.dtype != np.uint8:
+        raise NyuError(path, "image", f"unexpected pixel array {rgb.dtype} {rgb.shape}")
+    return (rgb[..., 1].astype(np.uint16) << 8) | rgb[..., 2].astype(np.uint16)
+
+
+@dataclass(frozen=True)
+class JointData:
+    """NYU labels of one split: (kinects, frames, 36, 3) float64 arrays."""
+
+    uvd: np.ndarray
+    xyz: np.ndarray
+
+    @property
+    def n_kinects(self) -> int:
+        return int(self.uvd.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.uvd.shape[1])
+
+
+def read_joint_data(path: str | Path) -> JointData:
+    """Read and check ``joint_data.mat`` (MATLAB v5, as NYU ships it; scipy.io.loadmat)."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise NyuError(path, "file", "missing")
+    try:
+        mat = loadmat(path, variable_names=["joint_uvd", "joint_xyz"])
+    except Exception as e:  # scipy raises several types for corrupt files
+        raise NyuError(path, "file", f"cannot read as a MATLAB file ({e})") from e
+    arrays = {}
+    for key in ("joint_uvd", "joint_xyz"):
+        if key not in mat:
+            raise NyuError(path, key, "missing")
+        a = np.asarray(mat[key])
+        if a.ndim != 4 or a.shape[2:] != (N_NYU_JOINTS, 3) or not 1 <= a.shape[0] <= 3:
+            raise NyuError(path, key, f"expected shape (kinects<=3, frames, 36, 3), got {a.shape}")
+        if not np.issubdtype(a.dtype, np.number):
+            raise NyuError(path, key, f"expected numbers, got {a.dtype}")
+        arrays[key] = a.astype(np.float64)
+    if arrays["joint_uvd"].shape != arrays["joint_xyz"].shape:
+        raise NyuError(path, "joint_xyz", f"shape {arrays['joint_xyz'].shape} differs from "
+                       f"joint_uvd {arrays['joint_uvd'].shape}")
+    return JointData(uvd=arrays["joint_uvd"], xyz=arrays["joint_xyz"])
+
+
+def select_joints(joints: np.ndarray) -> np.ndarray:
+    """The 14 evaluated joints (..., 36, 3) -> (..., 14, 3), in NYU evaluation order."""
+    return np.asarray(joints)[..., list(NYU_EVAL_JOINTS), :]
+
+
+# ----------------------------------------------------------------------------- cropping
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A square crop of the Kinect frame: left/top edge (continuous px, pixel centres at
+    integers), crop px per Kinect px, and the cube's centre depth (mm)."""
+
+    left: float
+    top: float
+    scale_u: float
+    scale_v: float
+    ref_depth: float
+
+
+def crop_from_centre(u: float, v: float, d: float, cube_mm: float, size: int) -> Crop:
+    """The cube of ``cube_mm`` around (u, v, d) seen by NYU's camera, as ``size`` px."""
+    side_u, side_v = cube_mm * NYU_FX / d, cube_mm * NYU_FY / d
+    return Crop(u - side_u / 2.0, v - side_v / 2.0, size / side_u, size / side_v, d)
+
+
+def crop_depth(depth: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    """Nearest-neighbour resampling of a Kinect depth map (H, W) into the crop: (S, S) float32
+    mm; pixels outside the frame are 0 (no reading)."""
+    h, w = depth.shape
+    i = np.arange(size, dtype=np.float64) + 0.5
+    src_u = np.floor(crop.left + i / crop.scale_u + 0.5).astype(np.int64)  # round half up
+    src_v = np.floor(crop.top + i / crop.scale_v + 0.5).astype(np.int64)
+    ok_u, ok_v = (src_u >= 0) & (src_u < w), (src_v >= 0) & (src_v < h)
+    out = depth[np.clip(src_v, 0, h - 1)[:, None], np.clip(src_u, 0, w - 1)[None, :]]
+    out = np.where(ok_v[:, None] & ok_u[None, :], out, 0)
+    return out.astype(np.float32)
+
+
+def to_crop_uv(uvd: np.ndarray, crop: Crop) -> np.ndarray:
+    """Kinect-frame (..., 3) u, v, d -> crop (..., 3) u, v (px), d (mm)."""
+    out = np.array(uvd, dtype=np.float64, copy=True)
+    out[..., 0] = (out[..., 0] - crop.left) * crop.scale_u - 0.5
+    out[..., 1] = (out[..., 1] - crop.top) * crop.scale_v - 0.5
+    return out
+
+
+def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(mask, iterations=steps) if steps > 0 else mask
+
+
+def mask_centre(synth: np.ndarray) -> tuple[float, float, float] | None:
+    """Centroid (u, v) and median depth of a synthetic depth map's hand mask; None if empty."""
+    vv, uu = np.nonzero(synth > 0)
+    if vv.size == 0:
+        return None
+    return float(uu.mean()), float(vv.mean()), float(np.median(synth[vv, uu]))
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass
+class NyuPlan:
+    """The frames of one split that passed the cheap checks, in output order."""
+
+    split_dir: Path
+    kind: Kind
+    kinect: np.ndarray  # (N,) int
+    frame: np.ndarray  # (N,) int, from 1
+    uvd: np.ndarray  # (N, 14, 3) Kinect-frame labels
+    skipped: list[str] = field(default_factory=list)  # "<file>: <field>: <problem>"
+
+    def __len__(self) -> int:
+        return int(self.frame.shape[0])
+
+
+def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuParams) -> NyuPlan:
+    """List the frames to ingest from ``split_dir`` (NYU's ``train/`` or ``test/``).
+
+    Checks that need no decoding: labels exist and are finite with positive depth, the view
+    exists in the labels, the PNG (and, for ``synth_mask``, the synthdepth PNG) exists. Order:
+    frame-major, then the views in ``params.views`` order.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise NyuError(split_dir, "directory", "missing")
+    data = read_joint_data(split_dir / "joint_data.mat")
+    mat = split_dir / "joint_data.mat"
+    for k in params.views:
+        if k > data.n_kinects:
+            raise NyuError(mat, "joint_uvd", f"view {k} requested, labels hold {data.n_kinects}")
+    frames = np.arange(1, data.n_frames + 1, params.frame_step)
+    if params.max_frames is not None:
+        frames = frames[: params.max_frames]
+    names = {e.name for e in os.scandir(split_dir) if e.name.endswith(".png")}
+    need_mask = params.crop == "synth_mask"
+    uvd14 = select_joints(data.uvd)  # (K, F, 14, 3)
+    keep_k, keep_f, skipped = [], [], []
+    for f in frames:
+        for k in params.views:
+            lab = uvd14[k - 1, f - 1]
+            problem = None
+            if not np.isfinite(lab).all():
+                problem = NyuError(mat, "joint_uvd", f"kinect {k} frame {f}: not finite")
+            elif (lab[:, 2] <= 0).any():
+                problem = NyuError(mat, "joint_uvd", f"kinect {k} frame {f}: depth <= 0")
+            else:
+                for kd in (kind, "synthdepth") if need_mask else (kind,):
+                    if png_name(kd, k, f) not in names:
+                        problem = NyuError(split_dir / png_name(kd, k, f), "file", "missing")
+                        break
+            if problem is not None:
+                if not params.skip_bad:
+                    raise problem
+                skipped.append(str(problem))
+                continue
+            keep_k.append(k)
+            keep_f.append(f)
+    kin = np.asarray(keep_k, dtype=np.int64)
+    frm = np.asarray(keep_f, dtype=np.int64)
+    return NyuPlan(split_dir, kind, kin, frm, uvd14[kin - 1, frm - 1] if len(kin) else
+                   np.zeros((0, N_JOINTS, 3)), skipped)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+@dataclass
+class NyuStats:
+    """Counts of one ingestion run (problems found while decoding)."""
+
+    decoded: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def _process_frame(
+    split_dir: Path, kind: Kind, kinect: int, frame: int, uvd: np.ndarray, p: NyuParams
+) -> tuple[np.ndarray, np.ndarray, Crop]:
+    """One frame -> (crop codes (S, S) uint8, crop labels (14, 3), crop)."""
+    depth = decode_depth_png(split_dir / png_name(kind, kinect, frame))
+    mask = None
+    if p.crop == "synth_mask":
+        synth_path = split_dir / png_name("synthdepth", kinect, frame)
+        synth = depth if kind == "synthdepth" else decode_depth_png(synth_path)
+        if synth.shape != depth.shape:
+            raise NyuError(synth_path, "shape", f"{synth.shape} differs from {depth.shape}")
+        centre = mask_centre(synth)
+        if centre is None:
+            raise NyuError(synth_path, "mask", "no hand pixels")
+        mask = _dilate(synth > 0, p.mask_dilate_px)
+    else:
+        centre = tuple(uvd.mean(axis=0))
+    crop = crop_from_centre(*centre, p.cube_mm, p.size)
+    if mask is not None:
+        depth = np.where(mask, depth, 0)
+    z = crop_depth(depth, crop, p.size)
+    codes = normalise_depth(z[None], np.array([crop.ref_depth]), p.cube_mm, p.depth_reference)
+    return codes[0], to_crop_uv(uvd, crop), crop
+
+
+def _decode_chunk(
+    split_dir: Path, kind: Kind, kinect: np.ndarray, frame: np.ndarray, uvd: np.ndarray,
+    p: NyuParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Worker task: frames -> (images (m, S, S), labels (m, 14, 3), crop table (m, 5) of the
+    m kept frames, keep mask (n,), problems). Picklable arguments only (it may run in another
+    process)."""
+    n = frame.shape[0]
+    images = np.zeros((n, p.size, p.size), dtype=np.uint8)
+    labels = np.zeros((n, N_JOINTS, 3))
+    crops = np.zeros((n, 5))
+    keep = np.ones(n, dtype=bool)
+    problems: list[str] = []
+    for i in range(n):
+        try:
+            img, lab, c = _process_frame(split_dir, kind, int(kinect[i]), int(frame[i]), uvd[i], p)
+        except NyuError as e:
+            if not p.skip_bad:
+                raise
+            keep[i] = False
+            problems.append(str(e))
+            continue
+        images[i], labels[i] = img, lab
+        crops[i] = (c.left, c.top, c.scale_u, c.scale_v, c.ref_depth)
+    return images[keep], labels[keep], crops[keep], keep, problems
+
+
+def labels_frame(
+    plan: NyuPlan, rows: np.ndarray, labels: np.ndarray, crops: np.ndarray, first_id: int
+) -> pd.DataFrame:
+    """Label table in the renderer's columns (id, j00_u .. j13_d, crop intrinsics) plus
+    kinect, frame and file."""
+    n = rows.shape[0]
+    left, top, su, sv, ref = (crops[:, i] for i in range(5))
+    frame = pd.DataFrame(labels.reshape(n, -1), columns=joint_columns())
+    frame.insert(0, "id", np.arange(first_id, first_id + n, dtype=np.int64))
+    frame["ref_depth_mm"] = ref
+    frame["crop_scale"] = su
+    frame["focal_u"] = NYU_FX * su
+    frame["focal_v"] = NYU_FY * sv
+    frame["center_u"] = (NYU_CX - left) * su - 0.5
+    frame["center_v"] = (NYU_CY - top) * sv - 0.5
+    frame["kinect"] = plan.kinect[rows]
+    frame["frame"] = plan.frame[rows]
+    frame["file"] = [png_name(plan.kind, int(k), int(f))
+                     for k, f in zip(plan.kinect[rows], plan.frame[rows], strict=True)]
+    return frame
+
+
+def iter_nyu_chunks(
+    plan: NyuPlan, params: NyuParams, stats: NyuStats | None = None
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """Yield ``(images uint8 (n, S, S), labels)`` for the planned frames, in plan order.
+
+    Chunks hold ``params.chunk_frames`` frames (fewer if frames were skipped). ``stats``
+    collects the decode count and the skipped frames' messages.
+    """
+    stats = stats if stats is not None else NyuStats()
+    bounds = [(lo, min(lo + params.chunk_frames, len(plan)))
+              for lo in range(0, len(plan), params.chunk_frames)]
+
+    def args(lo: int, hi: int) -> tuple:
+        return (plan.split_dir, plan.kind, plan.kinect[lo:hi], plan.frame[lo:hi],
+                plan.uvd[lo:hi], params)
+
+    next_id = 0
+
+    def emit(lo: int, hi: int, result: tuple) -> tuple[np.ndarray, pd.DataFrame]:
+        nonlocal next_id
+        images, labels, crops, keep, problems = result
+        stats.skipped.extend(problems)
+        stats.decoded += int(keep.sum())
+        rows = np.arange(lo, hi)[keep]
+        frame = labels_frame(plan, rows, labels, crops, next_id)
+        next_id += rows.shape[0]
+        return images, frame
+
+    if params.workers == 0:
+        for lo, hi in bounds:
+            yield emit(lo, hi, _decode_chunk(*args(lo, hi)))
+        return
+    with ProcessPoolExecutor(params.workers) as pool:
+        pending: deque[tuple[int, int, Future]] = deque()
+        todo = iter(bounds)
+        for lo, hi in todo:
+            pending.append((lo, hi, pool.submit(_decode_chunk, *args(lo, hi))))
+            if len(pending) >= 2 * params.workers:
+                break
+        while pending:
+            lo, hi, fut = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((*nxt, pool.submit(_decode_chunk, *args(*nxt))))
+            yield emit(lo, hi, fut.result())
