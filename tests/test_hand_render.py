@@ -71,6 +71,8 @@ def test_any_range_chunking_or_thread_count_gives_the_same_bytes(synthetic) -> N
     pd.testing.assert_frame_equal(lab, labels.iloc[100:400].reset_index(drop=True))
     one, _ = render_hands(PARAMS, 1, seed=5, start=BLOCK + 3)
     assert np.array_equal(one[0], images[BLOCK + 3])
+    none, empty = render_hands(PARAMS, 0, seed=5)
+    assert none.shape == (0, 64, 64) and list(empty.columns) == list(labels.columns)
 
 
 def test_label_columns_in_nyu_order(synthetic) -> None:

@@ -613,7 +613,7 @@ def labels_frame(geom: HandGeometry, start: int) -> pd.DataFrame:
              "focal_v": geom.fv, "center_u": geom.cu, "center_v": geom.cv,
              "hand_scale": geom.scale}
     n = len(geom)
-    values = np.concatenate([uvd.reshape(n, -1), np.stack(list(extra.values()), 1)], 1)
+    values = np.concatenate([uvd.reshape(n, 3 * N_JOINTS), np.stack(list(extra.values()), 1)], 1)
     frame = pd.DataFrame(values.astype(np.float64), columns=[*joint_columns(), *extra])
     frame.insert(0, "id", np.arange(start, start + n, dtype=np.int64))
     return frame
