@@ -10,7 +10,7 @@ a silent default, so the file is the complete record of an experiment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -35,10 +35,25 @@ def missing_keys(model: type[BaseModel], data: Any, prefix: str) -> list[str]:
         if name not in data:
             out.append(f"{key}: missing (expected {_describe(field.annotation)})")
             continue
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
+        sub = _member(field.annotation, data[name])
+        if sub is not None:
             out.extend(missing_keys(sub, data[name], key))
     return out
+
+
+def _member(annotation: Any, data: Any) -> type[BaseModel] | None:
+    """The model a value is checked against: the annotation itself, or for a union of models
+    discriminated by ``kind`` (e.g. ``kind: builtin | nyu_synth``) the member ``data`` names."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if not members or not isinstance(data, dict):
+        return None
+    for m in members:
+        kind = m.model_fields.get("kind")
+        if kind is not None and data.get("kind") in get_args(kind.annotation):
+            return m
+    return None
 
 
 def validate(model: type[BaseModel], data: Any, prefix: str, source: str = "params.yaml"):

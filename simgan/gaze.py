@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from simgan.metrics.realism import RealismParams
 from simgan.render.eye_appearance import RealAppearanceParams
 from simgan.render.eyes import EyeRenderParams
-from simgan.tasks import Evaluation, MetricsCallback, SplitPlan, Task
+from simgan.tasks import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.train.estimator import EstimatorParams
 from simgan.train.simgan import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
 
@@ -179,8 +179,14 @@ class GazeTask(Task):
         return Evaluation(summary=summary, curve=curve, per_image=per_image)
 
     def label_preservation(
-        self, p: GazeParams, synthetic: np.ndarray, refined: np.ndarray, labels: pd.DataFrame
+        self,
+        p: GazeParams,
+        synthetic: np.ndarray,
+        refined: np.ndarray,
+        labels: pd.DataFrame,
+        estimator: EstimatorLoader,
     ) -> dict[str, float]:
+        """Pupil-centre drift, from the images alone (``estimator`` is not needed)."""
         from simgan.metrics.drift import pupil_drift
 
         prior = labels[["pupil_u", "pupil_v"]].to_numpy(np.float64)

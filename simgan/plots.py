@@ -8,7 +8,7 @@ offline.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -44,20 +44,31 @@ def grid_png(rows: Mapping[str, np.ndarray], scale: float = 2.0) -> bytes:
 
 
 def curves_png(
-    curves: Mapping[str, pd.DataFrame], xlabel: str, title: str, marker_x: float | None = None
+    curves: Mapping[str, pd.DataFrame],
+    xlabel: str,
+    title: str,
+    marker_x: float | None = None,
+    columns: Sequence[tuple[str, str]] = (("pct_within", "% of test images within threshold"),),
 ) -> bytes:
-    """Cumulative curves (columns threshold, pct_within) of several sources on one plot."""
+    """Cumulative curves (column threshold and ``columns``) of several sources on one plot.
+
+    One column: its description is the y label. Several (e.g. % of joints and % of images):
+    one colour per source, one line style per column, both named in the legend."""
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
-    for name, df in curves.items():
-        ax.plot(df["threshold"], df["pct_within"], label=name, lw=2)
+    styles = ("-", "--", ":", "-.")
+    for i, (name, df) in enumerate(curves.items()):
+        for j, (col, what) in enumerate(columns):
+            label = name if len(columns) == 1 else f"{name}: {what}"
+            ax.plot(df["threshold"], df[col], label=label, lw=2, ls=styles[j % len(styles)],
+                    color=f"C{i}")
     if marker_x is not None:
         ax.axvline(marker_x, color="gray", ls=":", lw=1)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("% of test images within threshold")
+    ax.set_ylabel(columns[0][1] if len(columns) == 1 else "% within threshold")
     ax.set_ylim(0, 100)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize="small" if len(columns) > 1 else None)
     ax.set_title(title)
     fig.tight_layout()
     return _to_png(fig)

@@ -18,22 +18,34 @@ from pydantic import BaseModel
 
 Chunks = Iterator[tuple[np.ndarray, pd.DataFrame]]
 MetricsCallback = Callable[[dict[str, float], int], None]
+#: loads the estimator trained on a source ("synthetic", "refined", "real"), on demand
+EstimatorLoader = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """How to produce one dataset split: its size, image format and a chunk generator."""
+    """How to produce one dataset split: its size, image format and a chunk generator.
+
+    Readers of real files may skip bad inputs (``skip_bad``): then ``n`` is an upper bound
+    (``n_is_upper_bound``) and ``late_meta`` gives, after the chunks are exhausted, what is
+    known only then (counts of skipped files) for meta.json.
+    """
 
     n: int
     image_shape: tuple[int, int]
     dtype: str
     chunks: Callable[[], Chunks]
     meta: dict[str, Any] = field(default_factory=dict)
+    n_is_upper_bound: bool = False
+    late_meta: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What `evaluate` writes: headline metrics, a cumulative curve, per-image rows."""
+    """What `evaluate` writes: headline metrics, a cumulative curve, per-image rows.
+
+    ``curve`` has the columns ``threshold`` and ``pct_within`` (the task's headline cumulative
+    measure, which comparison plots and dvc.yaml's plots use) and may have more."""
 
     summary: dict[str, float]
     curve: pd.DataFrame
@@ -54,6 +66,14 @@ class Task(ABC):
     @abstractmethod
     def table_columns(self, p: Any) -> tuple[tuple[str, str], ...]:
         """Summary keys shown in comparison tables, with their titles (which may quote params)."""
+
+    def curve_xlabel(self, p: Any) -> str:
+        """x-axis label of the cumulative-curve plot."""
+        return f"error threshold ({self.curve_unit})"
+
+    def curve_columns(self, p: Any) -> tuple[tuple[str, str], ...]:
+        """Curve columns drawn in the comparison plot (the first solid), with their legends."""
+        return (("pct_within", "% of test images within threshold"),)
 
     @abstractmethod
     def synthetic_splits(self, p: Any) -> dict[str, SplitPlan]:
@@ -77,6 +97,10 @@ class Task(ABC):
     @abstractmethod
     def load_estimator(self, p: Any, state: dict[str, Any]) -> Any: ...
 
+    def loggable_estimator(self, model: Any) -> Any:
+        """The module logged to MLflow (one tensor in, one out): the estimator by default."""
+        return model
+
     @abstractmethod
     def predict(self, p: Any, model: Any, images: np.ndarray) -> pd.DataFrame: ...
 
@@ -85,13 +109,20 @@ class Task(ABC):
 
     @abstractmethod
     def label_preservation(
-        self, p: Any, synthetic: np.ndarray, refined: np.ndarray, labels: pd.DataFrame
+        self,
+        p: Any,
+        synthetic: np.ndarray,
+        refined: np.ndarray,
+        labels: pd.DataFrame,
+        estimator: EstimatorLoader,
     ) -> dict[str, float]:
-        """How far refinement moved the labels (e.g. pupil drift in px)."""
+        """How far refinement moved the labels (e.g. pupil drift in px). ``estimator`` loads a
+        trained estimator for tasks that measure preservation with one (hand pose)."""
 
 
 _REGISTRY: dict[str, str] = {
     "gaze": "simgan.gaze:GazeTask",
+    "hand": "simgan.hand:HandTask",
 }
 
 

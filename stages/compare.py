@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from simgan.data.dataset import open_dataset
-from stages.artifacts import read_json, write_json
+from stages.artifacts import load_torch, read_json, write_json
 from stages.common import StageContext, main
 from stages.layout import SOURCES
 
@@ -29,9 +29,13 @@ def run(ctx: StageContext) -> None:
     real_test = open_dataset(ctx.layout.real("test"))
     out = ctx.layout.reports
 
+    def estimator(source: str):
+        saved = load_torch(ctx.layout.estimator_model(source))
+        return task.load_estimator(ctx.params, saved["state_dict"])
+
     with tracking.stage_run(ctx.root, task.name, "compare", section.model_dump(mode="json")):
         preservation = task.label_preservation(
-            ctx.params, synthetic.images, refined.images, synthetic.labels
+            ctx.params, synthetic.images, refined.images, synthetic.labels, estimator=estimator
         )
         realism = {
             "synthetic_vs_real": two_sample_test(real_test.images, synthetic.images,
@@ -51,9 +55,10 @@ def run(ctx: StageContext) -> None:
 
         curve_png = plots.curves_png(
             {s: curves[s] for s in SOURCES},
-            xlabel=f"error threshold ({task.curve_unit})",
+            xlabel=task.curve_xlabel(ctx.params),
             title=f"{task.name}: estimators tested on real images",
             marker_x=section.marker,
+            columns=task.curve_columns(ctx.params),
         )
         rng = np.random.default_rng(0)
         idx = np.sort(rng.choice(len(synthetic), size=min(12, len(synthetic)), replace=False))

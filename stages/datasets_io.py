@@ -30,7 +30,8 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str) ->
 
     try:
         return write_dataset(
-            path, counted(), plan.n, plan.image_shape, plan.dtype, {**plan.meta, **meta}
+            path, counted(), plan.n, plan.image_shape, plan.dtype, {**plan.meta, **meta},
+            allow_fewer=plan.n_is_upper_bound, late_meta=plan.late_meta,
         )
     finally:
         bar.close()
@@ -52,8 +53,7 @@ def write_domain(ctx: Any, stage: str, domain: str, section: Any, splits: dict[s
                 "split": split,
                 "params_hash": params_hash(section),
             }
-            write_split(path_of(split), plan, meta, f"{stage} {split}")
-            total += plan.n
+            total += len(write_split(path_of(split), plan, meta, f"{stage} {split}"))
         seconds = time.perf_counter() - t0
         tracking.log_metrics(
             {"images": total, "seconds": seconds, "images_per_s": total / max(seconds, 1e-9)}

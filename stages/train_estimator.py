@@ -25,7 +25,9 @@ def run(ctx: StageContext) -> None:
             ctx.layout.estimator_model(ctx.source),
             {"state_dict": model.state_dict(), "source": ctx.source, "n_train": len(data)},
         )
-        tracking.log_torch_model(model, "estimator", example_batch(data.images))
+        tracking.log_torch_model(
+            ctx.task.loggable_estimator(model), "estimator", example_batch(data.images)
+        )
 
 
 if __name__ == "__main__":

@@ -71,14 +71,20 @@ def repo(tmp_path_factory) -> Path:
     return repo
 
 
-def test_every_dataset_follows_the_contract(repo):
+SHAPES = {"gaze": (35, 55), "hand": (32, 32)}
+LABELS = {"gaze": {"gaze_x", "gaze_y", "gaze_z", "pupil_u", "pupil_v", "id"},
+          "hand": {"j00_u", "j00_v", "j13_d", "crop_scale", "id"}}
+
+
+@pytest.mark.parametrize("task", ["gaze", "hand"])
+def test_every_dataset_follows_the_contract(repo, task):
     for rel in ("synthetic/train", "synthetic/test", "real/train", "real/test", "refined/train"):
-        ds = open_dataset(repo / "data/gaze" / rel)
-        assert ds.images.dtype == np.uint8 and ds.images.shape[1:] == (35, 55), rel
-        assert {"gaze_x", "gaze_y", "gaze_z", "pupil_u", "pupil_v", "id"} <= set(ds.labels), rel
-        assert ds.meta["task"] == "gaze" and ds.meta["count"] == len(ds)
-    syn = open_dataset(repo / "data/gaze/synthetic/train")
-    ref = open_dataset(repo / "data/gaze/refined/train")
+        ds = open_dataset(repo / "data" / task / rel)
+        assert ds.images.dtype == np.uint8 and ds.images.shape[1:] == SHAPES[task], rel
+        assert LABELS[task] <= set(ds.labels), rel
+        assert ds.meta["task"] == task and ds.meta["count"] == len(ds)
+    syn = open_dataset(repo / "data" / task / "synthetic/train")
+    ref = open_dataset(repo / "data" / task / "refined/train")
     assert ref.meta["domain"] == "refined"
     assert ref.labels.equals(syn.labels), "refine must carry labels over unchanged"
     assert not np.array_equal(ref.images, syn.images), "the refiner changed nothing"
@@ -99,8 +105,35 @@ def test_reports_and_dvc_metrics_cover_all_sources(repo):
         assert (repo / "reports/gaze" / png).read_bytes().startswith(b"\x89PNG")
     shown = json.loads(_run(["dvc", "metrics", "show", "--json"], repo))
     files = next(iter(shown.values()))["data"]
+    for task in ("gaze", "hand"):
+        for s in SOURCES:
+            assert f"reports/{task}/eval/{s}/metrics.json" in files
+        assert f"reports/{task}/comparison.json" in files
+
+
+def test_hand_reports_the_papers_measures(repo):
+    comparison = json.loads((repo / "reports/hand/comparison.json").read_text())
     for s in SOURCES:
-        assert f"reports/gaze/eval/{s}/metrics.json" in files
+        for split in ("real_test", "synthetic_test"):
+            m = comparison["sources"][s][split]
+            assert 0.0 <= m["pct_joints_within"] <= 100.0 and 0.0 <= m["pct_images_within"] <= 100.0
+            assert m["pct_images_within"] <= m["pct_joints_within"]
+            assert m["mean_px"] >= 0.0 and m["n_joints"] == 14.0
+        curve = (repo / f"reports/hand/eval/{s}/curve_real_test.csv").read_text().splitlines()
+        assert curve[0] == "threshold,pct_within,pct_images_within" and len(curve) == 22
+    lp = comparison["label_preservation"]
+    assert {"synthetic_mean_px", "refined_mean_px", "delta_pct_joints_within"} <= set(lp)
+    for pair in ("synthetic_vs_real", "refined_vs_real"):
+        assert 0.0 <= comparison["realism"][pair]["accuracy"] <= 1.0
+    md = (repo / "reports/hand/comparison.md").read_text()
+    assert "% joints within 5 crop px" in md and all(f"| {s} |" in md for s in SOURCES)
+    assert (repo / "reports/hand/curves.png").read_bytes().startswith(b"\x89PNG")
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], repo))["data"]
+    for name, column in (("hand_joints_within_on_real_test", "pct_within"),
+                         ("hand_images_within_on_real_test", "pct_images_within")):
+        values = plots[name][0]["content"]["data"]["values"]
+        assert {v["filename"] for v in values} == {f"{s}/curve_real_test.csv" for s in SOURCES}
+        assert all(column in v for v in values)
 
 
 def test_committed_runs_keep_their_metrics_for_exp_show_and_diff(repo):
@@ -109,34 +142,47 @@ def test_committed_runs_keep_their_metrics_for_exp_show_and_diff(repo):
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "run"], repo)
     rev = _run(["git", "rev-parse", "HEAD"], repo).strip()
     shown = json.loads(_run(["dvc", "metrics", "show", "--all-commits", "--json"], repo))
-    committed = shown[rev]["data"]["reports/gaze/comparison.json"]
-    assert "error" not in committed, committed
-    assert committed["data"]["sources"]["refined"]["real_test"]["n"] > 0
+    for task in ("gaze", "hand"):
+        committed = shown[rev]["data"][f"reports/{task}/comparison.json"]
+        assert "error" not in committed, committed
+        assert committed["data"]["sources"]["refined"]["real_test"]["n"] > 0
 
 
-def test_mlflow_holds_one_finished_run_per_stage(repo):
+STAGE_RUNS = {"render": 1, "real": 1, "train_refiner": 1, "refine": 1, "train_estimator": 3,
+              "evaluate": 3, "compare": 1}
+
+
+@pytest.mark.parametrize(("task", "headline"), [("gaze", "mean_deg"),
+                                                ("hand", "pct_joints_within")])
+def test_mlflow_holds_one_finished_run_per_stage(repo, task, headline):
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["simgan-gaze"])
+    runs = mlflow.search_runs(experiment_names=[f"simgan-{task}"])
     assert set(runs["status"]) == {"FINISHED"}
     assert set(runs["tags.pipeline_id"]) == {"e2e-test"}
-    stages = runs["tags.stage"].value_counts().to_dict()
-    assert stages == {"render": 1, "real": 1, "train_refiner": 1, "refine": 1,
-                      "train_estimator": 3, "evaluate": 3, "compare": 1}
-    refined = mlflow.search_runs(experiment_names=["simgan-gaze"],
+    assert set(runs["tags.task"]) == {task}
+    assert runs["tags.stage"].value_counts().to_dict() == STAGE_RUNS
+    refined = mlflow.search_runs(experiment_names=[f"simgan-{task}"],
                                  filter_string="tags.train_source = 'refined'")
     assert sorted(refined["tags.stage"]) == ["evaluate", "train_estimator"]
-    assert "metrics.real_test.mean_deg" in refined.columns
+    assert f"metrics.real_test.{headline}" in refined.columns
+    compare = runs[runs["tags.stage"] == "compare"]
+    assert f"metrics.refined.{headline}" in compare.columns
 
 
 def test_repro_is_incremental(repo):
     assert "up to date" in _run(["dvc", "status"], repo)
     params = (repo / "params.yaml").read_text()
-    assert "within_deg: 7.0" in params
-    (repo / "params.yaml").write_text(params.replace("within_deg: 7.0", "within_deg: 5.0"))
+    assert params.count("within_deg: 7.0") == 1 and params.count("within_px: 5.0") == 1
+    changed = params.replace("within_deg: 7.0", "within_deg: 5.0")
+    (repo / "params.yaml").write_text(changed)
     try:
         status = json.loads(_run(["dvc", "status", "--json"], repo))
         assert sorted(status) == [f"evaluate@gaze-{s}" for s in ("real", "refined", "synthetic")]
+        (repo / "params.yaml").write_text(changed.replace("within_px: 5.0", "within_px: 4.0"))
+        status = json.loads(_run(["dvc", "status", "--json"], repo))
+        assert sorted(status) == [f"evaluate@{t}-{s}" for t in ("gaze", "hand")
+                                  for s in ("real", "refined", "synthetic")]
     finally:
         (repo / "params.yaml").write_text(params)

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,11 +102,18 @@ def write_dataset(
     image_shape: tuple[int, int],
     dtype: np.dtype | str,
     meta: dict[str, Any],
+    *,
+    allow_fewer: bool = False,
+    late_meta: Callable[[], dict[str, Any]] | None = None,
 ) -> Dataset:
     """Stream ``(images, labels)`` chunks into a new dataset at ``path`` atomically.
 
     ``n`` is the total number of images: the .npy is pre-allocated as a memmap and filled
-    chunk by chunk, so peak memory is one chunk whatever the dataset size.
+    chunk by chunk, so peak memory is one chunk whatever the dataset size. With
+    ``allow_fewer``, ``n`` is an upper bound (a reader that skips bad inputs as it meets them):
+    if the chunks hold fewer images, they are copied into an exactly sized file at the end.
+    ``late_meta`` is called once the chunks are exhausted and its entries (e.g. counts of
+    skipped inputs) are merged into meta.json.
     """
     dtype = np.dtype(dtype)
     with atomic_dir(path) as tmp:
@@ -124,15 +131,32 @@ def write_dataset(
             out[filled : filled + k] = images
             frames.append(labels)
             filled += k
-        if filled != n:
+        if filled != n and not allow_fewer:
             raise ValueError(f"chunks held {filled} images, {n} declared")
         out.flush()
+        if filled != n:
+            _shrink(tmp / IMAGES, out, filled)
+        n = filled
         del out
         labels_all = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         labels_all.to_parquet(tmp / LABELS, index=False)
-        full_meta = {**meta, "count": n, "shape": list(image_shape), "dtype": dtype.name}
+        extra = late_meta() if late_meta is not None else {}
+        full_meta = {**meta, **extra, "count": n, "shape": list(image_shape),
+                     "dtype": dtype.name}
         (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
     return open_dataset(path)
+
+
+def _shrink(path: Path, full: np.ndarray, n: int, step: int = 4096) -> None:
+    """Replace the .npy at ``path`` by its first ``n`` images, copied in slices."""
+    small = path.with_name(path.name + ".part")
+    out = np.lib.format.open_memmap(small, mode="w+", dtype=full.dtype,
+                                    shape=(n, *full.shape[1:]))
+    for lo in range(0, n, step):
+        out[lo : lo + step] = full[lo : min(lo + step, n)]
+    out.flush()
+    del out
+    os.replace(small, path)
 
 
 def open_images(path: str | Path) -> np.ndarray:

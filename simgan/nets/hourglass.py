@@ -109,3 +109,16 @@ class StackedHourglass(nn.Module):
             if i < len(self.merge_features):
                 x = x + self.merge_features[i](f) + self.merge_heatmaps[i](h)
         return out
+
+
+class LastStack(nn.Module):
+    """A trained hourglass that returns only its final heatmaps (B, joints, H/s, W/s): one
+    tensor out, which is what a served model (and MLflow's signature inference) expects."""
+
+    def __init__(self, model: StackedHourglass) -> None:
+        super().__init__()
+        self.model = model
+        self.stride = model.stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[-1]

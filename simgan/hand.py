@@ -1,0 +1,334 @@
+"""The hand-pose task: depth crops (uint8 codes of a cube around the hand), 14 NYU joints in
+crop px as labels, a stacked-hourglass estimator, % of joints / images within d px.
+
+Sources (each section is a discriminated union on ``kind``):
+
+- synthetic (``render``): ``builtin``, the procedural capsule hand
+  (:mod:`simgan.render.hands`); or ``nyu_synth``, NYU's own synthetic renders
+  (``synthdepth_*.png``) through :mod:`simgan.ingest.nyu`.
+- real (``real``): ``standin``, the same geometry seen by a Kinect-like sensor model
+  (:mod:`simgan.render.depth_artifacts`; needs ``render.kind: builtin``); or ``nyu``, the
+  dataset's Kinect depth (``depth_*.png``).
+
+Both domains must produce the same crops (size, cube, depth coding): a validator checks it.
+Pixel errors are in crop px or in px of the Kinect frame (``evaluate.unit``); see
+``docs/hand.md`` for why the default is crop px.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from simgan.ingest.nyu import NyuParams
+from simgan.metrics.realism import RealismParams
+from simgan.render.depth_artifacts import RealDepthParams
+from simgan.render.hands import N_JOINTS, HandRenderParams, joint_columns
+from simgan.tasks import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
+from simgan.train.pose import PoseEstimatorParams
+from simgan.train.simgan import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
+
+PRED_COLUMNS = [f"pred_{c}" for c in joint_columns("uv")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BuiltinSynthetic(_Strict):
+    """The procedural hand renderer; train and test are disjoint index ranges of one seed."""
+
+    kind: Literal["builtin"]
+    seed: int = Field(ge=0)
+    n_train: int = Field(gt=0)
+    n_test: int = Field(gt=0)
+    chunk_size: int = Field(gt=0, le=65536)
+    threads: int = Field(ge=1, le=64, description="render threads (bytes do not depend on it)")
+    hand: HandRenderParams
+
+
+class NyuSynthetic(_Strict):
+    """NYU's synthetic renders (synthdepth PNGs) of ``<root>/train`` and ``<root>/test``."""
+
+    kind: Literal["nyu_synth"]
+    root: str = Field(min_length=1, description="directory holding NYU's train/ and test/")
+    nyu: NyuParams
+
+
+class StandinReal(_Strict):
+    """The stand-in real domain: the renderer's geometry seen by a Kinect v1 model."""
+
+    kind: Literal["standin"]
+    seed: int = Field(ge=0)
+    n_train: int = Field(gt=0)
+    n_test: int = Field(gt=0)
+    chunk_size: int = Field(gt=0, le=65536)
+    threads: int = Field(ge=1, le=64)
+    depth: RealDepthParams
+
+
+class NyuReal(_Strict):
+    """NYU's Kinect depth (depth PNGs) of ``<root>/train`` and ``<root>/test``."""
+
+    kind: Literal["nyu"]
+    root: str = Field(min_length=1)
+    nyu: NyuParams
+
+
+SyntheticSection = Annotated[BuiltinSynthetic | NyuSynthetic, Field(discriminator="kind")]
+RealSection = Annotated[StandinReal | NyuReal, Field(discriminator="kind")]
+
+
+class RefinerSection(_Strict):
+    net: RefinerNetParams
+    discriminator: DiscriminatorParams
+    train: RefinerTrainParams
+
+
+class RefineSection(_Strict):
+    batch_size: int = Field(gt=0)
+    device: Literal["auto", "cpu", "cuda"]
+
+
+class EvaluateSection(_Strict):
+    unit: Literal["crop_px", "frame_px"] = Field(
+        description="crop_px: px of the estimator's input crop; frame_px: px of the 640x480 "
+        "Kinect frame (crop px / crop_scale)"
+    )
+    within_px: float = Field(gt=0, description="threshold of the headline % (paper: 5)")
+    curve_max_px: float = Field(gt=0, description="curves run from 0 to this (paper: 20)")
+    curve_step_px: float = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    device: Literal["auto", "cpu", "cuda"]
+
+
+class CompareSection(_Strict):
+    realism: RealismParams
+    marker: float = Field(ge=0, description="threshold marked on the curve plot")
+    preservation_n: int = Field(
+        gt=0, description="synthetic train images (and their refined versions) scored for "
+        "label preservation (a seeded sample if fewer than the split)"
+    )
+
+
+class HandParams(_Strict):
+    render: SyntheticSection
+    real: RealSection
+    refiner: RefinerSection
+    refine: RefineSection
+    estimator: PoseEstimatorParams
+    evaluate: EvaluateSection
+    compare: CompareSection
+
+    @model_validator(mode="after")
+    def _same_crops(self) -> HandParams:
+        if self.real.kind == "standin" and self.render.kind != "builtin":
+            raise ValueError("real.kind 'standin' renders the builtin geometry: it needs "
+                             "render.kind 'builtin'")
+        a, b = crop_format(self.render), crop_format(self.real, self.render)
+        if a != b:
+            raise ValueError(f"render and real must give the same crops (size, cube_mm, "
+                             f"depth_reference): {a} vs {b}")
+        return self
+
+
+def crop_format(section: Any, render: Any = None) -> tuple[int, float, str]:
+    """(size, cube_mm, depth_reference) of the crops a source section produces."""
+    if section.kind in ("nyu", "nyu_synth"):
+        q = section.nyu
+    elif section.kind == "standin":
+        q = render.hand
+    else:
+        q = section.hand
+    return (q.size, q.cube_mm, q.depth_reference)
+
+
+class HandTask(Task):
+    name = "hand"
+    params_model = HandParams
+    curve_unit = "px"
+    headline = "pct_joints_within"
+    headline_higher_is_better = True
+
+    def table_columns(self, p: HandParams) -> tuple[tuple[str, str], ...]:
+        d, unit = f"{p.evaluate.within_px:g}", p.evaluate.unit.replace("_", " ")
+        return (
+            ("pct_joints_within", f"% joints within {d} {unit}"),
+            ("pct_images_within", f"% images, worst joint within {d} {unit}"),
+            ("mean_px", f"mean joint error ({unit})"),
+        )
+
+    def curve_xlabel(self, p: HandParams) -> str:
+        return f"joint error threshold ({p.evaluate.unit.replace('_', ' ')})"
+
+    def curve_columns(self, p: HandParams) -> tuple[tuple[str, str], ...]:
+        return (("pct_within", "% of joints"), ("pct_images_within", "% of images (worst joint)"))
+
+    # ------------------------------------------------------------------------- data
+
+    def _builtin(self, hand: HandRenderParams, section: Any, real: RealDepthParams | None,
+                 domain: str) -> dict[str, SplitPlan]:
+        from simgan.render.hands import iter_hand_chunks
+
+        ranges = {"train": (0, section.n_train), "test": (section.n_train, section.n_test)}
+
+        def plan(start: int, n: int) -> SplitPlan:
+            return SplitPlan(
+                n=n,
+                image_shape=(hand.size, hand.size),
+                dtype="uint8",
+                chunks=lambda: iter_hand_chunks(hand, n, section.seed, section.chunk_size,
+                                                start=start, real=real, threads=section.threads),
+                meta={"source": f"builtin-{domain}", "seed": section.seed, "first_index": start,
+                      "value_scaling": _coding(hand.depth_reference, hand.cube_mm)},
+            )
+
+        return {split: plan(start, n) for split, (start, n) in ranges.items()}
+
+    def _nyu(self, section: NyuSynthetic | NyuReal, kind: str) -> dict[str, SplitPlan]:
+        from simgan.ingest.nyu import NyuStats, iter_nyu_chunks, plan_nyu
+
+        q = section.nyu
+
+        def split_plan(split: str) -> SplitPlan:
+            plan = plan_nyu(Path(section.root) / split, kind, q)
+            if len(plan) == 0:
+                raise ValueError(f"{Path(section.root) / split}: no usable frames "
+                                 f"({len(plan.skipped)} skipped)")
+            stats: list[NyuStats] = []
+
+            def chunks():
+                stats.append(NyuStats())
+                return iter_nyu_chunks(plan, q, stats[-1])
+
+            return SplitPlan(
+                n=len(plan),
+                image_shape=(q.size, q.size),
+                dtype="uint8",
+                chunks=chunks,
+                meta={"source": f"nyu-{kind}", "root": section.root, "nyu_split": split,
+                      "skipped_when_planning": len(plan.skipped),
+                      "value_scaling": _coding(q.depth_reference, q.cube_mm)},
+                n_is_upper_bound=q.skip_bad,
+                late_meta=lambda: {"skipped_when_decoding": len(stats[-1].skipped)},
+            )
+
+        return {split: split_plan(split) for split in ("train", "test")}
+
+    def synthetic_splits(self, p: HandParams) -> dict[str, SplitPlan]:
+        if p.render.kind == "nyu_synth":
+            return self._nyu(p.render, "synthdepth")
+        return self._builtin(p.render.hand, p.render, None, "synthetic")
+
+    def real_splits(self, p: HandParams) -> dict[str, SplitPlan]:
+        if p.real.kind == "nyu":
+            return self._nyu(p.real, "depth")
+        return self._builtin(p.render.hand, p.real, p.real.depth, "standin-real")
+
+    # ------------------------------------------------------------------------- estimator
+
+    def train_estimator(
+        self,
+        p: HandParams,
+        images: np.ndarray,
+        labels: pd.DataFrame,
+        checkpoint_dir: Path,
+        on_metrics: MetricsCallback | None,
+    ):
+        from simgan.render.hands import keypoints_from_labels
+        from simgan.train.pose import train_pose_estimator
+
+        state, _ = train_pose_estimator(images, keypoints_from_labels(labels), p.estimator,
+                                        checkpoint_dir, on_metrics)
+        return self.load_estimator(p, state)
+
+    def load_estimator(self, p: HandParams, state: dict[str, Any]):
+        from simgan.train.pose import build_hourglass
+
+        model = build_hourglass(p.estimator, N_JOINTS)
+        model.load_state_dict(state)
+        return model.eval()
+
+    def loggable_estimator(self, model):
+        from simgan.nets.hourglass import LastStack
+
+        return LastStack(model)
+
+    def predict(self, p: HandParams, model, images: np.ndarray) -> pd.DataFrame:
+        from simgan.images import pick_device
+        from simgan.train.pose import predict_keypoints
+
+        kp = predict_keypoints(model, images, p.evaluate.batch_size,
+                               pick_device(p.evaluate.device), p.estimator.decode)
+        return pd.DataFrame(kp.reshape(len(kp), 2 * N_JOINTS), columns=PRED_COLUMNS)
+
+    # ------------------------------------------------------------------------- metrics
+
+    def joint_errors(self, p: HandParams, predictions: pd.DataFrame, labels: pd.DataFrame
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(errors in ``evaluate.unit``, errors in crop px), both (N, 14)."""
+        from simgan.metrics.hand import joint_errors_px, to_frame_px
+        from simgan.render.hands import keypoints_from_labels
+
+        pred = predictions[PRED_COLUMNS].to_numpy(np.float64).reshape(-1, N_JOINTS, 2)
+        crop = joint_errors_px(pred, keypoints_from_labels(labels))
+        if p.evaluate.unit == "frame_px":
+            return to_frame_px(crop, labels["crop_scale"].to_numpy()), crop
+        return crop, crop
+
+    def evaluate(
+        self, p: HandParams, predictions: pd.DataFrame, labels: pd.DataFrame
+    ) -> Evaluation:
+        from simgan.metrics.hand import hand_curves, hand_summary, to_frame_px
+
+        e = p.evaluate
+        errors, crop = self.joint_errors(p, predictions, labels)
+        summary = hand_summary(errors, within_px=e.within_px)
+        summary["mean_crop_px"] = float(crop.mean())
+        summary["mean_frame_px"] = float(
+            to_frame_px(crop, labels["crop_scale"].to_numpy()).mean())
+        thresholds = np.arange(0.0, e.curve_max_px + 1e-9, e.curve_step_px)
+        curves = hand_curves(errors, thresholds)
+        # pct_within: every task's headline curve (here the paper's: % of joints within d)
+        curve = curves.rename(columns={"pct_joints_within": "pct_within"})
+        per_image = pd.DataFrame({"id": labels["id"].to_numpy(),
+                                  "mean_px": errors.mean(1), "worst_px": errors.max(1)})
+        per_joint = pd.DataFrame(errors, columns=[f"err_j{k:02d}" for k in range(N_JOINTS)])
+        pred = predictions[PRED_COLUMNS].reset_index(drop=True)
+        per_image = pd.concat([per_image, per_joint, pred], axis=1)
+        return Evaluation(summary=summary, curve=curve, per_image=per_image)
+
+    def label_preservation(
+        self,
+        p: HandParams,
+        synthetic: np.ndarray,
+        refined: np.ndarray,
+        labels: pd.DataFrame,
+        estimator: EstimatorLoader,
+    ) -> dict[str, float]:
+        """The synthetic-trained estimator on synthetic train images and on their refined
+        versions, scored against the same labels: refinement that moved the joints (or made
+        the images unreadable to it) shows as a drop."""
+        from simgan.metrics.hand import preservation_summary
+
+        n = len(synthetic)
+        k = min(p.compare.preservation_n, n)
+        rows = np.arange(n) if k == n else np.sort(
+            np.random.default_rng(0).choice(n, size=k, replace=False))
+        model = estimator("synthetic")
+        lab = labels.iloc[rows].reset_index(drop=True)
+        errs = [self.joint_errors(p, self.predict(p, model, np.asarray(x[rows])), lab)[0]
+                for x in (synthetic, refined)]
+        out = preservation_summary(errs[0], errs[1], within_px=p.evaluate.within_px)
+        out["n"] = float(k)
+        return out
+
+
+def _coding(reference: str, cube_mm: float) -> str:
+    if reference == "paper":
+        return "uint8: 0 background, else (2000 mm - depth) * 255 / 2000"
+    return f"uint8: 0 background, else (back of the {cube_mm:g} mm cube - depth) * 255 / cube"

@@ -1,0 +1,233 @@
+"""The hand task behind the shared stages: params, split plans (builtin, stand-in, NYU),
+evaluation in crop or frame px, label preservation with the synthetic-trained estimator."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simgan.config import ParamsError, load_task_params, read_yaml, validate
+from simgan.data.dataset import open_dataset
+from simgan.hand import PRED_COLUMNS, HandParams, HandTask
+from simgan.render.hands import N_JOINTS, keypoints_from_labels
+from simgan.tasks import get_task, task_names
+from stages.datasets_io import write_split
+from tests.test_hand_nyu import make_split, png_name
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def hand() -> dict:
+    return read_yaml(ROOT / "params.yaml")["hand"]
+
+
+def _params(data: dict) -> HandParams:
+    return validate(HandParams, data, "hand")
+
+
+def _small(data: dict, n: int = 40, size: int = 32) -> dict:
+    d = copy.deepcopy(data)
+    d["render"].update(n_train=n, n_test=n // 2, chunk_size=16, threads=1)
+    d["render"]["hand"]["size"] = size
+    d["real"].update(n_train=n, n_test=n // 2, chunk_size=16, threads=1)
+    return d
+
+
+def _error(data: dict) -> str:
+    with pytest.raises(ParamsError) as exc:
+        _params(data)
+    return str(exc.value)
+
+
+def test_registered_and_the_default_params_are_valid():
+    assert task_names() == ["gaze", "hand"]
+    assert isinstance(get_task("hand"), HandTask)
+    p = load_task_params(ROOT / "params.yaml", "hand")
+    assert p.render.kind == "builtin" and p.real.kind == "standin"
+    assert p.evaluate.unit in ("crop_px", "frame_px")
+
+
+def test_every_key_is_required_inside_the_chosen_source(hand):
+    del hand["render"]["hand"]["cube_mm"]
+    del hand["real"]["depth"]["edge_jag_px"]
+    msg = _error(hand)
+    assert "hand.render.hand.cube_mm: missing (expected float)" in msg
+    assert "hand.real.depth.edge_jag_px: missing (expected float)" in msg
+
+
+def test_source_kinds_are_checked(hand):
+    bad = copy.deepcopy(hand)
+    bad["real"]["kind"] = "kinect"
+    msg = _error(bad)
+    assert "hand.real" in msg and "'standin', 'nyu'" in msg
+    nyu_synth = {"kind": "nyu_synth", "root": "/data/nyu",
+                 "nyu": {"views": [1], "size": 64, "cube_mm": 300.0, "crop": "joints",
+                         "mask_dilate_px": 3, "depth_reference": "cube", "frame_step": 1,
+                         "max_frames": None, "skip_bad": False, "workers": 0, "chunk_frames": 64}}
+    mixed = copy.deepcopy(hand)
+    mixed["render"] = nyu_synth
+    assert "real.kind 'standin' renders the builtin geometry" in _error(mixed)
+    sizes = copy.deepcopy(hand)
+    sizes["real"] = {**nyu_synth, "kind": "nyu", "nyu": {**nyu_synth["nyu"], "size": 96}}
+    assert "render and real must give the same crops" in _error(sizes)
+    both = copy.deepcopy(hand)
+    both["render"], both["real"] = nyu_synth, {**nyu_synth, "kind": "nyu"}
+    assert _params(both).real.nyu.size == 64
+
+
+def test_builtin_and_standin_splits_are_disjoint_and_labelled(hand, tmp_path):
+    p = _params(_small(hand))
+    task = HandTask()
+    syn, real = task.synthetic_splits(p), task.real_splits(p)
+    assert {k: v.n for k, v in syn.items()} == {"train": 40, "test": 20}
+    train = write_split(tmp_path / "syn_train", syn["train"], {"task": "hand"}, "t")
+    test = write_split(tmp_path / "syn_test", syn["test"], {"task": "hand"}, "t")
+    rtrain = write_split(tmp_path / "real_train", real["train"], {"task": "hand"}, "t")
+    assert train.images.shape == (40, 32, 32) and train.images.dtype == np.uint8
+    assert train.labels["id"].tolist() == list(range(40))
+    assert test.labels["id"].tolist() == list(range(40, 60))
+    assert keypoints_from_labels(rtrain.labels).shape == (40, N_JOINTS, 2)
+    assert train.meta["source"] == "builtin-synthetic"
+    assert rtrain.meta["source"] == "builtin-standin-real"
+    assert not np.array_equal(train.images, rtrain.images)
+
+
+def _predictions(kp: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(kp.reshape(len(kp), -1), columns=PRED_COLUMNS)
+
+
+def test_evaluation_in_crop_and_frame_px(hand):
+    p = _params(_small(hand))
+    task = HandTask()
+    rng = np.random.default_rng(0)
+    n = 10
+    labels = pd.DataFrame({"id": np.arange(n), "crop_scale": np.full(n, 0.25)})
+    true = rng.uniform(0, 32, (n, N_JOINTS, 2))
+    for j in range(N_JOINTS):
+        labels[f"j{j:02d}_u"], labels[f"j{j:02d}_v"] = true[:, j, 0], true[:, j, 1]
+    shift = np.zeros_like(true)
+    shift[..., 0] = 1.0  # every joint 1 crop px off = 4 frame px off
+    shift[0, 0, 0] = 7.0  # one joint of image 0 is 7 crop px (28 frame px) off
+    res = task.evaluate(p, _predictions(true + shift), labels)
+    s = res.summary
+    assert s["pct_joints_within"] == pytest.approx(100 * (n * N_JOINTS - 1) / (n * N_JOINTS))
+    assert s["pct_images_within"] == pytest.approx(90.0)
+    assert s["mean_crop_px"] == pytest.approx((n * N_JOINTS + 6) / (n * N_JOINTS))
+    assert s["mean_frame_px"] == pytest.approx(4 * s["mean_crop_px"])
+    assert list(res.curve.columns) == ["threshold", "pct_within", "pct_images_within"]
+    assert res.curve["threshold"].tolist() == list(range(21))
+    assert res.curve.loc[2, "pct_within"] == pytest.approx(s["pct_joints_within"])
+    assert res.curve.loc[0, "pct_within"] == 0.0 and res.curve.loc[7, "pct_images_within"] == 100.0
+    assert len(res.per_image) == n and res.per_image.loc[0, "worst_px"] == pytest.approx(7.0)
+
+    frame = copy.deepcopy(_small(hand))
+    frame["evaluate"]["unit"] = "frame_px"
+    pf = _params(frame)
+    rf = task.evaluate(pf, _predictions(true + shift), labels).summary
+    assert rf["mean_px"] == pytest.approx(rf["mean_frame_px"])
+    assert rf["pct_joints_within"] == pytest.approx(s["pct_joints_within"])  # 4 px in, 28 out
+    assert [t for _, t in task.table_columns(pf)][0] == "% joints within 5 frame px"
+
+
+def test_frame_px_threshold_counts_in_frame_px(hand):
+    p = _params({**_small(hand), "evaluate": {**hand["evaluate"], "unit": "frame_px"}})
+    labels = pd.DataFrame({"id": [0], "crop_scale": [0.25]})
+    true = np.zeros((1, N_JOINTS, 2))
+    for j in range(N_JOINTS):
+        labels[f"j{j:02d}_u"], labels[f"j{j:02d}_v"] = 0.0, 0.0
+    pred = true.copy()
+    pred[0, :7, 0] = 1.0  # 4 frame px: within 5
+    pred[0, 7:, 0] = 2.0  # 8 frame px: not
+    s = HandTask().evaluate(p, _predictions(pred), labels).summary
+    assert s["pct_joints_within"] == pytest.approx(50.0)
+    assert s["mean_px"] == pytest.approx(6.0)
+
+
+def test_label_preservation_uses_the_synthetic_trained_estimator(hand, monkeypatch):
+    p = _params({**_small(hand), "compare": {**hand["compare"], "preservation_n": 8}})
+    task = HandTask()
+    n = 12
+    synthetic = np.repeat(np.arange(n, dtype=np.uint8), 32 * 32).reshape(n, 32, 32)
+    refined = synthetic + 100  # image i holds i (synthetic) or 100 + i (refined)
+    labels = pd.DataFrame({"id": np.arange(n), "crop_scale": np.ones(n)})
+    kp = np.random.default_rng(1).uniform(0, 32, (n, N_JOINTS, 2))
+    for j in range(N_JOINTS):
+        labels[f"j{j:02d}_u"], labels[f"j{j:02d}_v"] = kp[:, j, 0], kp[:, j, 1]
+
+    def predict(p, model, x):
+        """Exact on synthetic images, 3 px off on refined ones."""
+        assert model == "model trained on synthetic"
+        code = np.asarray(x)[:, 0, 0].astype(int)
+        return _predictions(kp[code % 100] + np.where(code >= 100, 3.0, 0.0)[:, None, None]
+                            * np.array([1.0, 0.0]))
+
+    monkeypatch.setattr(task, "predict", predict)
+    asked: list[str] = []
+
+    def loader(source: str):
+        asked.append(source)
+        return f"model trained on {source}"
+
+    out = task.label_preservation(p, synthetic, refined, labels, estimator=loader)
+    assert asked == ["synthetic"]
+    assert out["n"] == 8
+    assert out["synthetic_mean_px"] == pytest.approx(0.0, abs=1e-5)  # float32 labels
+    assert out["refined_mean_px"] == pytest.approx(3.0, abs=1e-5)
+    assert out["delta_mean_px"] == pytest.approx(3.0, abs=1e-5)
+    assert out["delta_pct_joints_within"] == pytest.approx(0.0)  # 3 px is within 5
+
+
+def _nyu_root(tmp_path: Path) -> Path:
+    root = tmp_path / "nyu"
+    make_split(root / "train", n_kinects=1, n_frames=4)
+    make_split(root / "test", n_kinects=1, n_frames=2)
+    return root
+
+
+def _nyu_params(hand: dict, root: Path, skip_bad: bool) -> HandParams:
+    q = {"views": [1], "size": 64, "cube_mm": 300.0, "crop": "joints", "mask_dilate_px": 3,
+         "depth_reference": "cube", "frame_step": 1, "max_frames": None, "skip_bad": skip_bad,
+         "workers": 0, "chunk_frames": 2}
+    data = copy.deepcopy(hand)
+    data["render"] = {"kind": "nyu_synth", "root": str(root), "nyu": q}
+    data["real"] = {"kind": "nyu", "root": str(root), "nyu": q}
+    return _params(data)
+
+
+def test_nyu_sources_give_the_same_columns_as_the_renderer(hand, tmp_path):
+    root = _nyu_root(tmp_path)
+    p = _nyu_params(hand, root, skip_bad=False)
+    task = HandTask()
+    real = task.real_splits(p)
+    syn = task.synthetic_splits(p)
+    assert {k: v.n for k, v in real.items()} == {"train": 4, "test": 2}
+    ds = write_split(tmp_path / "real_train", real["train"], {"task": "hand"}, "t")
+    sd = write_split(tmp_path / "syn_test", syn["test"], {"task": "hand"}, "t")
+    assert ds.images.shape == (4, 64, 64) and sd.images.shape == (2, 64, 64)
+    assert ds.meta["source"] == "nyu-depth" and sd.meta["source"] == "nyu-synthdepth"
+    assert keypoints_from_labels(ds.labels).shape == (4, N_JOINTS, 2)
+    assert ds.meta["skipped_when_decoding"] == 0
+
+
+def test_nyu_frames_that_fail_decoding_are_skipped_and_the_dataset_shrinks(hand, tmp_path):
+    root = _nyu_root(tmp_path)
+    (root / "train" / png_name("depth", 1, 2)).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    p = _nyu_params(hand, root, skip_bad=True)
+    plan = HandTask().real_splits(p)["train"]
+    assert plan.n == 4 and plan.n_is_upper_bound
+    ds = write_split(tmp_path / "real_train", plan, {"task": "hand"}, "t")
+    assert len(ds) == 3 and ds.images.shape == (3, 64, 64)
+    assert ds.labels["frame"].tolist() == [1, 3, 4]
+    meta = json.loads((tmp_path / "real_train" / "meta.json").read_text())
+    assert meta["count"] == 3 and meta["skipped_when_decoding"] == 1
+    strict = _nyu_params(hand, root, skip_bad=False)
+    with pytest.raises(ValueError, match="depth_1_0000002.png: image: cannot decode"):
+        write_split(tmp_path / "strict", HandTask().real_splits(strict)["train"], {}, "t")
+    assert not (tmp_path / "strict").exists()
+    assert open_dataset(tmp_path / "real_train").labels["id"].tolist() == [0, 1, 2]
