@@ -29,10 +29,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -c "import torch, dvc, mlflow, prefect" 
 	touch $@
 
+# The tasks `make run` reproduces: all by default, or e.g. `make run TASKS=hand`.
+TASKS ?= gaze hand
+
 run: setup
-	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro
-	@sed -n '/^| trained on/,/^Refined vs/p' reports/gaze/comparison.md
-	@echo "Report: reports/gaze/comparison.md   All metrics: dvc metrics show   MLflow: make mlflow-ui"
+	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro $(addprefix compare@,$(TASKS))
+	@for t in $(TASKS); do echo "== $$t"; sed -n '/^| trained on/,/^Refined vs/p' reports/$$t/comparison.md; done
+	@echo "Reports: reports/<task>/comparison.md   All metrics: dvc metrics show   MLflow: make mlflow-ui"
 
 test: setup
 	$(PY) -m pytest -q

@@ -8,8 +8,9 @@ heatmaps mapped back and added to the stack's input, so the next stack refines t
 estimate (intermediate supervision: every stack's heatmaps are returned and trained).
 
 Sizes: Newell et al. use width 256, depth 4, stride 4 (256 px in, 64 px heatmaps): that is
-``PAPER`` (for 224 px crops it gives 56 px heatmaps). The CPU default is narrow (width 32,
-depth 3, stride 2: 32x32 heatmaps for 64 px crops), chosen by measured training throughput.
+``PAPER`` (for 224 px crops it gives 56 px heatmaps). The CPU default
+(:class:`simgan.train.pose.PoseEstimatorParams`) is narrow (width 32, depth 2, stride 4: 16x16
+heatmaps for 64 px crops), chosen by measured training throughput (docs/hand.md).
 """
 
 from __future__ import annotations
