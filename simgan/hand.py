@@ -87,6 +87,11 @@ class RefinerSection(_Strict):
     net: RefinerNetParams
     discriminator: DiscriminatorParams
     train: RefinerTrainParams
+    select_by: Literal["mmd", "latest"] = Field(
+        description="checkpoint choice among those passing train.select_min_structure / "
+        "select_max_drift: lowest mmd (gaze's rule) or the latest (docs/hand.md: on depth the "
+        "mmd ranking did not follow downstream accuracy)"
+    )
 
 
 class RefineSection(_Strict):
@@ -252,6 +257,9 @@ class HandTask(Task):
         model = build_hourglass(p.estimator, N_JOINTS)
         model.load_state_dict(state)
         return model.eval()
+
+    def refiner_select_by(self, p: HandParams) -> str:
+        return p.refiner.select_by
 
     def loggable_estimator(self, model):
         from simgan.nets.hourglass import LastStack

@@ -97,6 +97,10 @@ class Task(ABC):
     @abstractmethod
     def load_estimator(self, p: Any, state: dict[str, Any]) -> Any: ...
 
+    def refiner_select_by(self, p: Any) -> str:
+        """How ``train_refiner`` picks its checkpoint (``simgan.train.simgan.Selector``)."""
+        return "mmd"
+
     def loggable_estimator(self, model: Any) -> Any:
         """The module logged to MLflow (one tensor in, one out): the estimator by default."""
         return model

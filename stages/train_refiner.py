@@ -34,6 +34,7 @@ def run(ctx: StageContext) -> None:
             ctx.layout.refiner_checkpoints,
             on_metrics=tracking.log_metrics,
             on_samples=on_samples,
+            select_by=ctx.task.refiner_select_by(ctx.params),
         )
         refiner = Refiner(**section.net.model_dump())
         refiner.load_state_dict(result.selected_state)

@@ -164,6 +164,20 @@ def test_selector_distance_orders_domains() -> None:
     assert same.mmd_synthetic < 1e-5 < sel.mmd_synthetic
 
 
+def test_selection_rules_rank_guarded_checkpoints() -> None:
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (32, H, W), dtype=np.uint8)
+    by_mmd = Selector(imgs, imgs, torch.device("cpu"), 0.99, 5.0)
+    latest = Selector(imgs, imgs, torch.device("cpu"), 0.99, 5.0, select_by="latest")
+    identity = {"mmd": 0.5, "structure": 1.0, "drift": 0.0}
+    trained = {"mmd": 0.8, "structure": 0.995, "drift": 2.0}
+    drifted = {"mmd": 0.1, "structure": 0.999, "drift": 11.0}  # fails the drift guard
+    assert not by_mmd.better(trained, identity) and latest.better(trained, identity)
+    assert not latest.better(drifted, trained) and not by_mmd.better(drifted, identity)
+    with pytest.raises(ValueError, match="select_by"):
+        Selector(imgs, imgs, torch.device("cpu"), 0.99, 5.0, select_by="best")
+
+
 def test_train_params_are_strict() -> None:
     with pytest.raises(pydantic.ValidationError):
         RefinerTrainParams(unknown=1)

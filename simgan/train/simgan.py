@@ -47,6 +47,7 @@ from simgan.train.losses import REAL, REFINED, adversarial_loss, self_regularisa
 log = logging.getLogger(__name__)
 
 MetricsCallback = Callable[[dict[str, float], int], None]
+SelectBy = Literal["mmd", "latest"]
 SamplesCallback = Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]
 CHECKPOINT = "last.pt"
 _FORMAT = 1  # bump when the checkpoint layout changes: old checkpoints are then ignored
@@ -244,9 +245,12 @@ class Selector:
       :func:`structure_similarity` between R(X) and X) must be >= ``min_structure`` and
       ``drift`` (mean |R(x) - x| in gray levels) <= ``max_drift``.
 
-    The selected checkpoint is the eligible one with the lowest ``mmd``; if none is eligible,
-    the one with the highest ``structure``. The candidate at adversarial step 0 (the
-    pretrained refiner) is always scored, so "adversarial training did not help" can win.
+    The selected checkpoint is the eligible one with the lowest ``mmd`` (``select_by="mmd"``,
+    the default) or the latest eligible one (``"latest"``: the guards alone decide, for data
+    where the mmd ranking was measured not to follow downstream quality, see docs/hand.md); if
+    none is eligible, the one with the highest ``structure``. The candidate at adversarial
+    step 0 (the pretrained refiner) is always scored, so "adversarial training did not help"
+    can win.
 
     Calibration on the stand-in eye data (W16 refiner, 3 seeds, estimator trained on the
     refined set and tested on real labels *offline*, never inside this criterion): over 15
@@ -266,7 +270,11 @@ class Selector:
         min_structure: float,
         max_drift: float,
         batch_size: int = 256,
+        select_by: SelectBy = "mmd",
     ) -> None:
+        if select_by not in ("mmd", "latest"):
+            raise ValueError(f"select_by must be 'mmd' or 'latest', got {select_by!r}")
+        self.select_by = select_by
         self.device = device
         self.batch_size = batch_size
         self.min_structure = min_structure
@@ -331,14 +339,15 @@ class Selector:
         return record["structure"] >= self.min_structure and record["drift"] <= self.max_drift
 
     def better(self, record: dict[str, float], best: dict[str, float] | None) -> bool:
-        """Whether ``record`` beats ``best``: eligible first, then lower mmd / higher structure."""
+        """Whether ``record`` (scored after ``best``) beats ``best``: eligible first, then lower
+        mmd (or, with ``select_by="latest"``, the later one) / higher structure."""
         if best is None:
             return True
         ok, best_ok = self.eligible(record), self.eligible(best)
         if ok != best_ok:
             return ok
         if ok:
-            return record["mmd"] < best["mmd"]
+            return self.select_by == "latest" or record["mmd"] < best["mmd"]
         return record["structure"] > best["structure"]
 
 
@@ -352,6 +361,7 @@ def _fingerprint(
     params: RefinerTrainParams,
     synthetic: np.ndarray,
     real: np.ndarray,
+    select_by: SelectBy = "mmd",
 ) -> str:
     """Hash of everything that determines the run: params (minus cadence) and a data sample."""
     h = hashlib.sha256()
@@ -362,6 +372,8 @@ def _fingerprint(
         "train": params.model_dump(mode="json", exclude=_CADENCE),
         "shapes": [list(synthetic.shape), list(real.shape)],
     }
+    if select_by != "mmd":  # (absent for the default: older checkpoints stay resumable)
+        spec["select_by"] = select_by
     h.update(json.dumps(spec, sort_keys=True).encode())
     for arr in (synthetic, real):
         rows = np.linspace(0, arr.shape[0] - 1, min(64, arr.shape[0])).astype(np.int64)
@@ -425,8 +437,11 @@ def train_refiner(
     checkpoint_dir: str | Path,
     on_metrics: MetricsCallback | None = None,
     on_samples: SamplesCallback | None = None,
+    select_by: SelectBy = "mmd",
 ) -> RefinerResult:
     """Train a refiner on unlabelled ``synthetic`` and ``real`` uint8 (N, H, W) images.
+
+    ``select_by`` chooses among the guarded checkpoints (see :class:`Selector`).
 
     Returns the selected and the last refiner states (CPU tensors), the selection record and
     the logged loss history. ``on_metrics(metrics, global_step)`` receives the averaged losses
@@ -470,7 +485,8 @@ def train_refiner(
     h, w = synthetic.shape[1:]
     buffer = HistoryBuffer(params.history_size, (1, h, w), buffer_gen, device)
     selector = Selector(
-        hold_syn, hold_real, device, params.select_min_structure, params.select_max_drift
+        hold_syn, hold_real, device, params.select_min_structure, params.select_max_drift,
+        select_by=select_by,
     )
     meter = _Meter()
     history: list[dict[str, float]] = []
@@ -482,7 +498,7 @@ def train_refiner(
     step = 0
 
     # ---- resume
-    fingerprint = _fingerprint(net, disc, params, synthetic, real)
+    fingerprint = _fingerprint(net, disc, params, synthetic, real, select_by)
     ckpt_path = checkpoint_dir / CHECKPOINT
     if ckpt_path.is_file():
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -666,7 +682,7 @@ def train_refiner(
     assert best is not None
     record = best["record"]
     selection = {
-        "criterion": "mmd_local_statistics",
+        "criterion": "mmd_local_statistics" if select_by == "mmd" else "latest_guarded",
         "selected_step": int(record["step"]),
         "selected_global_step": int(record["global_step"]),
         **{k: v for k, v in record.items() if k not in ("step", "global_step")},
