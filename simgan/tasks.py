@@ -22,13 +22,20 @@ MetricsCallback = Callable[[dict[str, float], int], None]
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """How to produce one dataset split: its size, image format and a chunk generator."""
+    """How to produce one dataset split: its size, image format and a chunk generator.
+
+    Readers of real files may skip bad inputs (``skip_bad``): then ``n`` is an upper bound
+    (``n_is_upper_bound``) and ``late_meta`` gives, after the chunks are exhausted, what is
+    known only then (counts of skipped files) for meta.json.
+    """
 
     n: int
     image_shape: tuple[int, int]
     dtype: str
     chunks: Callable[[], Chunks]
     meta: dict[str, Any] = field(default_factory=dict)
+    n_is_upper_bound: bool = False
+    late_meta: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,13 @@ def test_atomic_dir_replaces_existing(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+
+
+def test_upper_bound_count_truncates_in_place_and_merges_late_meta(tmp_path):
+    """Readers that skip bad files know the count only at the end."""
+    counts = {}
+    ds = write_dataset(tmp_path / "d", _chunks(5, 2), 9, (3, 4), "uint8", {"task": "t"},
+                       allow_fewer=True, late_meta=lambda: {"skipped_bad": 4, **counts})
+    assert ds.images.shape == (5, 3, 4) and ds.images[4, 0, 0] == 4
+    assert (tmp_path / "d" / "images.npy").stat().st_size == 128 + 5 * 12
+    assert ds.meta["count"] == 5 and ds.meta["skipped_bad"] == 4

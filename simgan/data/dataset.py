@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,11 +102,18 @@ def write_dataset(
     image_shape: tuple[int, int],
     dtype: np.dtype | str,
     meta: dict[str, Any],
+    *,
+    allow_fewer: bool = False,
+    late_meta: Callable[[], dict[str, Any]] | None = None,
 ) -> Dataset:
     """Stream ``(images, labels)`` chunks into a new dataset at ``path`` atomically.
 
     ``n`` is the total number of images: the .npy is pre-allocated as a memmap and filled
     chunk by chunk, so peak memory is one chunk whatever the dataset size.
+    ``allow_fewer`` makes ``n`` an upper bound (readers that skip bad input files know the
+    count only at the end): the file is then cut to the images written, in place.
+    ``late_meta`` is called once the chunks are exhausted and its entries (e.g. counts of
+    skipped inputs) are merged into meta.json.
     """
     dtype = np.dtype(dtype)
     with atomic_dir(path) as tmp:
@@ -124,15 +131,53 @@ def write_dataset(
             out[filled : filled + k] = images
             frames.append(labels)
             filled += k
-        if filled != n:
+        if filled != n and not allow_fewer:
             raise ValueError(f"chunks held {filled} images, {n} declared")
         out.flush()
         del out
+        if filled != n:
+            truncate_npy(tmp / IMAGES, filled)
         labels_all = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         labels_all.to_parquet(tmp / LABELS, index=False)
-        full_meta = {**meta, "count": n, "shape": list(image_shape), "dtype": dtype.name}
+        extra = late_meta() if late_meta is not None else {}
+        full_meta = {
+            **meta, **extra, "count": filled, "shape": list(image_shape), "dtype": dtype.name
+        }
         (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
     return open_dataset(path)
+
+
+def truncate_npy(path: str | Path, rows: int) -> None:
+    """Keep the first ``rows`` entries of a C-order .npy file, in place (no copy of the data).
+
+    The header is rewritten with the smaller shape and padded to its old length (a shorter
+    number always fits), then the file is truncated after the kept rows.
+    """
+    path = Path(path)
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        start = f.tell()
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        data_offset = f.tell()
+        if fortran or not 0 <= rows <= shape[0]:
+            raise ValueError(f"{path}: cannot keep {rows} rows of a {shape} array")
+        new_shape = (rows, *shape[1:])
+        header = repr({
+            "descr": np.lib.format.dtype_to_descr(dtype),
+            "fortran_order": False,
+            "shape": new_shape,
+        })
+        len_bytes = 2 if version == (1, 0) else 4
+        room = data_offset - start - len_bytes
+        if len(header) + 1 > room:
+            raise ValueError(f"{path}: new header does not fit")
+        f.seek(start + len_bytes)
+        f.write((header.ljust(room - 1) + "\n").encode("latin1"))
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        f.truncate(data_offset + rows * row_bytes)
 
 
 def open_images(path: str | Path) -> np.ndarray:
