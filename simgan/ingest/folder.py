@@ -149,8 +149,8 @@ def decode(unit: FolderUnit, opt: FolderOptions, skip_bad: bool = False
             raise IngestError(unit.labels_file, "file", f"no row for image {name!r}")
         problem = str(gaze_problems(np.array([unit.gaze]))[0])
         if problem:
-            raise IngestError(unit.labels_file, f"row {unit.row} ({name}): {unit.gaze_field}",
-                              problem)
+            raise IngestError(unit.labels_file, unit.gaze_field,
+                              f"{problem} (row {unit.row}, {name})")
     pixels, box = decode_image(unit.path, opt.out_shape, opt.resize)
     images = pixels[None]
     if opt.equalize:
@@ -222,7 +222,7 @@ def index_folder(root: str | Path, first_id: int = 0) -> FolderIndex:
                                     tuple(float(x) for x in vectors[r]), field,
                                     (float(pupil[r, 0]), float(pupil[r, 1]))))
     present = set(names)
-    orphans = [BadInput(str(labels_path), f"row {i + 1}: file", f"no image named {f!r}", 0)
+    orphans = [BadInput(str(labels_path), "file", f"row {i + 1}: no image named {f!r}", 0)
                for i, f in enumerate(frame["file"].tolist()) if f not in present]
     return FolderIndex(str(root), units, labelled=True, orphan_rows=orphans)
 

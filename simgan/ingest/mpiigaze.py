@@ -297,8 +297,8 @@ def decode_day(unit: DayUnit, opt: MpiiOptions, skip_bad: bool = False
         sub = EyeData(data.images[keep], data.gaze[keep], data.pose[keep])
         problems = gaze_problems(sub.gaze)
         for j in np.flatnonzero(problems != ""):
-            item = BadInput(unit.path, f"data.{eye}.gaze[{keep[j]}] ({day.filenames[keep[j]]})",
-                            str(problems[j]))
+            item = BadInput(unit.path, f"data.{eye}.gaze",
+                            f"{problems[j]} (sample {keep[j]}, {day.filenames[keep[j]]})")
             if not skip_bad:
                 raise item.error()
             bad.append(item)
