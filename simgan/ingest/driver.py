@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,20 +43,39 @@ MAX_TASK_UNITS = 64
 """Units per pool task at most: amortises inter-process overhead on small files."""
 
 
+@dataclass
+class BatchResult:
+    """What a worker sends back for a batch of units: per unit either its BadInput (the unit
+    failed) or (rows it gave, problems inside it); the rows of all units concatenated once,
+    so a batch pickles as a few arrays rather than one small array per label per file."""
+
+    items: list[BadInput | tuple[int, list[BadInput]]]
+    images: np.ndarray | None
+    cols: dict[str, np.ndarray] | None
+
+
 def run_batch(decode: DecodeFn, units: Sequence[Any], options: Any, skip_bad: bool
-              ) -> list[Decoded | BadInput]:
+              ) -> BatchResult:
     """Decode units one by one (in a worker); a unit's IngestError becomes a BadInput.
 
     The error is returned, not raised, so the consumer decides (raise or count) in order.
     Any other exception is a bug and propagates with its traceback.
     """
-    out: list[Decoded | BadInput] = []
+    items: list[BadInput | tuple[int, list[BadInput]]] = []
+    images, cols = [], []
     for unit in units:
         try:
-            out.append(decode(unit, options, skip_bad))
+            img, lab, bad = decode(unit, options, skip_bad)
         except IngestError as exc:
-            out.append(BadInput.from_error(exc, int(getattr(unit, "samples", 1))))
-    return out
+            items.append(BadInput.from_error(exc, int(getattr(unit, "samples", 1))))
+            continue
+        items.append((int(img.shape[0]), bad))
+        if img.shape[0]:
+            images.append(img)
+            cols.append(lab)
+    if not images:
+        return BatchResult(items, None, None)
+    return BatchResult(items, np.concatenate(images), _concat(cols))
 
 
 def _task_size(n_units: int, workers: int) -> int:
@@ -71,7 +91,7 @@ def _batches(units: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _decoded_in_order(
     decode: DecodeFn, units: Sequence[Any], options: Any, workers: int, skip_bad: bool
-) -> Iterator[list[Decoded | BadInput]]:
+) -> Iterator[BatchResult]:
     """Batch results in unit order, decoded in-process (workers=0) or in a process pool."""
     size = _task_size(len(units), workers)
     if workers <= 0:
@@ -140,27 +160,26 @@ def stream_chunks(
         return img[:k], pd.DataFrame({c: v[:k] for c, v in lab.items()})
 
     try:
-        for results in _decoded_in_order(decode, units, options, workers, skip_bad):
-            for res in results:
+        for batch in _decoded_in_order(decode, units, options, workers, skip_bad):
+            for item in batch.items:
                 report.units += 1
-                if isinstance(res, BadInput):
+                if isinstance(item, BadInput):
                     if not skip_bad:
-                        raise res.error()
-                    report.skip(res)
+                        raise item.error()
+                    report.skip(item)
                     continue
-                img, lab, bad = res
-                for b in bad:
+                for b in item[1]:
                     report.skip(b)
-                if img.shape[1:] != tuple(out_shape) or img.dtype != np.uint8:
-                    raise RuntimeError(f"decoder gave {img.dtype} {img.shape[1:]}, "
-                                       f"expected uint8 {tuple(out_shape)}")
-                if img.shape[0] == 0:
-                    continue
-                images.append(img)
-                cols.append(lab)
-                pending += img.shape[0]
-                while pending >= chunk_size:
-                    yield take(chunk_size)
+            if batch.images is None:
+                continue
+            if batch.images.shape[1:] != tuple(out_shape) or batch.images.dtype != np.uint8:
+                raise RuntimeError(f"decoder gave {batch.images.dtype} {batch.images.shape[1:]}, "
+                                   f"expected uint8 {tuple(out_shape)}")
+            images.append(batch.images)
+            cols.append(batch.cols)
+            pending += batch.images.shape[0]
+            while pending >= chunk_size:
+                yield take(chunk_size)
         if pending:
             yield take(pending)
     finally:

@@ -111,7 +111,13 @@ def parse_points(values: Any, file: str, field: str, count: int | None = None,
         raise IngestError(file, field, f"{len(values)} points, expected {count}")
     if len(values) < min_count:
         raise IngestError(file, field, f"{len(values)} points, expected at least {min_count}")
-    pts = np.stack([parse_point(v, 3, file, f"{field}[{i}]") for i, v in enumerate(values)])
+    try:  # fast path: one split and one float conversion for the whole list
+        text = " ".join(values).replace("(", " ").replace(")", " ").replace(",", " ")
+        pts = np.array(text.split(), dtype=np.float64).reshape(len(values), 3)
+    except (TypeError, ValueError):  # find the culprit for the message
+        pts = np.stack([parse_point(v, 3, file, f"{field}[{i}]") for i, v in enumerate(values)])
+        if pts.shape != (len(values), 3):
+            raise IngestError(file, field, "expected 3 numbers per point") from None
     if not np.isfinite(pts).all():
         raise IngestError(file, field, "NaN or infinite coordinate")
     return pts
@@ -277,9 +283,9 @@ class UnityEyesOptions:
     equalize: bool = False
 
 
-def _open_gray(path: str, box_px: float, fast_jpeg: bool) -> tuple[Image.Image, int]:
-    """Open an image as mode L; for JPEGs optionally let the decoder downscale (returns k)."""
-    im = Image.open(path)
+def _gray_for_box(im: Image.Image, box_px: float, fast_jpeg: bool) -> tuple[Image.Image, int]:
+    """Mode-L version of an opened (not yet loaded) image; for JPEGs optionally let the
+    decoder downscale by k in (2, 4, 8) (returns k, 1 if it did not)."""
     reduce = 1
     if fast_jpeg and im.format == "JPEG":
         w, h = im.size
@@ -291,9 +297,7 @@ def _open_gray(path: str, box_px: float, fast_jpeg: bool) -> tuple[Image.Image, 
                 break
         else:
             raise OSError(f"unexpected draft size {im.size} for {w}x{h}")
-    if im.mode != "L":
-        im = im.convert("L")
-    return im, reduce
+    return (im if im.mode == "L" else im.convert("L")), reduce
 
 
 def decode_sample(unit: UnityEyesUnit, opt: UnityEyesOptions, skip_bad: bool = False
@@ -310,19 +314,17 @@ def decode_sample(unit: UnityEyesUnit, opt: UnityEyesOptions, skip_bad: bool = F
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IngestError(unit.annotation, "json", f"unreadable: {exc}") from None
     try:
-        probe = Image.open(unit.image)
-        height = probe.size[1]
-        probe.close()
+        im = Image.open(unit.image)  # reads the header only
     except _DECODE_ERRORS as exc:
         raise IngestError(unit.image, "image", f"unreadable: {exc}") from None
-    ann = parse_annotation(data, height, unit.annotation)
-    box = crop_geometry(ann.interior, opt.out_shape, opt.crop_scale, unit.annotation)
-    try:
-        gray, reduce = _open_gray(unit.image, box.px, opt.fast_jpeg)
-        with gray:
+    with im:
+        ann = parse_annotation(data, im.size[1], unit.annotation)
+        box = crop_geometry(ann.interior, opt.out_shape, opt.crop_scale, unit.annotation)
+        try:
+            gray, reduce = _gray_for_box(im, box.px, opt.fast_jpeg)
             pixels, inside = extract_crop(gray, box, reduce)
-    except _DECODE_ERRORS as exc:
-        raise IngestError(unit.image, "image", f"cannot decode (truncated?): {exc}") from None
+        except _DECODE_ERRORS as exc:
+            raise IngestError(unit.image, "image", f"cannot decode (truncated?): {exc}") from None
     images = pixels[None]
     if opt.equalize:
         images = equalize_batch(images)
