@@ -80,4 +80,5 @@ def test_large_label_tables_stream_as_row_groups(tmp_path, monkeypatch):
     assert ds.labels["y"].dtype == np.float64 and ds.labels.index.tolist() == list(range(11))
     import pyarrow.parquet as pq
 
-    assert pq.ParquetFile(tmp_path / "d" / "labels.parquet").num_row_groups == 2  # 3+3 rows, then 3+2
+    groups = pq.ParquetFile(tmp_path / "d" / "labels.parquet").num_row_groups
+    assert groups == 2  # 3 + 3 rows, then 3 + 2

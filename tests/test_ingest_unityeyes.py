@@ -194,12 +194,25 @@ def test_decoded_pixels_match_an_independent_resampling(tmp_path):
     assert abs(c - lab["pupil_u"][0]) <= 1.5 and abs(r - lab["pupil_v"][0]) <= 1.5
 
 
-def test_fast_jpeg_path_matches_full_decode(tmp_path):
+@pytest.mark.parametrize(("crop_scale", "reduce"), [(1.5, 1), (3.0, 2), (6.0, 4)])
+def test_fast_jpeg_path_matches_full_decode(tmp_path, crop_scale, reduce):
+    """px = 2, 4, 8 source px per output px: the decoder may shrink 1x, 2x, 4x (keeping >= 2)."""
+    from simgan.ingest.unityeyes import jpeg_reduction
+
     write_sample(tmp_path, "4", look=(0.2, -0.1, -0.97))
-    fast, lab, _ = decode_sample(_unit(tmp_path, "4"), UnityEyesOptions(fast_jpeg=True))
-    slow, lab2, _ = decode_sample(_unit(tmp_path, "4"), UnityEyesOptions(fast_jpeg=False))
+    assert jpeg_reduction(2.0 * crop_scale / 1.5) == reduce
+    fast, lab, _ = decode_sample(_unit(tmp_path, "4"),
+                                 UnityEyesOptions(crop_scale=crop_scale, fast_jpeg=True))
+    slow, lab2, _ = decode_sample(_unit(tmp_path, "4"),
+                                  UnityEyesOptions(crop_scale=crop_scale, fast_jpeg=False))
     assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 1.5
+    assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 12
     assert lab["pupil_u"] == lab2["pupil_u"]
+    # the darkest spot near the label is the pupil (the widest crop also shows black padding)
+    u, v = round(lab["pupil_u"][0]), round(lab["pupil_v"][0])
+    win = fast[0, v - 4 : v + 5, u - 4 : u + 5]
+    r, c = np.unravel_index(np.argmin(win), win.shape)
+    assert abs(u - 4 + c - lab["pupil_u"][0]) <= 1.5 and abs(v - 4 + r - lab["pupil_v"][0]) <= 1.5
 
 
 def test_index_sorts_numerically_and_pairs_files():
