@@ -323,3 +323,15 @@ def test_mat_without_fields_is_skipped_whole_and_counted(tmp_path):
                        allow_fewer=True, late_meta=plan.late_meta)
     assert len(ds) == 0 and ds.meta["skipped_bad"] == 1 and ds.meta["skipped_bad_rows"] == 6
     assert ds.meta["skipped_bad_by_field"] == {"data.left.image": 1}
+
+
+def test_unreadable_mat_raises_or_is_counted_while_planning(tmp_path):
+    root = make_dataset(tmp_path, {0: {1: 2}, 1: {1: 2}})
+    (tmp_path / NORMALIZED / "p00" / "day02.mat").write_bytes(b"MATLAB 5.0 MAT-file, garbage")
+    src = dict(path=root, split="persons", test_persons=["p01"])
+    with pytest.raises(IngestError, match=r"p00/day02\.mat: file: not a readable MATLAB"):
+        plan_splits(MpiiGazeSource(**src))
+    plan = plan_splits(MpiiGazeSource(**src, skip_bad=True))["train"]
+    ds = write_dataset(tmp_path / "o", plan.chunks(), plan.n, (35, 55), "uint8", plan.meta,
+                       allow_fewer=True, late_meta=plan.late_meta)
+    assert len(ds) == 4 and ds.meta["skipped_bad_by_field"] == {"file": 1}
