@@ -103,6 +103,17 @@ def test_reports_and_dvc_metrics_cover_all_sources(repo):
         assert f"reports/gaze/eval/{s}/metrics.json" in files
 
 
+def test_committed_runs_keep_their_metrics_for_exp_show_and_diff(repo):
+    """Reports are cached DVC outputs, so a commit's metrics are readable without being in git."""
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "run"], repo)
+    rev = _run(["git", "rev-parse", "HEAD"], repo).strip()
+    shown = json.loads(_run(["dvc", "metrics", "show", "--all-commits", "--json"], repo))
+    committed = shown[rev]["data"]["reports/gaze/comparison.json"]
+    assert "error" not in committed, committed
+    assert committed["data"]["sources"]["refined"]["real_test"]["n"] > 0
+
+
 def test_mlflow_holds_one_finished_run_per_stage(repo):
     import mlflow
 
