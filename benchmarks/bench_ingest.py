@@ -88,9 +88,8 @@ def run_once(folder: Path, workers: int, fast_jpeg: bool, chunk: int) -> dict:
     from simgan.ingest.sources import UnityEyesSource, plan_splits
 
     t0 = time.perf_counter()
-    src = UnityEyesSource(path=folder, test_fraction=0.0, workers=workers, chunk_size=chunk,
-                          fast_jpeg=fast_jpeg)
-    plan = plan_splits(src)["train"]
+    src = UnityEyesSource(path=folder, test_fraction=0.0, workers=workers, fast_jpeg=fast_jpeg)
+    plan = plan_splits(src, chunk_size=chunk)["train"]
     t_index = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         ds = write_dataset(Path(out) / "d", plan.chunks(), plan.n, plan.image_shape, plan.dtype,

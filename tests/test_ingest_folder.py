@@ -105,7 +105,7 @@ def test_labels_from_vectors_and_from_angles_by_hand(tmp_path):
 def test_unlabelled_folder_is_valid_but_says_it_has_no_labels(tmp_path):
     for i in range(5):
         _write(tmp_path, f"{i}.jpg", Image.new("RGB", (90, 60), (i * 40, 80, 80)))
-    plans = plan_splits(FolderSource(path=tmp_path, test_fraction=0.4, seed=3))
+    plans = plan_splits(FolderSource(path=tmp_path, test_fraction=0.4), seed=3)
     assert plans["train"].meta["labelled"] is False and plans["train"].n == 3
     ds = _write_all(plans["train"], tmp_path / "out")
     assert list(ds.labels.columns) == ["id", "file"] and ds.meta["labelled"] is False
@@ -193,7 +193,7 @@ def test_skip_bad_counts_everything_and_keeps_the_good(tmp_path):
     d = _bad_folder(tmp_path)
     for workers in (0, 1):
         plan = plan_splits(FolderSource(path=d, test_fraction=0.0, skip_bad=True,
-                                        workers=workers, chunk_size=1))["train"]
+                                        workers=workers), chunk_size=1)["train"]
         ds = _write_all(plan, tmp_path / f"out{workers}")
         assert ds.labels["file"].tolist() == ["a.png", "f.png"]
         assert ds.meta["skipped_bad"] == 5  # b, c, d, e and the ghost row

@@ -253,14 +253,14 @@ def test_eval_list_entry_without_sample_raises_or_is_counted(tmp_path):
 
 def test_person_disjoint_split_without_eval_list(tmp_path):
     root = make_dataset(tmp_path, {0: {1: 2}, 1: {1: 2}, 2: {1: 1, 2: 1}, 3: {1: 1}})
-    plans = plan_splits(MpiiGazeSource(path=root, test_fraction=0.5, seed=4))
+    plans = plan_splits(MpiiGazeSource(path=root, test_fraction=0.5), seed=4)
     meta = plans["test"].meta
     assert meta["split_mode"] == "persons" and len(meta["test_persons"]) == 2
     test = next(plans["test"].chunks())[1]
     train = next(plans["train"].chunks())[1]
     assert set(test["person"]).isdisjoint(train["person"])
     assert {f"p{p:02d}" for p in test["person"]} == set(meta["test_persons"])
-    again = plan_splits(MpiiGazeSource(path=root, test_fraction=0.5, seed=4))
+    again = plan_splits(MpiiGazeSource(path=root, test_fraction=0.5), seed=4)
     assert again["test"].meta["test_persons"] == meta["test_persons"]
     with pytest.raises(IngestError, match="test_persons"):
         plan_splits(MpiiGazeSource(path=root, split="persons", test_persons=["p07"]))
@@ -268,8 +268,8 @@ def test_person_disjoint_split_without_eval_list(tmp_path):
 
 def test_dataset_has_the_task_columns(tmp_path):
     root = make_dataset(tmp_path, {0: {1: 3}, 1: {1: 2}})
-    src = MpiiGazeSource(path=root, test_persons=["p01"], equalize=True, chunk_size=4)
-    plan = plan_splits(src)["train"]
+    src = MpiiGazeSource(path=root, test_persons=["p01"], equalize=True)
+    plan = plan_splits(src, chunk_size=4)["train"]
     ds = write_dataset(tmp_path / "o", plan.chunks(), plan.n, (35, 55), "uint8", plan.meta)
     for c in ("id", "gaze_x", "gaze_y", "gaze_z", "pitch", "yaw", "pupil_u", "pupil_v"):
         assert c in ds.labels.columns

@@ -233,7 +233,7 @@ def test_plan_writes_a_dataset_with_the_gaze_columns(tmp_path):
     src_dir.mkdir()
     for i in range(1, 6):
         write_sample(src_dir, str(i), look=(0.05 * i, -0.03 * i, -1.0))
-    plans = plan_splits(UnityEyesSource(path=src_dir, test_fraction=0.4, seed=1, chunk_size=2))
+    plans = plan_splits(UnityEyesSource(path=src_dir, test_fraction=0.4), seed=1, chunk_size=2)
     assert (plans["train"].n, plans["test"].n) == (3, 2)
     ds = write_dataset(tmp_path / "out", plans["train"].chunks(), plans["train"].n, (35, 55),
                        "uint8", plans["train"].meta, late_meta=plans["train"].late_meta)
@@ -251,8 +251,8 @@ def test_workers_do_not_change_the_bytes(tmp_path):
         write_sample(tmp_path, str(i), look=(0.04 * i, 0.02 * i, -1.0))
     outs = []
     for workers in (0, 2):
-        plan = plan_splits(UnityEyesSource(path=tmp_path, test_fraction=0.0, workers=workers,
-                                           chunk_size=3))["train"]
+        plan = plan_splits(UnityEyesSource(path=tmp_path, test_fraction=0.0, workers=workers),
+                           chunk_size=3)["train"]
         chunks = list(plan.chunks())
         assert [c[0].shape[0] for c in chunks] == [3, 3, 2]
         outs.append((np.concatenate([c[0] for c in chunks]),

@@ -219,14 +219,15 @@ def require_gaze_labels(labels: Any, what: str, purpose: str) -> None:
 
 class IngestSourceBase(BaseModel):
     """Knobs every file reader has. ``workers``: decoding processes (0 = in this process);
-    ``chunk_size``: rows per chunk handed to the dataset writer (peak memory); ``skip_bad``:
-    count and skip bad input files instead of stopping at the first one."""
+    ``skip_bad``: count and skip bad input files instead of stopping at the first one.
+
+    What a task's params section decides for every source of a domain (output size, seed,
+    chunk size, the most rows per split) is not here but in :class:`PlanSettings`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: Path
     workers: int = Field(0, ge=0, le=256)
-    chunk_size: int = Field(4096, gt=0, le=65536)
     skip_bad: bool = False
 
     def with_root(self, root: str | Path) -> IngestSourceBase:
@@ -236,6 +237,49 @@ class IngestSourceBase(BaseModel):
             if isinstance(value, Path) and not value.is_absolute():
                 update[name] = Path(root) / value
         return self.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """Settings shared by every source of a domain (the task's params section holds them).
+
+    ``seed``: the train/test split and the row subset; ``chunk_size``: rows per chunk handed
+    to the dataset writer (peak memory); ``max_train`` / ``max_test``: the most rows of each
+    split (None = all). A split with more rows keeps a seeded random subset of that many, in
+    file order, chosen before decoding (so a cap also bounds the decoding time).
+    """
+
+    out_shape: tuple[int, int] = OUT_SHAPE
+    seed: int = 0
+    chunk_size: int = 4096
+    max_train: int | None = None
+    max_test: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be > 0 (got {self.chunk_size})")
+        for name in ("max_train", "max_test"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ValueError(f"{name} must be > 0 or None (got {v})")
+
+    def cap(self, split: str) -> int | None:
+        return {"train": self.max_train, "test": self.max_test}[split]
+
+    def subset(self, split: str, n: int) -> np.ndarray | None:
+        """Sorted positions of the rows of ``split`` to keep out of ``n``, or None (all).
+
+        Seeded by (seed, split), independent of the seeded train/test split itself."""
+        cap = self.cap(split)
+        if cap is None or n <= cap:
+            return None
+        rng = np.random.default_rng([self.seed, 1 if split == "train" else 2])
+        return np.sort(rng.choice(n, size=cap, replace=False))
+
+    def rows_meta(self, split: str, available: int) -> dict[str, Any]:
+        """meta.json entries saying how many rows the source offered and the cap applied."""
+        return {"rows_available": int(available), "rows_cap": self.cap(split),
+                "rows_selected": int(min(available, self.cap(split) or available))}
 
 
 def random_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

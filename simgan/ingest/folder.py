@@ -39,6 +39,7 @@ from simgan.ingest.common import (
     BadInput,
     IngestError,
     IngestSourceBase,
+    PlanSettings,
     equalize_batch,
     first_bad_or,
     gaze_columns,
@@ -233,12 +234,12 @@ def index_folder(root: str | Path, first_id: int = 0) -> FolderIndex:
 class FolderSource(IngestSourceBase):
     """A folder of crops on either side (``gaze.render.source`` or ``gaze.real.source``).
     The test split is ``test_path`` (another folder) when given, else a seeded
-    ``test_fraction`` of ``path``'s images."""
+    ``test_fraction`` of ``path``'s images (seed and the most rows per split:
+    :class:`PlanSettings`)."""
 
     kind: Literal["folder"] = "folder"
     test_path: Path | None = None
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    seed: int = Field(0, ge=0)
     resize: Resize = "stretch"
     equalize: bool = False
 
@@ -249,10 +250,11 @@ class FolderSource(IngestSourceBase):
         return self
 
 
-def plan_folder(src: FolderSource, out_shape: tuple[int, int] = OUT_SHAPE
+def plan_folder(src: FolderSource, settings: PlanSettings | None = None
                 ) -> dict[str, SplitPlan]:
     """train/test plans over one folder (or two). Rows of labels.csv naming no image are bad
     inputs (raised now, or counted with ``skip_bad``)."""
+    settings = settings or PlanSettings()
     main = index_folder(src.path)
     bad = first_bad_or(list(main.orphan_rows), src.skip_bad)
     if src.test_path is not None:
@@ -260,15 +262,18 @@ def plan_folder(src: FolderSource, out_shape: tuple[int, int] = OUT_SHAPE
         test_bad = first_bad_or(list(other.orphan_rows), src.skip_bad)
         parts = {"train": (main.units, main, bad), "test": (other.units, other, test_bad)}
     else:
-        train, test = random_split(len(main.units), src.test_fraction, src.seed)
+        train, test = random_split(len(main.units), src.test_fraction, settings.seed)
         parts = {"train": ([main.units[i] for i in train], main, bad),
                  "test": ([main.units[i] for i in test], main, [])}
-    opt = FolderOptions(tuple(out_shape), src.resize, src.equalize)
+    opt = FolderOptions(tuple(settings.out_shape), src.resize, src.equalize)
     plans = {}
     for split, (units, idx, known) in parts.items():
+        keep = settings.subset(split, len(units))
+        chosen = units if keep is None else [units[i] for i in keep]
         meta = {"source": "folder", "source_path": idx.root, "labelled": idx.labelled,
-                "value_scaling": "uint8 gray [0, 255]"}
-        plans[split] = ingest_plan(units, decode, opt, n_upper=len(units), out_shape=out_shape,
-                                   workers=src.workers, chunk_size=src.chunk_size,
-                                   skip_bad=src.skip_bad, meta=meta, known_bad=known)
+                "value_scaling": "uint8 gray [0, 255]", **settings.rows_meta(split, len(units))}
+        plans[split] = ingest_plan(chosen, decode, opt, n_upper=len(chosen),
+                                   out_shape=settings.out_shape, workers=src.workers,
+                                   chunk_size=settings.chunk_size, skip_bad=src.skip_bad,
+                                   meta=meta, known_bad=known)
     return plans

@@ -46,6 +46,7 @@ from simgan.ingest.common import (
     BadInput,
     IngestError,
     IngestSourceBase,
+    PlanSettings,
     equalize_batch,
     first_bad_or,
     gaze_columns,
@@ -453,13 +454,13 @@ class MpiiGazeSource(IngestSourceBase):
     """``gaze.real.source`` for MPIIGaze: ``path`` is the dataset root (with ``Data/Normalized``
     and, usually, ``Evaluation Subset``). ``split``: ``auto`` uses the evaluation lists when
     present, else ``persons``; ``test_persons`` (e.g. ["p14"]) or, if empty, a seeded
-    ``test_fraction`` of the persons form the person-disjoint test split."""
+    ``test_fraction`` of the persons form the person-disjoint test split (seed and the most
+    rows per split: :class:`PlanSettings`)."""
 
     kind: Literal["mpiigaze"] = "mpiigaze"
     split: Literal["auto", "eval_list", "persons"] = "auto"
     test_persons: list[str] = Field(default_factory=list)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    seed: int = Field(0, ge=0)
     mirror_right: bool = Field(True, description="flip right eyes to look like left eyes")
     equalize: bool = Field(False, description="histogram-equalise each eye")
 
@@ -472,7 +473,7 @@ class MpiiGazeSource(IngestSourceBase):
         return v
 
 
-def choose_test_persons(src: MpiiGazeSource, persons: list[int]) -> list[int]:
+def choose_test_persons(src: MpiiGazeSource, persons: list[int], seed: int = 0) -> list[int]:
     """The persons of the person-disjoint test split (listed, or a seeded fraction)."""
     if src.test_persons:
         chosen = sorted(int(_PERSON.match(p).group(1)) for p in src.test_persons)
@@ -486,14 +487,32 @@ def choose_test_persons(src: MpiiGazeSource, persons: list[int]) -> list[int]:
         raise IngestError(Path(src.path) / NORMALIZED, "persons",
                           f"{len(persons)} person(s): a person-disjoint split needs two")
     k = min(max(int(round(src.test_fraction * len(persons))), 1), len(persons) - 1)
-    rng = np.random.default_rng(src.seed)
+    rng = np.random.default_rng(seed)
     return sorted(int(p) for p in rng.choice(persons, size=k, replace=False))
 
 
-def plan_mpiigaze(src: MpiiGazeSource, out_shape: tuple[int, int] = OUT_SHAPE
+def subset_units(units: list[DayUnit], positions: np.ndarray) -> list[DayUnit]:
+    """Keep the rows at ``positions`` (sorted, in the split's row order: day files in order,
+    each day's kept left eyes then right eyes) out of ``units``; days left empty drop out."""
+    bounds = np.cumsum([0] + [u.samples for u in units])
+    out = []
+    for k, u in enumerate(units):
+        lo, hi = np.searchsorted(positions, [bounds[k], bounds[k + 1]])
+        local = positions[lo:hi] - bounds[k]
+        if len(local) == 0:
+            continue
+        n_left = len(u.keep_left)
+        left = u.keep_left[local[local < n_left]]
+        right = u.keep_right[local[local >= n_left] - n_left]
+        out.append(u._replace(keep_left=left, keep_right=right, samples=len(left) + len(right)))
+    return out
+
+
+def plan_mpiigaze(src: MpiiGazeSource, settings: PlanSettings | None = None
                   ) -> dict[str, SplitPlan]:
     """train/test plans: the day files are indexed (filenames only) now, decoded when
     iterated; each split decodes only the samples it keeps."""
+    settings = settings or PlanSettings()
     root = Path(src.path)
     days, bad_days = index_days(root, src.skip_bad)
     persons = sorted({d.person for d in days})
@@ -510,19 +529,24 @@ def plan_mpiigaze(src: MpiiGazeSource, out_shape: tuple[int, int] = OUT_SHAPE
         test, bad_list = split_by_eval_list(root, days, persons)
         known["test"] = first_bad_or(bad_list, src.skip_bad)
     else:
-        chosen = set(choose_test_persons(src, persons))
+        chosen = set(choose_test_persons(src, persons, settings.seed))
         meta["test_persons"] = [person_name(p) for p in sorted(chosen)]
         test = {(d.person, d.day): all_samples(d) for d in days if d.person in chosen}
         known = {"train": [b for b in bad_days if not _in_persons(b.file, chosen)],
                  "test": [b for b in bad_days if _in_persons(b.file, chosen)]}
-    opt = MpiiOptions(tuple(out_shape), src.mirror_right, src.equalize)
+    opt = MpiiOptions(tuple(settings.out_shape), src.mirror_right, src.equalize)
     plans = {}
     for split in ("train", "test"):
         units = day_units(days, test, want_test=split == "test")
+        available = sum(u.samples for u in units)
+        keep = settings.subset(split, available)
+        if keep is not None:
+            units = subset_units(units, keep)
         plans[split] = ingest_plan(
-            units, decode_day, opt, n_upper=sum(u.samples for u in units), out_shape=out_shape,
-            workers=src.workers, chunk_size=src.chunk_size, skip_bad=src.skip_bad,
-            meta=meta, known_bad=known[split],
+            units, decode_day, opt, n_upper=sum(u.samples for u in units),
+            out_shape=settings.out_shape, workers=src.workers, chunk_size=settings.chunk_size,
+            skip_bad=src.skip_bad, meta={**meta, **settings.rows_meta(split, available)},
+            known_bad=known[split],
         )
     return plans
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from simgan.ingest.common import OUT_SHAPE
+from simgan.ingest.common import OUT_SHAPE, PlanSettings
 from simgan.ingest.folder import FolderSource, plan_folder
 from simgan.ingest.mpiigaze import MpiiGazeSource, plan_mpiigaze
 from simgan.ingest.unityeyes import UnityEyesSource, plan_unityeyes
@@ -46,21 +46,31 @@ def is_file_source(source: object) -> bool:
     return isinstance(source, UnityEyesSource | MpiiGazeSource | FolderSource)
 
 
-def plan_splits(source: FileSource, out_shape: tuple[int, int] = OUT_SHAPE
-                ) -> dict[str, SplitPlan]:
+def plan_splits(
+    source: FileSource,
+    out_shape: tuple[int, int] = OUT_SHAPE,
+    *,
+    seed: int = 0,
+    chunk_size: int = 4096,
+    max_train: int | None = None,
+    max_test: int | None = None,
+) -> dict[str, SplitPlan]:
     """``{"train": plan, "test": plan}`` for a file source (indexing the files now).
 
+    ``seed``, ``chunk_size`` and the most rows per split come from the task's params section
+    (the same keys size the procedural sources; see :class:`PlanSettings`).
     Missing directories and structural problems raise :class:`IngestError` here; bad
     individual files raise (or are counted, with ``skip_bad``) while the plans' chunks are
     consumed. Relative paths are relative to the working directory: callers that know the
     project root pass ``source.with_root(root)``.
     """
+    settings = PlanSettings(tuple(out_shape), seed, chunk_size, max_train, max_test)
     if isinstance(source, UnityEyesSource):
-        return plan_unityeyes(source, out_shape)
+        return plan_unityeyes(source, settings)
     if isinstance(source, MpiiGazeSource):
-        return plan_mpiigaze(source, out_shape)
+        return plan_mpiigaze(source, settings)
     if isinstance(source, FolderSource):
-        return plan_folder(source, out_shape)
+        return plan_folder(source, settings)
     kind = getattr(source, "kind", type(source).__name__)
     raise ValueError(f"source kind {kind!r} is not read from files: the task's renderer "
                      "plans it (simgan.gaze.GazeTask)")

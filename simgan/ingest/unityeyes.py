@@ -69,6 +69,7 @@ from simgan.ingest.common import (
     BadInput,
     IngestError,
     IngestSourceBase,
+    PlanSettings,
     equalize_batch,
     gaze_columns,
     gaze_problems,
@@ -473,7 +474,7 @@ def index_directory(root: str | Path) -> UnityEyesIndex:
 class UnityEyesSource(IngestSourceBase):
     """``gaze.render.source`` for UnityEyes renders: ``path`` is the directory UnityEyes
     wrote (N.jpg + N.json). The held-out synthetic test split is a seeded ``test_fraction``
-    of the files; ``limit`` keeps only the first files (sorted) for quick trials."""
+    of the files (seed and the most rows per split: :class:`PlanSettings`)."""
 
     kind: Literal["unityeyes"] = "unityeyes"
     crop_scale: float = Field(DEFAULT_CROP_SCALE, gt=0.5, le=5.0,
@@ -481,22 +482,26 @@ class UnityEyesSource(IngestSourceBase):
     fast_jpeg: bool = Field(True, description="decode luma only, DCT downscale when large")
     equalize: bool = Field(False, description="histogram-equalise each crop")
     test_fraction: float = Field(0.05, ge=0.0, lt=1.0)
-    seed: int = Field(0, ge=0)
-    limit: int | None = Field(None, gt=0, description="first files only (null = all)")
 
 
-def plan_unityeyes(src: UnityEyesSource, out_shape: tuple[int, int] = OUT_SHAPE
+def plan_unityeyes(src: UnityEyesSource, settings: PlanSettings | None = None
                    ) -> dict[str, SplitPlan]:
     """train/test plans over a UnityEyes directory (indexed now, decoded when iterated)."""
+    settings = settings or PlanSettings()
     index = index_directory(src.path)
-    n = len(index) if src.limit is None else min(src.limit, len(index))
-    train, test = random_split(n, src.test_fraction, src.seed)
+    out_shape = settings.out_shape
+    train, test = random_split(len(index), src.test_fraction, settings.seed)
     opt = UnityEyesOptions(tuple(out_shape), src.crop_scale, src.fast_jpeg, src.equalize)
-    meta = {"source": "unityeyes", "source_path": str(src.path), "labelled": True,
-            "value_scaling": "uint8 gray [0, 255]", "files_indexed": len(index)}
-    return {
-        split: ingest_plan(index.units(pos), decode_sample, opt, n_upper=len(pos),
-                           out_shape=out_shape, workers=src.workers, chunk_size=src.chunk_size,
-                           skip_bad=src.skip_bad, meta=meta)
-        for split, pos in (("train", train), ("test", test))
-    }
+    plans = {}
+    for split, pos in (("train", train), ("test", test)):
+        keep = settings.subset(split, len(pos))
+        chosen = pos if keep is None else pos[keep]
+        meta = {"source": "unityeyes", "source_path": str(src.path), "labelled": True,
+                "value_scaling": "uint8 gray [0, 255]", "files_indexed": len(index),
+                **settings.rows_meta(split, len(pos))}
+        plans[split] = ingest_plan(
+            index.units(chosen), decode_sample, opt, n_upper=len(chosen), out_shape=out_shape,
+            workers=src.workers, chunk_size=settings.chunk_size, skip_bad=src.skip_bad,
+            meta=meta,
+        )
+    return plans
