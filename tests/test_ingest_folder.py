@@ -214,3 +214,16 @@ def test_structural_csv_problems_always_raise(tmp_path):
 def test_missing_directory_is_an_error(tmp_path):
     with pytest.raises(IngestError, match=r"nope: path: directory not found"):
         plan_splits(FolderSource(path=tmp_path / "nope"))
+
+
+def test_a_row_cap_keeps_a_seeded_subset_in_file_order(tmp_path):
+    for i in range(8):
+        _write(tmp_path, f"{i}.png", Image.new("L", (55, 35), 10 * i))
+    plans = plan_splits(FolderSource(path=tmp_path, test_fraction=0.25), seed=2, max_train=4,
+                        max_test=1)
+    assert (plans["train"].n, plans["test"].n) == (4, 1)
+    assert plans["train"].meta["rows_available"] == 6 and plans["test"].meta["rows_cap"] == 1
+    train = next(plans["train"].chunks())[1]["file"].tolist()
+    assert train == sorted(train, key=lambda f: int(f[:-4])) and len(set(train)) == 4
+    uncapped = plan_splits(FolderSource(path=tmp_path, test_fraction=0.25), seed=2)
+    assert set(train) < set(next(uncapped["train"].chunks())[1]["file"])

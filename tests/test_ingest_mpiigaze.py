@@ -13,6 +13,7 @@ import math
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.io
 from PIL import Image
@@ -335,3 +336,29 @@ def test_unreadable_mat_raises_or_is_counted_while_planning(tmp_path):
     ds = write_dataset(tmp_path / "o", plan.chunks(), plan.n, (35, 55), "uint8", plan.meta,
                        allow_fewer=True, late_meta=plan.late_meta)
     assert len(ds) == 4 and ds.meta["skipped_bad_by_field"] == {"file": 1}
+
+
+def _rows(plan) -> pd.DataFrame:
+    return pd.concat([lab for _, lab in plan.chunks()], ignore_index=True)
+
+
+def test_a_row_cap_keeps_a_seeded_subset_across_days_and_eyes(tmp_path):
+    # train: p00 (2 days, 3 + 2 samples, both eyes) = 10 rows; test: p01 = 4 rows
+    root = make_dataset(tmp_path, {0: {1: 3, 2: 2}, 1: {1: 2}})
+    src = MpiiGazeSource(path=root, split="persons", test_persons=["p01"])
+    full = plan_splits(src)
+    capped = plan_splits(src, seed=5, max_train=7, max_test=100)
+    assert (full["train"].n, capped["train"].n, capped["test"].n) == (10, 7, 4)
+    meta = capped["train"].meta
+    assert (meta["rows_available"], meta["rows_cap"], meta["rows_selected"]) == (10, 7, 7)
+    all_rows, kept = _rows(full["train"]), _rows(capped["train"])
+    assert len(kept) == 7 and kept["id"].is_unique
+    # the subset, in the same (file) order, with the same pixels and labels as uncapped
+    pos = all_rows.index[all_rows["id"].isin(kept["id"])]
+    assert all_rows.loc[pos, "id"].tolist() == kept["id"].tolist()
+    assert np.allclose(all_rows.loc[pos, "pitch"], kept["pitch"])
+    assert set(kept["eye"]) == {"left", "right"} and set(kept["day"]) == {1, 2}
+    again = _rows(plan_splits(src, seed=5, max_train=7)["train"])
+    other = _rows(plan_splits(src, seed=6, max_train=7)["train"])
+    assert again["id"].tolist() == kept["id"].tolist() != other["id"].tolist()
+    assert _rows(capped["test"])["id"].tolist() == _rows(full["test"])["id"].tolist()
