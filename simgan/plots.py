@@ -44,12 +44,16 @@ def grid_png(rows: Mapping[str, np.ndarray], scale: float = 2.0) -> bytes:
 
 
 def curves_png(
-    curves: Mapping[str, pd.DataFrame], xlabel: str, title: str, marker_x: float | None = None
+    curves: Mapping[str, pd.DataFrame], xlabel: str, title: str, marker_x: float | None = None,
+    note: str | None = None,
 ) -> bytes:
-    """Cumulative curves (columns threshold, pct_within) of several sources on one plot."""
+    """Cumulative curves (columns threshold, pct_within) of several sources on one plot;
+    ``note`` is written across the plot (e.g. why there is no curve)."""
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
     for name, df in curves.items():
         ax.plot(df["threshold"], df["pct_within"], label=name, lw=2)
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", wrap=True)
     if marker_x is not None:
         ax.axvline(marker_x, color="gray", ls=":", lw=1)
     ax.set_xlabel(xlabel)
@@ -57,7 +61,8 @@ def curves_png(
     ax.set_ylim(0, 100)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    if curves:
+        ax.legend(loc="lower right")
     ax.set_title(title)
     fig.tight_layout()
     return _to_png(fig)
