@@ -193,3 +193,23 @@ def test_compare_shows_na_and_says_why_without_real_labels():
     labelled = {s: {"real_test": measured, "synthetic_test": measured} for s in evals}
     md = render_markdown(task, labelled, -10.0, {}, {}, ctx)
     assert "n/a" not in md and "Refined vs synthetic on real test (mean_deg): -10.0%" in md
+
+
+def test_an_unlabelled_synthetic_folder_stops_render_with_a_clear_message(tmp_path):
+    from simgan.config import read_yaml
+
+    _unlabelled_folder(tmp_path / "eyes", 3)
+    params = read_yaml(ROOT / "params.yaml")
+    params["gaze"]["render"]["source"] = {
+        "kind": "folder", "path": "eyes", "workers": 0, "skip_bad": False, "test_path": None,
+        "test_fraction": 0.0, "resize": "stretch", "equalize": False}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.render", "--task", "gaze"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+        env={**_env(tmp_path), "PYTHONPATH": str(ROOT)},  # this checkout's code
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "NoLabelsError: gaze.render.source (folder, " in proc.stderr
+    assert "The synthetic domain must be labelled" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "data").exists()
