@@ -14,6 +14,7 @@ from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 
 class ParamsError(ValueError):
@@ -25,35 +26,63 @@ def _describe(field_annotation: Any) -> str:
     return text.replace("typing.", "")
 
 
+def discriminated(field: FieldInfo) -> tuple[str, dict[str, type[BaseModel]]] | None:
+    """``(discriminator, {kind: model})`` for a field holding a discriminated union of models
+    (a domain's ``source``: ``kind: builtin | unityeyes | folder``), else None."""
+    disc = field.discriminator
+    if not isinstance(disc, str):
+        return None
+    members: dict[str, type[BaseModel]] = {}
+    for member in get_args(field.annotation):
+        is_model = isinstance(member, type) and issubclass(member, BaseModel)
+        if is_model and disc in member.model_fields:
+            for tag in get_args(member.model_fields[disc].annotation):
+                members[str(tag)] = member
+    return disc, members
+
+
+def _kinds(union: tuple[str, dict[str, type[BaseModel]]]) -> str:
+    disc, members = union
+    return f"{disc}: one of {', '.join(members)}"
+
+
 def missing_keys(model: type[BaseModel], data: Any, prefix: str) -> list[str]:
-    """Dotted keys of ``model`` (recursively) that ``data`` does not spell out."""
+    """Dotted keys of ``model`` (recursively) that ``data`` does not spell out.
+
+    A discriminated union (a ``source`` with a ``kind``) is followed into the model its kind
+    chooses, so that model's keys are required too; a missing or unknown kind is reported
+    with the kinds allowed there.
+    """
     if not isinstance(data, dict):
         return []
     out: list[str] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}.{name}" if prefix else name
+        union = discriminated(field)
         if name not in data:
-            out.append(f"{key}: missing (expected {_describe(field.annotation)})")
+            expected = f"a mapping with {_kinds(union)}" if union else _describe(field.annotation)
+            out.append(f"{key}: missing (expected {expected})")
             continue
-        sub = _member(field.annotation, data[name])
-        if sub is not None:
+        sub = field.annotation
+        if union is not None:
+            disc, members = union
+            value = data[name]
+            if not isinstance(value, dict):
+                out.append(f"{key}: expected a mapping with {_kinds(union)} (got {value!r})")
+            elif disc not in value:
+                out.append(f"{key}.{disc}: missing (expected one of {', '.join(members)})")
+            elif str(value[disc]) not in members:
+                out.append(f"{key}.{disc}: unknown kind {value[disc]!r}; allowed kinds here: "
+                           f"{', '.join(members)}")
+            else:
+                out.extend(missing_keys(members[str(value[disc])], value, key))
+        elif isinstance(sub, type) and issubclass(sub, BaseModel):
             out.extend(missing_keys(sub, data[name], key))
     return out
 
 
-def _member(annotation: Any, data: Any) -> type[BaseModel] | None:
-    """The model a value is checked against: the annotation itself, or for a union of models
-    discriminated by ``kind`` (e.g. ``kind: builtin | nyu_synth``) the member ``data`` names."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    members = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-    if not members or not isinstance(data, dict):
-        return None
-    for m in members:
-        kind = m.model_fields.get("kind")
-        if kind is not None and data.get("kind") in get_args(kind.annotation):
-            return m
-    return None
+# pydantic errors that missing_keys already reports, with the key and the allowed kinds
+_REPORTED = {"missing", "union_tag_invalid", "union_tag_not_found"}
 
 
 def validate(model: type[BaseModel], data: Any, prefix: str, source: str = "params.yaml"):
@@ -63,16 +92,21 @@ def validate(model: type[BaseModel], data: Any, prefix: str, source: str = "para
         obj = model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
-            if err["type"] == "missing":
-                continue  # already reported with its expected type
+            loc, at = _walk(model, err["loc"])
+            dotted = ".".join(str(p) for p in (prefix, *loc) if p != "")
+            if err["type"] in _REPORTED:
+                continue
+            if err["type"] == "model_attributes_type" and isinstance(at, tuple):
+                continue  # a source that is not a mapping: reported by missing_keys
             got = err.get("input")
             got_text = "" if isinstance(got, dict) else f" (got {got!r})"
             if err["type"] == "extra_forbidden":
-                allowed = _allowed_keys(model, err["loc"][:-1])
-                problems.append(f"{loc}: unknown key; allowed here: {allowed}")
+                _, parent = _walk(model, err["loc"][:-1])
+                allowed = (", ".join(parent.model_fields)
+                           if isinstance(parent, type) and issubclass(parent, BaseModel) else "?")
+                problems.append(f"{dotted}: unknown key; allowed here: {allowed}")
             else:
-                problems.append(f"{loc}: {err['msg']}{got_text}")
+                problems.append(f"{dotted}: {err['msg']}{got_text}")
         obj = None
     if problems:
         listing = "\n  - ".join(dict.fromkeys(problems))
@@ -80,16 +114,33 @@ def validate(model: type[BaseModel], data: Any, prefix: str, source: str = "para
     return obj
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple) -> str:
+def _walk(model: type[BaseModel], loc: tuple) -> tuple[tuple, Any]:
+    """Follow a pydantic error location through ``model``: returns the location without the
+    tags pydantic inserts after a discriminated union (``source.unityeyes.path`` ->
+    ``source.path``) and what sits there (a model class, a union, or None if unknown)."""
     current: Any = model
-    for part in loc:
-        field = current.model_fields.get(part) if isinstance(current, type) else None
+    parts = list(loc)
+    out: list[Any] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        out.append(part)
+        i += 1
+        field = (current.model_fields.get(part)
+                 if isinstance(current, type) and issubclass(current, BaseModel) else None)
         if field is None:
-            break
+            current = None
+            continue
+        union = discriminated(field)
+        if union is not None:
+            if i < len(parts) and str(parts[i]) in union[1]:
+                current = union[1][str(parts[i])]
+                i += 1  # the tag pydantic inserts
+            else:
+                current = union
+            continue
         current = field.annotation
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return ", ".join(current.model_fields)
-    return "?"
+    return tuple(out), current
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@ the paper's gaze CNN, angular error metrics, pupil-centre drift for label preser
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from simgan.ingest.common import NoLabelsError, has_gaze_labels, require_gaze_labels
+from simgan.ingest.sources import RealSource, SyntheticSource, is_file_source
 from simgan.metrics.realism import RealismParams
 from simgan.render.eye_appearance import RealAppearanceParams
 from simgan.render.eyes import EyeRenderParams
@@ -25,6 +28,13 @@ class _Strict(BaseModel):
 
 
 class RenderSection(_Strict):
+    """The synthetic domain. ``source``: the builtin renderer or files (UnityEyes, a folder).
+    ``seed``, ``chunk_size`` apply to every source; ``n_train`` / ``n_test`` are the sizes the
+    builtin renderer draws, and for a file source the most rows per split (a seeded random
+    subset when the files hold more); ``eye.height`` / ``eye.width`` are the image size of
+    every source."""
+
+    source: SyntheticSource
     seed: int = Field(ge=0)
     n_train: int = Field(gt=0)
     n_test: int = Field(gt=0)
@@ -33,7 +43,10 @@ class RenderSection(_Strict):
 
 
 class RealSection(_Strict):
-    source: Literal["standin"]
+    """The real domain: the stand-in appearance model or files (MPIIGaze, a folder); the
+    other keys apply as in :class:`RenderSection` (``appearance``: the stand-in only)."""
+
+    source: RealSource
     seed: int = Field(ge=0)
     n_train: int = Field(gt=0)
     n_test: int = Field(gt=0)
@@ -110,11 +123,40 @@ class GazeTask(Task):
 
         return {split: plan(start, n) for split, (start, n) in ranges.items()}
 
-    def synthetic_splits(self, p: GazeParams) -> dict[str, SplitPlan]:
-        return self._plans(p, p.render, None, "synthetic")
+    def _file_plans(self, p: GazeParams, section: Any, root: Path | None
+                    ) -> dict[str, SplitPlan]:
+        from simgan.ingest.sources import plan_splits
 
-    def real_splits(self, p: GazeParams) -> dict[str, SplitPlan]:
-        return self._plans(p, p.real, p.real.appearance, "standin-real")
+        source = section.source if root is None else section.source.with_root(root)
+        plans = plan_splits(
+            source, (p.render.eye.height, p.render.eye.width), seed=section.seed,
+            chunk_size=section.chunk_size, max_train=section.n_train, max_test=section.n_test,
+        )
+        written = {"source_params": section.source.model_dump(mode="json"), "seed": section.seed}
+        return {split: replace(plan, meta={**plan.meta, **written})
+                for split, plan in plans.items()}
+
+    def synthetic_splits(self, p: GazeParams, root: Path | None = None) -> dict[str, SplitPlan]:
+        if not is_file_source(p.render.source):
+            return self._plans(p, p.render, None, "synthetic")
+        plans = self._file_plans(p, p.render, root)
+        for split, plan in plans.items():
+            if plan.meta.get("labelled") is False:
+                raise NoLabelsError(
+                    f"gaze.render.source ({p.render.source.kind}, {plan.meta['source_path']}): "
+                    f"the {split} images have no gaze labels (no labels.csv). The synthetic "
+                    "domain must be labelled: estimators train on its labels and refine "
+                    "carries them over. Only the real domain may be unlabelled."
+                )
+        return plans
+
+    def real_splits(self, p: GazeParams, root: Path | None = None) -> dict[str, SplitPlan]:
+        if not is_file_source(p.real.source):
+            return self._plans(p, p.real, p.real.appearance, "standin-real")
+        return self._file_plans(p, p.real, root)
+
+    def has_labels(self, labels: pd.DataFrame) -> bool:
+        return has_gaze_labels(labels)
 
     def build_estimator(self, p: GazeParams):
         from simgan.train.estimator import build_gaze_cnn
@@ -131,6 +173,7 @@ class GazeTask(Task):
     ):
         from simgan.train.estimator import train_estimator
 
+        require_gaze_labels(labels, "training set", "training a gaze estimator on it")
         targets = labels[GAZE_COLUMNS].to_numpy(np.float32)
         state, _ = train_estimator(images, targets, p.estimator, checkpoint_dir, on_metrics)
         return self.load_estimator(p, state)

@@ -194,15 +194,17 @@ class HandTask(Task):
 
         return {split: plan(start, n) for split, (start, n) in ranges.items()}
 
-    def _nyu(self, section: NyuSynthetic | NyuReal, kind: str) -> dict[str, SplitPlan]:
+    def _nyu(self, section: NyuSynthetic | NyuReal, kind: str,
+             root: Path | None) -> dict[str, SplitPlan]:
         from simgan.ingest.nyu import NyuStats, iter_nyu_chunks, plan_nyu
 
         q = section.nyu
+        base = Path(section.root) if root is None else Path(root) / section.root
 
         def split_plan(split: str) -> SplitPlan:
-            plan = plan_nyu(Path(section.root) / split, kind, q)
+            plan = plan_nyu(base / split, kind, q)
             if len(plan) == 0:
-                raise ValueError(f"{Path(section.root) / split}: no usable frames "
+                raise ValueError(f"{base / split}: no usable frames "
                                  f"({len(plan.skipped)} skipped)")
             stats: list[NyuStats] = []
 
@@ -224,14 +226,14 @@ class HandTask(Task):
 
         return {split: split_plan(split) for split in ("train", "test")}
 
-    def synthetic_splits(self, p: HandParams) -> dict[str, SplitPlan]:
+    def synthetic_splits(self, p: HandParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if p.render.kind == "nyu_synth":
-            return self._nyu(p.render, "synthdepth")
+            return self._nyu(p.render, "synthdepth", root)
         return self._builtin(p.render.hand, p.render, None, "synthetic")
 
-    def real_splits(self, p: HandParams) -> dict[str, SplitPlan]:
+    def real_splits(self, p: HandParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if p.real.kind == "nyu":
-            return self._nyu(p.real, "depth")
+            return self._nyu(p.real, "depth", root)
         return self._builtin(p.render.hand, p.real, p.real.depth, "standin-real")
 
     # ------------------------------------------------------------------------- estimator

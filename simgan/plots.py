@@ -49,11 +49,13 @@ def curves_png(
     title: str,
     marker_x: float | None = None,
     columns: Sequence[tuple[str, str]] = (("pct_within", "% of test images within threshold"),),
+    note: str | None = None,
 ) -> bytes:
     """Cumulative curves (column threshold and ``columns``) of several sources on one plot.
 
     One column: its description is the y label. Several (e.g. % of joints and % of images):
-    one colour per source, one line style per column, both named in the legend."""
+    one colour per source, one line style per column, both named in the legend. ``note`` is
+    written across the plot (e.g. why there is no curve)."""
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
     styles = ("-", "--", ":", "-.")
     for i, (name, df) in enumerate(curves.items()):
@@ -61,6 +63,8 @@ def curves_png(
             label = name if len(columns) == 1 else f"{name}: {what}"
             ax.plot(df["threshold"], df[col], label=label, lw=2, ls=styles[j % len(styles)],
                     color=f"C{i}")
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", wrap=True)
     if marker_x is not None:
         ax.axvline(marker_x, color="gray", ls=":", lw=1)
     ax.set_xlabel(xlabel)
@@ -68,7 +72,8 @@ def curves_png(
     ax.set_ylim(0, 100)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small" if len(columns) > 1 else None)
+    if curves:
+        ax.legend(loc="lower right", fontsize="small" if len(columns) > 1 else None)
     ax.set_title(title)
     fig.tight_layout()
     return _to_png(fig)

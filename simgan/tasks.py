@@ -76,12 +76,22 @@ class Task(ABC):
         return (("pct_within", "% of test images within threshold"),)
 
     @abstractmethod
-    def synthetic_splits(self, p: Any) -> dict[str, SplitPlan]:
-        """train (refiner input, estimator training) and test (held-out synthetic)."""
+    def synthetic_splits(self, p: Any, root: Path | None = None) -> dict[str, SplitPlan]:
+        """train (refiner input, estimator training) and test (held-out synthetic).
+
+        ``root``: the project directory, against which relative paths of file sources
+        resolve (stages pass it; None: the working directory)."""
 
     @abstractmethod
-    def real_splits(self, p: Any) -> dict[str, SplitPlan]:
-        """train (unlabelled for the refiner; labelled for the 'real' reference) and test."""
+    def real_splits(self, p: Any, root: Path | None = None) -> dict[str, SplitPlan]:
+        """train (unlabelled for the refiner; labelled for the 'real' reference) and test.
+        A real source may have no labels at all (see :meth:`has_labels`)."""
+
+    def has_labels(self, labels: pd.DataFrame) -> bool:
+        """True if a label table holds the labels the estimator needs. Only real sources may
+        lack them (an unlabelled folder): the refiner does not need them, and the stages that
+        do (the 'real' reference, evaluation on real images) then report that instead."""
+        return True
 
     @abstractmethod
     def train_estimator(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from simgan.config import ParamsError, load_task_params
+from simgan.ingest.common import IngestError, NoLabelsError
 from simgan.tasks import Task, get_task, task_names
 from stages.layout import SOURCES, Layout
 
@@ -37,7 +38,8 @@ def parse(stage: str, with_source: bool = False) -> argparse.Namespace:
 def main(stage: str, body: Callable[[StageContext], None], with_source: bool = False) -> None:
     """Parse args, validate params before any work, run ``body``, report the wall time.
 
-    Params errors exit with status 2 and a message naming the keys, without a traceback.
+    Params errors exit with status 2 and a message naming the keys, without a traceback;
+    bad input files and missing labels exit with status 1 and their message.
     """
     args = parse(stage, with_source)
     root = Path.cwd()
@@ -55,7 +57,12 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
         root=root,
     )
     t0 = time.perf_counter()
-    body(ctx)
+    try:
+        body(ctx)
+    except (IngestError, NoLabelsError) as exc:
+        # bad input files or labels that are not there: the message says which and what to do
+        print(f"stages.{stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     label = f"{stage}@{args.task}" + (f"-{ctx.source}" if ctx.source else "")
     print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 

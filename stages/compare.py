@@ -1,5 +1,11 @@
 """compare: synthetic vs refined vs real in one table (comparison.md, DVC metrics, MLflow),
-plus what the paper measured by hand: label preservation and realism."""
+plus what the paper measured by hand: label preservation and realism.
+
+An evaluation without numbers (a real test set without labels, or no 'real' reference because
+the real train set has none) is shown as n/a with the reason, in comparison.md and under
+``unavailable`` in comparison.json; label preservation and realism need no real labels and
+are always computed.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +27,14 @@ def run(ctx: StageContext) -> None:
     section = ctx.params.compare
     task = ctx.task
     evals = {s: read_json(ctx.layout.eval_dir(s) / "metrics.json") for s in SOURCES}
+    head = task.headline
+    unavailable = {
+        f"{s}.{t}": why for s in SOURCES for t, entry in evals[s].items()
+        if (why := unavailable_reason(entry, head))
+    }
     curves = {
         s: pd.read_csv(ctx.layout.eval_dir(s) / "curve_real_test.csv") for s in SOURCES
+        if f"{s}.real_test" not in unavailable
     }
     synthetic = open_dataset(ctx.layout.synthetic("train"))
     refined = open_dataset(ctx.layout.refined())
@@ -34,6 +46,8 @@ def run(ctx: StageContext) -> None:
         return task.load_estimator(ctx.params, saved["state_dict"])
 
     with tracking.stage_run(ctx.root, task.name, "compare", section.model_dump(mode="json")):
+        import mlflow
+
         preservation = task.label_preservation(
             ctx.params, synthetic.images, refined.images, synthetic.labels, estimator=estimator
         )
@@ -42,23 +56,29 @@ def run(ctx: StageContext) -> None:
                                                  section.realism),
             "refined_vs_real": two_sample_test(real_test.images, refined.images, section.realism),
         }
-        head = task.headline
-        syn, ref = evals["synthetic"]["real_test"][head], evals["refined"]["real_test"][head]
-        relative = (ref - syn) / syn * 100.0 if syn else float("nan")
+        syn = evals["synthetic"]["real_test"].get(head)
+        ref = evals["refined"]["real_test"].get(head)
+        if syn is None or ref is None:
+            relative = None  # no labelled real test set: nothing to compare on
+        else:
+            relative = (ref - syn) / syn * 100.0 if syn else float("nan")
         metrics = {
             "sources": {s: evals[s] for s in SOURCES},
             "refined_vs_synthetic_relative_pct": relative,
             "label_preservation": preservation,
             "realism": {k: _realism_dict(v) for k, v in realism.items()},
         }
+        if unavailable:
+            metrics["unavailable"] = unavailable
         write_json(out / "comparison.json", metrics)
 
         curve_png = plots.curves_png(
-            {s: curves[s] for s in SOURCES},
+            curves,
             xlabel=task.curve_xlabel(ctx.params),
             title=f"{task.name}: estimators tested on real images",
             marker_x=section.marker,
             columns=task.curve_columns(ctx.params),
+            note=None if curves else "no labelled real test set: no errors to plot",
         )
         rng = np.random.default_rng(0)
         idx = np.sort(rng.choice(len(synthetic), size=min(12, len(synthetic)), replace=False))
@@ -73,19 +93,32 @@ def run(ctx: StageContext) -> None:
         atomic_write_text(out / "comparison.md", md)
 
         tracking.log_metrics(
-            {f"{s}.{k}": v for s in SOURCES for k, v in evals[s]["real_test"].items()}
+            {f"{s}.{k}": v for s in SOURCES for k, v in evals[s]["real_test"].items()
+             if f"{s}.real_test" not in unavailable}
         )
-        tracking.log_metrics({"refined_vs_synthetic_relative_pct": relative})
+        if relative is not None:
+            tracking.log_metrics({"refined_vs_synthetic_relative_pct": relative})
+        else:
+            mlflow.set_tag("real_test_labels", "absent")
         tracking.log_metrics({f"label_preservation.{k}": v for k, v in preservation.items()})
         tracking.log_metrics(
             {f"realism.{k}.accuracy": v["accuracy"] for k, v in metrics["realism"].items()}
         )
-        import mlflow
-
         mlflow.log_artifact(str(out / "comparison.md"))
         mlflow.log_artifact(str(out / "curves.png"))
         mlflow.log_artifact(str(out / "samples.png"))
     print(md)
+
+
+def unavailable_reason(entry: dict, headline: str) -> str | None:
+    """Why an evaluate entry (metrics.json, one test set) has no numbers, or None if it has."""
+    if headline in entry:
+        return None
+    if entry.get("estimator_trained") is False:
+        return "no estimator: its training set has no labels"
+    if entry.get("labels_available") is False:
+        return "the test set has no labels"
+    return f"no {headline} in the evaluation"
 
 
 def _realism_dict(result) -> dict[str, float]:
@@ -94,6 +127,10 @@ def _realism_dict(result) -> dict[str, float]:
 
 def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
     cols = task.table_columns(ctx.params)
+
+    def cell(entry: dict, key: str) -> str:
+        return f"{entry[key]:.2f}" if key in entry else "n/a"
+
     lines = [
         f"# {task.name}: trained on synthetic vs refined vs real",
         "",
@@ -106,12 +143,31 @@ def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
     ]
     for s in SOURCES:
         r, st = evals[s]["real_test"], evals[s]["synthetic_test"]
-        cells = " | ".join(f"{r[k]:.2f}" for k, _ in cols)
-        lines.append(f"| {s} | {cells} | {st[cols[0][0]]:.2f} |")
+        cells = " | ".join(cell(r, k) for k, _ in cols)
+        lines.append(f"| {s} | {cells} | {cell(st, cols[0][0])} |")
+    notes = [
+        f"- {s} / {t.replace('_', ' ')}: n/a, {why}."
+        for s in SOURCES for t, entry in evals[s].items()
+        if (why := unavailable_reason(entry, task.headline))
+    ]
+    if evals["synthetic"]["real_test"].get("labels_available") is False:
+        lines += [
+            "",
+            "**The real test set has no labels** (an unlabelled real source), so no estimator's "
+            "error on real images can be measured and refined vs synthetic cannot be compared "
+            "on them. Label preservation and realism below need no real labels.",
+        ]
+    elif relative is None:
+        lines += ["", "Refined vs synthetic on real test: not available (see below)."]
+    else:
+        lines += [
+            "",
+            f"Refined vs synthetic on real test ({task.headline}): {relative:+.1f}% "
+            f"({'lower' if not task.headline_higher_is_better else 'higher'} is better).",
+        ]
+    if notes:
+        lines += ["", *notes]
     lines += [
-        "",
-        f"Refined vs synthetic on real test ({task.headline}): {relative:+.1f}% "
-        f"({'lower' if not task.headline_higher_is_better else 'higher'} is better).",
         "",
         "## Label preservation",
         "",

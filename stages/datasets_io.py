@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +14,50 @@ from tqdm import tqdm
 from simgan.data.dataset import Dataset, write_dataset
 from simgan.tasks import SplitPlan
 
+LEGACY_SOURCE_FORM = {"builtin": None, "standin": "standin"}
+"""How the procedural sources appeared in a section before file sources existed: render had no
+``source`` key, real had ``source: standin``. :func:`params_hash` hashes them in that form."""
+
 
 def params_hash(section: Any) -> str:
-    """Short stable hash of a params section (pydantic model or plain data)."""
+    """Short stable hash of a params section (pydantic model or plain data), for meta.json.
+
+    A procedural ``source`` (``{kind: builtin}``, ``{kind: standin}``) is hashed in the form
+    the section had before sources became a union (:data:`LEGACY_SOURCE_FORM`), so the default
+    datasets keep their bytes and DVC hashes; a file source is hashed in full.
+    """
     data = section.model_dump(mode="json") if hasattr(section, "model_dump") else section
+    source = data.get("source") if isinstance(data, dict) else None
+    procedural = isinstance(source, dict) and set(source) == {"kind"}
+    if procedural and source["kind"] in LEGACY_SOURCE_FORM:
+        data = {k: v for k, v in data.items() if k != "source"}
+        if LEGACY_SOURCE_FORM[source["kind"]] is not None:
+            data["source"] = LEGACY_SOURCE_FORM[source["kind"]]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str) -> Dataset:
-    """Stream a planned split into the dataset at ``path`` (atomic), showing progress."""
+def portable(value: Any, root: Path) -> Any:
+    """``value`` with paths under ``root`` made relative (meta.json must not depend on where
+    the project is checked out): strings equal to or starting with ``root/``, in nested data."""
+    prefix = str(root).rstrip(os.sep) + os.sep
+    if isinstance(value, str):
+        if value == prefix[:-1]:
+            return "."
+        return value[len(prefix):] if value.startswith(prefix) else value
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v, root) for v in value]
+    return value
+
+
+def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str,
+                root: Path | None = None) -> Dataset:
+    """Stream a planned split into the dataset at ``path`` (atomic), showing progress.
+
+    A plan whose ``n`` is an upper bound (a file source with ``skip_bad``) may write fewer
+    rows; what is known only at the end (skip counts) goes into meta.json via ``late_meta``.
+    """
     bar = tqdm(total=plan.n, desc=desc, unit="img", mininterval=1.0)
 
     def counted():
@@ -28,18 +65,49 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str) ->
             bar.update(images.shape[0])
             yield images, labels
 
+    def fix(data: dict[str, Any]) -> dict[str, Any]:
+        return data if root is None else portable(data, root)
+
+    late = None if plan.late_meta is None else (lambda: fix(plan.late_meta()))
     try:
         return write_dataset(
-            path, counted(), plan.n, plan.image_shape, plan.dtype, {**plan.meta, **meta},
-            allow_fewer=plan.n_is_upper_bound, late_meta=plan.late_meta,
+            path, counted(), plan.n, plan.image_shape, plan.dtype, fix({**plan.meta, **meta}),
+            allow_fewer=plan.n_is_upper_bound, late_meta=late,
         )
     finally:
         bar.close()
 
 
+def ingest_report(plan: SplitPlan) -> Any:
+    """The :class:`simgan.ingest.common.IngestReport` of a file plan's latest run, or None."""
+    return getattr(plan.late_meta, "report", None)
+
+
+def describe_split(stage: str, split: str, ds: Dataset, report: Any) -> str:
+    """One line for the log: how many images, from where, what was capped or skipped."""
+    m = ds.meta
+    text = f"[simgan] {stage} {split}: {len(ds)} images ({m.get('source', '?')}"
+    if "source_path" in m:
+        text += f" {m['source_path']}"
+    text += ")"
+    if m.get("rows_cap") is not None and m.get("rows_available", 0) > m["rows_cap"]:
+        text += (f"; {m['rows_available']} available, a seeded subset of {m['rows_cap']} kept "
+                 "(n_train / n_test)")
+    if report is not None and report.skipped:
+        text += (f"; SKIPPED {report.skipped} bad input(s) ({report.skipped_rows} rows), by field: "
+                 f"{dict(sorted(report.by_field.items()))}; see meta.json skipped_bad_examples")
+    if m.get("labelled") is False:
+        text += "; no labels (fine for the refiner; no real-image error can be measured)"
+    return text
+
+
 def write_domain(ctx: Any, stage: str, domain: str, section: Any, splits: dict[str, SplitPlan],
                  path_of) -> None:
-    """Body of the render and real stages: every split of one domain, tracked in MLflow."""
+    """Body of the render and real stages: every split of one domain, tracked in MLflow.
+
+    File sources also log their ingest counts (``<split>.skipped_bad`` ...) to MLflow; the same
+    counts are in each split's meta.json, so a skipped file is never a silent drop.
+    """
     import time
 
     from simgan import tracking
@@ -53,7 +121,13 @@ def write_domain(ctx: Any, stage: str, domain: str, section: Any, splits: dict[s
                 "split": split,
                 "params_hash": params_hash(section),
             }
-            total += len(write_split(path_of(split), plan, meta, f"{stage} {split}"))
+            ds = write_split(path_of(split), plan, meta, f"{stage} {split}", root=ctx.root)
+            total += len(ds)
+            report = ingest_report(plan)
+            if report is not None:
+                tracking.log_metrics({f"{split}.{k}": v for k, v in report.metrics().items()})
+                tracking.log_metrics({f"{split}.labelled": float(ds.meta.get("labelled", True))})
+            print(describe_split(stage, split, ds, report), file=sys.stderr)
         seconds = time.perf_counter() - t0
         tracking.log_metrics(
             {"images": total, "seconds": seconds, "images_per_s": total / max(seconds, 1e-9)}

@@ -23,13 +23,21 @@ from simgan.tasks import get_task
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Override leaves of ``base``; a key the base does not have is an error (a typo)."""
+    """Override leaves of ``base``; a key the base does not have is an error (a typo).
+
+    A mapping with another ``kind`` (a domain's ``source``: builtin -> unityeyes) replaces the
+    base's mapping whole: its keys are those of the new kind, all spelled out in the profile.
+    """
     out = copy.deepcopy(base)
     for key, value in override.items():
         name = f"{prefix}.{key}" if prefix else key
         if key not in out:
             raise ParamsError(f"profile key {name}: not in params.yaml (allowed: {list(out)})")
-        if isinstance(value, dict) and isinstance(out[key], dict):
+        switches_kind = (isinstance(value, dict) and isinstance(out[key], dict)
+                         and "kind" in value and value["kind"] != out[key].get("kind"))
+        if switches_kind:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out[key], dict):
             out[key] = deep_merge(out[key], value, name)
         else:
             out[key] = value

@@ -1,4 +1,5 @@
-"""render: the procedural synthetic dataset (train and held-out test splits)."""
+"""render: the synthetic dataset (train and held-out test splits) from ``gaze.render.source``:
+the builtin renderer, UnityEyes renders or a folder of labelled crops."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from stages.datasets_io import write_domain
 
 
 def run(ctx: StageContext) -> None:
-    splits = ctx.task.synthetic_splits(ctx.params)
+    splits = ctx.task.synthetic_splits(ctx.params, root=ctx.root)
     write_domain(ctx, "render", "synthetic", ctx.params.render, splits, ctx.layout.synthetic)
 
 

@@ -59,3 +59,26 @@ def test_atomic_dir_replaces_existing(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+
+
+def test_upper_bound_count_truncates_in_place_and_merges_late_meta(tmp_path):
+    """Readers that skip bad files know the count only at the end."""
+    counts = {}
+    ds = write_dataset(tmp_path / "d", _chunks(5, 2), 9, (3, 4), "uint8", {"task": "t"},
+                       allow_fewer=True, late_meta=lambda: {"skipped_bad": 4, **counts})
+    assert ds.images.shape == (5, 3, 4) and ds.images[4, 0, 0] == 4
+    assert (tmp_path / "d" / "images.npy").stat().st_size == 128 + 5 * 12
+    assert ds.meta["count"] == 5 and ds.meta["skipped_bad"] == 4
+
+
+def test_large_label_tables_stream_as_row_groups(tmp_path, monkeypatch):
+    import simgan.data.dataset as dataset
+
+    monkeypatch.setattr(dataset, "LABEL_ROWS_IN_MEMORY", 4)
+    ds = write_dataset(tmp_path / "d", _chunks(11, 3), 11, (3, 4), "uint8", {})
+    assert ds.labels["id"].tolist() == list(range(11))
+    assert ds.labels["y"].dtype == np.float64 and ds.labels.index.tolist() == list(range(11))
+    import pyarrow.parquet as pq
+
+    groups = pq.ParquetFile(tmp_path / "d" / "labels.parquet").num_row_groups
+    assert groups == 2  # 3 + 3 rows, then 3 + 2

@@ -65,7 +65,7 @@ def test_source_kinds_are_checked(hand):
     bad = copy.deepcopy(hand)
     bad["real"]["kind"] = "kinect"
     msg = _error(bad)
-    assert "hand.real" in msg and "'standin', 'nyu'" in msg
+    assert "hand.real.kind" in msg and "standin, nyu" in msg
     nyu_synth = {"kind": "nyu_synth", "root": "/data/nyu",
                  "nyu": {"views": [1], "size": 64, "cube_mm": 300.0, "crop": "joints",
                          "mask_dilate_px": 3, "depth_reference": "cube", "frame_step": 1,

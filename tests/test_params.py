@@ -88,3 +88,68 @@ def test_profiles_merge_and_validate(tmp_path):
 def test_a_profile_typo_is_an_error():
     with pytest.raises(ParamsError, match="gaze.refiner.trian: not in params.yaml"):
         deep_merge({"gaze": {"refiner": {"train": {}}}}, {"gaze": {"refiner": {"trian": {}}}})
+
+
+# ----------------------------------------------------------------------------- sources
+
+UNITYEYES = {"kind": "unityeyes", "path": "data/ue", "workers": 0, "skip_bad": False,
+             "crop_scale": 1.5, "fast_jpeg": True, "equalize": False, "test_fraction": 0.05}
+
+
+def test_a_file_source_validates_with_every_key(gaze):
+    gaze["render"]["source"] = dict(UNITYEYES)
+    gaze["real"]["source"] = {"kind": "folder", "path": "/data/eyes", "workers": 2,
+                              "skip_bad": True, "test_path": None, "test_fraction": 0.2,
+                              "resize": "stretch", "equalize": False}
+    p = validate(GazeParams, gaze, "gaze")
+    assert p.render.source.kind == "unityeyes" and p.real.source.kind == "folder"
+    assert str(p.real.source.path) == "/data/eyes"
+
+
+def test_missing_keys_follow_the_kind_into_the_chosen_source(gaze):
+    src = dict(UNITYEYES)
+    del src["crop_scale"], src["path"]  # both have library defaults; params must spell them out
+    gaze["render"]["source"] = src
+    msg = _error(gaze)
+    assert "gaze.render.source.crop_scale: missing (expected float)" in msg
+    assert "gaze.render.source.path: missing (expected Path)" in msg
+
+
+def test_a_wrong_kind_names_the_key_and_the_allowed_kinds(gaze):
+    gaze["render"]["source"] = {"kind": "mpiigaze", "path": "x"}  # a real-side kind
+    msg = _error(gaze)
+    assert ("gaze.render.source.kind: unknown kind 'mpiigaze'; allowed kinds here: "
+            "builtin, unityeyes, folder") in msg
+    assert "union_tag" not in msg and "Input tag" not in msg
+
+
+def test_a_missing_kind_or_a_bare_string_lists_the_kinds(gaze):
+    gaze["real"]["source"] = {"path": "x"}
+    assert "gaze.real.source.kind: missing (expected one of standin, mpiigaze, folder)" in _error(
+        gaze)
+    gaze["real"]["source"] = "standin"  # the form before sources were a union
+    msg = _error(gaze)
+    assert ("gaze.real.source: expected a mapping with kind: one of standin, mpiigaze, folder "
+            "(got 'standin')") in msg
+    assert msg.count("gaze.real.source") == 1
+    del gaze["real"]["source"]
+    assert ("gaze.real.source: missing (expected a mapping with kind: one of standin, "
+            "mpiigaze, folder)") in _error(gaze)
+
+
+def test_errors_inside_a_source_name_the_key_without_the_tag(gaze):
+    gaze["render"]["source"] = {**UNITYEYES, "crop_scale": 0.1, "cropscale": 1.5}
+    msg = _error(gaze)
+    assert "gaze.render.source.crop_scale: Input should be greater than 0.5 (got 0.1)" in msg
+    assert "gaze.render.source.cropscale: unknown key; allowed here: path, workers" in msg
+    assert "source.unityeyes" not in msg
+
+
+def test_a_profile_switching_kind_replaces_the_source(tmp_path):
+    base = read_yaml(ROOT / "params.yaml")
+    merged = deep_merge(base, {"gaze": {"render": {"source": dict(UNITYEYES), "n_train": 50}}})
+    assert merged["gaze"]["render"]["source"] == UNITYEYES
+    assert merged["gaze"]["render"]["n_train"] == 50
+    validate(GazeParams, merged["gaze"], "gaze")
+    with pytest.raises(ParamsError, match="gaze.render.source.crop: not in params.yaml"):
+        deep_merge(merged, {"gaze": {"render": {"source": {"crop": 2.0}}}})
