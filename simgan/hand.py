@@ -1,18 +1,18 @@
 """The hand-pose task: depth crops (uint8 codes of a cube around the hand), 14 NYU joints in
 crop px as labels, a stacked-hourglass estimator, % of joints / images within d px.
 
-Sources (each section is a discriminated union on ``kind``):
+Sources, as for gaze (``render.source`` / ``real.source``, discriminated by ``kind``):
 
-- synthetic (``render``): ``builtin``, the procedural capsule hand
+- synthetic (``render.source``): ``builtin``, the procedural capsule hand
   (:mod:`simgan.render.hands`); or ``nyu_synth``, NYU's own synthetic renders
   (``synthdepth_*.png``) through :mod:`simgan.ingest.nyu`.
-- real (``real``): ``standin``, the same geometry seen by a Kinect-like sensor model
-  (:mod:`simgan.render.depth_artifacts`; needs ``render.kind: builtin``); or ``nyu``, the
-  dataset's Kinect depth (``depth_*.png``).
+- real (``real.source``): ``standin``, the same geometry seen by a Kinect-like sensor model
+  (:mod:`simgan.render.depth_artifacts`; needs ``render.source.kind: builtin``); or ``nyu``,
+  the dataset's Kinect depth (``depth_*.png``).
 
-Both domains must produce the same crops (size, cube, depth coding): a validator checks it.
-Pixel errors are in crop px or in px of the Kinect frame (``evaluate.unit``); see
-``docs/hand.md`` for why the default is crop px.
+The crop format (``render.hand``: size, cube_mm, depth_reference) is that of every source, so
+the two domains always give the same crops. Pixel errors are in crop px or in px of the Kinect
+frame (``evaluate.unit``); see ``docs/hand.md`` for why the default is crop px.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simgan.ingest.nyu import NyuParams
+from simgan.ingest.nyu import CropFormat, NyuSource
 from simgan.metrics.realism import RealismParams
 from simgan.render.depth_artifacts import RealDepthParams
 from simgan.render.hands import N_JOINTS, HandRenderParams, joint_columns
@@ -39,10 +39,50 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class BuiltinSynthetic(_Strict):
-    """The procedural hand renderer; train and test are disjoint index ranges of one seed."""
+# ----------------------------------------------------------------------------- sources
 
-    kind: Literal["builtin"]
+
+class BuiltinSource(BaseModel):
+    """The procedural capsule hand (:mod:`simgan.render.hands`), params in ``render.hand``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["builtin"] = "builtin"
+
+
+class NyuSynthSource(NyuSource):
+    """NYU's synthetic renders (``synthdepth_*.png``) of ``<path>/train`` and ``<path>/test``."""
+
+    kind: Literal["nyu_synth"] = "nyu_synth"
+
+
+class StandinSource(BaseModel):
+    """The stand-in real domain: the renderer's geometry seen by a Kinect v1 model
+    (:mod:`simgan.render.depth_artifacts`, params in ``real.depth``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["standin"] = "standin"
+
+
+class NyuRealSource(NyuSource):
+    """NYU's Kinect depth (``depth_*.png``) of ``<path>/train`` and ``<path>/test``."""
+
+    kind: Literal["nyu"] = "nyu"
+
+
+SyntheticSource = Annotated[BuiltinSource | NyuSynthSource, Field(discriminator="kind")]
+RealSource = Annotated[StandinSource | NyuRealSource, Field(discriminator="kind")]
+NYU_KINDS = {"nyu_synth": "synthdepth", "nyu": "depth"}
+"""NYU source kind -> the PNGs it reads."""
+
+
+class RenderSection(_Strict):
+    """The synthetic domain. ``seed`` and ``chunk_size`` apply to every source; ``n_train`` /
+    ``n_test`` are the images the builtin renderer draws (disjoint index ranges of one seed),
+    and for NYU the most rows per split (a seeded subset, in file order); ``threads``: render
+    threads (builtin only; bytes do not depend on it); ``hand``: the renderer, whose ``size``,
+    ``cube_mm`` and ``depth_reference`` are the crop format of every source."""
+
+    source: SyntheticSource
     seed: int = Field(ge=0)
     n_train: int = Field(gt=0)
     n_test: int = Field(gt=0)
@@ -51,18 +91,11 @@ class BuiltinSynthetic(_Strict):
     hand: HandRenderParams
 
 
-class NyuSynthetic(_Strict):
-    """NYU's synthetic renders (synthdepth PNGs) of ``<root>/train`` and ``<root>/test``."""
+class RealSection(_Strict):
+    """The real domain: the stand-in or NYU's Kinect depth; the other keys apply as in
+    :class:`RenderSection` (``depth``: the stand-in only)."""
 
-    kind: Literal["nyu_synth"]
-    root: str = Field(min_length=1, description="directory holding NYU's train/ and test/")
-    nyu: NyuParams
-
-
-class StandinReal(_Strict):
-    """The stand-in real domain: the renderer's geometry seen by a Kinect v1 model."""
-
-    kind: Literal["standin"]
+    source: RealSource
     seed: int = Field(ge=0)
     n_train: int = Field(gt=0)
     n_test: int = Field(gt=0)
@@ -71,16 +104,9 @@ class StandinReal(_Strict):
     depth: RealDepthParams
 
 
-class NyuReal(_Strict):
-    """NYU's Kinect depth (depth PNGs) of ``<root>/train`` and ``<root>/test``."""
-
-    kind: Literal["nyu"]
-    root: str = Field(min_length=1)
-    nyu: NyuParams
-
-
-SyntheticSection = Annotated[BuiltinSynthetic | NyuSynthetic, Field(discriminator="kind")]
-RealSection = Annotated[StandinReal | NyuReal, Field(discriminator="kind")]
+def crop_format(hand: HandRenderParams) -> CropFormat:
+    """The crops of every hand source (builtin or NYU, synthetic or real): ``render.hand``'s."""
+    return CropFormat(hand.size, hand.cube_mm, hand.depth_reference)
 
 
 class RefinerSection(_Strict):
@@ -121,7 +147,7 @@ class CompareSection(_Strict):
 
 
 class HandParams(_Strict):
-    render: SyntheticSection
+    render: RenderSection
     real: RealSection
     refiner: RefinerSection
     refine: RefineSection
@@ -130,26 +156,14 @@ class HandParams(_Strict):
     compare: CompareSection
 
     @model_validator(mode="after")
-    def _same_crops(self) -> HandParams:
-        if self.real.kind == "standin" and self.render.kind != "builtin":
-            raise ValueError("real.kind 'standin' renders the builtin geometry: it needs "
-                             "render.kind 'builtin'")
-        a, b = crop_format(self.render), crop_format(self.real, self.render)
-        if a != b:
-            raise ValueError(f"render and real must give the same crops (size, cube_mm, "
-                             f"depth_reference): {a} vs {b}")
+    def _standin_needs_builtin(self) -> HandParams:
+        if self.real.source.kind == "standin" and self.render.source.kind != "builtin":
+            raise ValueError(
+                "real.source.kind: standin draws the builtin renderer's hands through a sensor "
+                "model, so it needs render.source.kind: builtin (got "
+                f"{self.render.source.kind}); with NYU's synthetic renders use "
+                "real.source.kind: nyu")
         return self
-
-
-def crop_format(section: Any, render: Any = None) -> tuple[int, float, str]:
-    """(size, cube_mm, depth_reference) of the crops a source section produces."""
-    if section.kind in ("nyu", "nyu_synth"):
-        q = section.nyu
-    elif section.kind == "standin":
-        q = render.hand
-    else:
-        q = section.hand
-    return (q.size, q.cube_mm, q.depth_reference)
 
 
 class HandTask(Task):
@@ -194,46 +208,54 @@ class HandTask(Task):
 
         return {split: plan(start, n) for split, (start, n) in ranges.items()}
 
-    def _nyu(self, section: NyuSynthetic | NyuReal, kind: str,
+    def _nyu(self, p: HandParams, section: RenderSection | RealSection,
              root: Path | None) -> dict[str, SplitPlan]:
+        from simgan.ingest.common import PlanSettings
         from simgan.ingest.nyu import NyuStats, iter_nyu_chunks, plan_nyu
 
-        q = section.nyu
-        base = Path(section.root) if root is None else Path(root) / section.root
+        kind = NYU_KINDS[section.source.kind]
+        src = section.source if root is None else section.source.with_root(root)
+        fmt = crop_format(p.render.hand)
+        settings = PlanSettings((fmt.size, fmt.size), section.seed, section.chunk_size,
+                                section.n_train, section.n_test)
 
         def split_plan(split: str) -> SplitPlan:
-            plan = plan_nyu(base / split, kind, q)
-            if len(plan) == 0:
-                raise ValueError(f"{base / split}: no usable frames "
-                                 f"({len(plan.skipped)} skipped)")
+            usable = plan_nyu(src.path / split, kind, src)
+            if len(usable) == 0:
+                raise ValueError(f"{src.path / split}: no usable frames "
+                                 f"({len(usable.skipped)} skipped)")
+            plan = usable.take(settings.subset(split, len(usable)))
             stats: list[NyuStats] = []
 
             def chunks():
                 stats.append(NyuStats())
-                return iter_nyu_chunks(plan, q, stats[-1])
+                return iter_nyu_chunks(plan, src, fmt, stats[-1], section.chunk_size)
 
             return SplitPlan(
                 n=len(plan),
-                image_shape=(q.size, q.size),
+                image_shape=(fmt.size, fmt.size),
                 dtype="uint8",
                 chunks=chunks,
-                meta={"source": f"nyu-{kind}", "root": section.root, "nyu_split": split,
-                      "skipped_when_planning": len(plan.skipped),
-                      "value_scaling": _coding(q.depth_reference, q.cube_mm)},
-                n_is_upper_bound=q.skip_bad,
+                meta={"source": f"nyu-{kind}", "source_path": str(src.path), "nyu_split": split,
+                      "skipped_when_planning": len(usable.skipped),
+                      **settings.rows_meta(split, len(usable)),
+                      "value_scaling": _coding(fmt.depth_reference, fmt.cube_mm),
+                      "source_params": section.source.model_dump(mode="json"),
+                      "seed": section.seed},
+                n_is_upper_bound=src.skip_bad,
                 late_meta=lambda: {"skipped_when_decoding": len(stats[-1].skipped)},
             )
 
         return {split: split_plan(split) for split in ("train", "test")}
 
     def synthetic_splits(self, p: HandParams, root: Path | None = None) -> dict[str, SplitPlan]:
-        if p.render.kind == "nyu_synth":
-            return self._nyu(p.render, "synthdepth", root)
+        if isinstance(p.render.source, NyuSynthSource):
+            return self._nyu(p, p.render, root)
         return self._builtin(p.render.hand, p.render, None, "synthetic")
 
     def real_splits(self, p: HandParams, root: Path | None = None) -> dict[str, SplitPlan]:
-        if p.real.kind == "nyu":
-            return self._nyu(p.real, "depth", root)
+        if isinstance(p.real.source, NyuRealSource):
+            return self._nyu(p, p.real, root)
         return self._builtin(p.render.hand, p.real, p.real.depth, "standin-real")
 
     # ------------------------------------------------------------------------- estimator

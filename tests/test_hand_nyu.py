@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from scipy.io import savemat
 
 from simgan.ingest.nyu import (
+    CropFormat,
     NyuError,
-    NyuParams,
+    NyuSource,
     NyuStats,
     crop_from_centre,
     decode_depth_png,
@@ -25,6 +27,12 @@ from simgan.render.hands import NYU_EVAL_JOINTS, NYU_FX, joint_columns
 
 H, W = 480, 640
 HAND_MM, WALL_MM = 700, 1500
+FMT = CropFormat(size=64, cube_mm=300.0, depth_reference="cube")
+
+
+def source(**keys) -> NyuSource:
+    """NYU source keys; ``path`` is the task's business (plan_nyu gets the split directory)."""
+    return NyuSource(path=Path("unused"), **keys)
 
 
 def write_depth_png(path: Path, mm: np.ndarray, red: int = 77) -> None:
@@ -103,10 +111,10 @@ def test_joint_data_read_and_the_14_evaluated_joints_selected(split: Path) -> No
 
 
 def test_crop_from_joints_labels_and_pixels_hand_computed(split: Path) -> None:
-    p = NyuParams(views=(1,), size=64, cube_mm=300.0)
+    p = source(views=(1,))
     plan = plan_nyu(split, "depth", p)
     assert len(plan) == 3 and plan.kinect.tolist() == [1, 1, 1] and plan.frame.tolist() == [1, 2, 3]
-    images, labels = next(iter_nyu_chunks(plan, p))
+    images, labels = next(iter_nyu_chunks(plan, p, FMT))
     assert images.shape == (3, 64, 64) and images.dtype == np.uint8
     side = 300.0 * NYU_FX / HAND_MM  # 252.0 Kinect px -> 64 crop px
     assert labels["crop_scale"].iloc[0] == pytest.approx(64 / side)
@@ -138,38 +146,70 @@ def test_crop_geometry_matches_the_renderer_convention() -> None:
 
 
 def test_views_and_frame_selection(split: Path) -> None:
-    p = NyuParams(views=(2, 1), frame_step=2)
+    p = source(views=(2, 1), frame_step=2)
     plan = plan_nyu(split, "depth", p)
     assert list(zip(plan.frame.tolist(), plan.kinect.tolist(), strict=True)) == [
         (1, 2), (1, 1), (3, 2), (3, 1)]
-    _, labels = next(iter_nyu_chunks(plan, p))
+    _, labels = next(iter_nyu_chunks(plan, p, FMT))
     assert labels["kinect"].tolist() == [2, 1, 2, 1]
     assert labels["id"].tolist() == [0, 1, 2, 3]
-    assert len(plan_nyu(split, "depth", NyuParams(views=(1, 2), max_frames=1))) == 2
     with pytest.raises(NyuError, match="view 3 requested"):
-        plan_nyu(split, "depth", NyuParams(views=(3,)))
+        plan_nyu(split, "depth", source(views=(3,)))
+
+
+def test_take_keeps_the_chosen_rows_in_file_order(split: Path) -> None:
+    p = source(views=(1, 2))
+    plan = plan_nyu(split, "depth", p)  # (frame, view): (1,1) (1,2) (2,1) (2,2) (3,1) (3,2)
+    part = plan.take(np.array([1, 4, 5]))
+    assert list(zip(part.frame.tolist(), part.kinect.tolist(), strict=True)) == [
+        (1, 2), (3, 1), (3, 2)]
+    np.testing.assert_array_equal(part.uvd, plan.uvd[[1, 4, 5]])
+    assert plan.take(None) is plan
+    _, labels = next(iter_nyu_chunks(part, p, FMT))
+    assert labels["file"].tolist() == [png_name("depth", 2, 1), png_name("depth", 1, 3),
+                                       png_name("depth", 2, 3)]
+    assert labels["id"].tolist() == [0, 1, 2]
+
+
+def test_crop_format_is_given_not_read_from_the_source(split: Path) -> None:
+    p = source(views=(1,))
+    plan = plan_nyu(split, "depth", p)
+    small, labels = next(iter_nyu_chunks(plan, p, CropFormat(32, 300.0, "cube")))
+    paper, _ = next(iter_nyu_chunks(plan, p, CropFormat(64, 300.0, "paper")))
+    assert small.shape == (3, 32, 32) and paper.shape == (3, 64, 64)
+    side = 300.0 * NYU_FX / HAND_MM
+    assert labels["crop_scale"].iloc[0] == pytest.approx(32 / side)
+    # paper coding: (2000 - 700) * 255 / 2000 = 165.75 -> 166 at the hand
+    assert paper[0, 31, 31] == 166
 
 
 def test_synthetic_source_and_synth_mask_crop(split: Path) -> None:
-    p = NyuParams(views=(1,), crop="synth_mask", mask_dilate_px=2)
-    images, labels = next(iter_nyu_chunks(plan_nyu(split, "depth", p), p))
+    p = source(views=(1,), crop="synth_mask", mask_dilate_px=2)
+    images, labels = next(iter_nyu_chunks(plan_nyu(split, "depth", p), p, FMT))
     # centre from the mask (the same square centre), the wall cleared, the hand kept
     np.testing.assert_allclose(labels["ref_depth_mm"], HAND_MM)
     row = images[0, 25] > 0  # a row clear of the hole
     side = 300.0 * NYU_FX / HAND_MM
     assert abs(row.sum() - (91 + 4) * 64 / side) <= 2  # mask 91 px + 2 px dilation each side
-    synth, _ = next(iter_nyu_chunks(plan_nyu(split, "synthdepth", p), p))
+    synth, _ = next(iter_nyu_chunks(plan_nyu(split, "synthdepth", p), p, FMT))
     assert (synth[:, 31, 31] == 128).all()
 
 
 def test_process_pool_gives_the_same_chunks(split: Path) -> None:
-    p0 = NyuParams(views=(1, 2), chunk_frames=2)
+    p0 = source(views=(1, 2), chunk_frames=2)
     p2 = p0.model_copy(update={"workers": 2})
-    a = list(iter_nyu_chunks(plan_nyu(split, "depth", p0), p0))
-    b = list(iter_nyu_chunks(plan_nyu(split, "depth", p2), p2))
+    a = list(iter_nyu_chunks(plan_nyu(split, "depth", p0), p0, FMT))
+    b = list(iter_nyu_chunks(plan_nyu(split, "depth", p2), p2, FMT))
     assert [x[0].shape[0] for x in a] == [2, 2, 2]
     for (ia, la), (ib, lb) in zip(a, b, strict=True):
         assert np.array_equal(ia, ib) and la.equals(lb)
+    # chunk_size regroups the same rows for the writer, whatever the decoding task size
+    c = list(iter_nyu_chunks(plan_nyu(split, "depth", p2), p2, FMT, chunk_size=4))
+    assert [x[0].shape[0] for x in c] == [4, 2]
+    assert np.array_equal(np.concatenate([x[0] for x in c]), np.concatenate([x[0] for x in a]))
+    la = pd.concat([x[1] for x in a], ignore_index=True)
+    assert pd.concat([x[1] for x in c], ignore_index=True).equals(la)
+    assert la["id"].tolist() == list(range(6))
 
 
 # --- bad inputs ------------------------------------------------------------------------------
@@ -178,8 +218,8 @@ def test_process_pool_gives_the_same_chunks(split: Path) -> None:
 def test_missing_png_errors_with_file_and_field_or_is_skipped_and_counted(split: Path) -> None:
     (split / png_name("depth", 1, 2)).unlink()
     with pytest.raises(NyuError, match=r"depth_1_0000002\.png: file: missing"):
-        plan_nyu(split, "depth", NyuParams())
-    plan = plan_nyu(split, "depth", NyuParams(skip_bad=True))
+        plan_nyu(split, "depth", source())
+    plan = plan_nyu(split, "depth", source(skip_bad=True))
     assert plan.frame.tolist() == [1, 3] and len(plan.skipped) == 1
     assert "depth_1_0000002.png: file: missing" in plan.skipped[0]
 
@@ -191,8 +231,8 @@ def test_bad_labels(split: Path) -> None:
     uvd[0, 0, 1, 1] = np.nan  # a joint that is not evaluated: harmless
     savemat(split / "joint_data.mat", {"joint_uvd": uvd, "joint_xyz": data.xyz})
     with pytest.raises(NyuError, match=r"joint_data\.mat: joint_uvd: kinect 1 frame 3: not finite"):
-        plan_nyu(split, "depth", NyuParams())
-    assert len(plan_nyu(split, "depth", NyuParams(skip_bad=True))) == 2
+        plan_nyu(split, "depth", source())
+    assert len(plan_nyu(split, "depth", source(skip_bad=True))) == 2
 
     savemat(split / "joint_data.mat", {"joint_uvd": uvd})
     with pytest.raises(NyuError, match=r"joint_data\.mat: joint_xyz: missing"):
@@ -205,20 +245,20 @@ def test_bad_labels(split: Path) -> None:
         read_joint_data(split / "joint_data.mat")
     (split / "joint_data.mat").unlink()
     with pytest.raises(NyuError, match=r"joint_data\.mat: file: missing"):
-        plan_nyu(split, "depth", NyuParams())
+        plan_nyu(split, "depth", source())
 
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_undecodable_pngs_error_or_are_skipped_when_decoding(split: Path, workers: int) -> None:
     Image.fromarray(np.zeros((H, W), np.uint8), "L").save(split / png_name("depth", 1, 1))
     (split / png_name("depth", 1, 3)).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    p = NyuParams(workers=workers)
+    p = source(workers=workers)
     plan = plan_nyu(split, "depth", p)  # cheap checks pass: the files exist
     with pytest.raises(NyuError, match=r"depth_1_0000001\.png: mode: expected an RGB PNG"):
-        list(iter_nyu_chunks(plan, p))
-    p = NyuParams(workers=workers, skip_bad=True)
+        list(iter_nyu_chunks(plan, p, FMT))
+    p = source(workers=workers, skip_bad=True)
     stats = NyuStats()
-    chunks = list(iter_nyu_chunks(plan_nyu(split, "depth", p), p, stats))
+    chunks = list(iter_nyu_chunks(plan_nyu(split, "depth", p), p, FMT, stats))
     assert sum(c[0].shape[0] for c in chunks) == 1 and stats.decoded == 1
     assert chunks[0][1]["frame"].tolist() == [2] and chunks[0][1]["id"].tolist() == [0]
     assert len(stats.skipped) == 2
@@ -227,8 +267,8 @@ def test_undecodable_pngs_error_or_are_skipped_when_decoding(split: Path, worker
 
 def test_params_are_strict() -> None:
     with pytest.raises(ValueError):
-        NyuParams(views=(1, 1))
+        source(views=(1, 1))
     with pytest.raises(ValueError):
-        NyuParams(views=(4,))
+        source(views=(4,))
     with pytest.raises(ValueError):
-        NyuParams(view=(1,))
+        source(view=(1,))

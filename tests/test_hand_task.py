@@ -4,6 +4,7 @@ evaluation in crop or frame px, label preservation with the synthetic-trained es
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import pytest
 from simgan.config import ParamsError, load_task_params, read_yaml, validate
 from simgan.data.dataset import open_dataset
 from simgan.hand import PRED_COLUMNS, HandParams, HandTask
+from simgan.ingest.common import PlanSettings
 from simgan.render.hands import N_JOINTS, keypoints_from_labels
 from simgan.tasks import get_task, task_names
-from stages.datasets_io import write_split
+from stages.datasets_io import params_hash, write_split
 from tests.test_hand_nyu import make_split, png_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +51,7 @@ def test_registered_and_the_default_params_are_valid():
     assert task_names() == ["gaze", "hand"]
     assert isinstance(get_task("hand"), HandTask)
     p = load_task_params(ROOT / "params.yaml", "hand")
-    assert p.render.kind == "builtin" and p.real.kind == "standin"
+    assert p.render.source.kind == "builtin" and p.real.source.kind == "standin"
     assert p.evaluate.unit in ("crop_px", "frame_px")
 
 
@@ -61,24 +63,68 @@ def test_every_key_is_required_inside_the_chosen_source(hand):
     assert "hand.real.depth.edge_jag_px: missing (expected float)" in msg
 
 
+def _nyu_source(kind: str, path: str = "/data/nyu", **keys) -> dict:
+    return {"kind": kind, "path": path, "views": [1], "crop": "joints", "mask_dilate_px": 3,
+            "frame_step": 1, "skip_bad": False, "workers": 0, "chunk_frames": 64, **keys}
+
+
 def test_source_kinds_are_checked(hand):
     bad = copy.deepcopy(hand)
-    bad["real"]["kind"] = "kinect"
+    bad["real"]["source"] = {"kind": "kinect"}
+    bad["render"]["source"] = {"kind": "nyu", "path": "/data/nyu"}  # a real kind, not synthetic
     msg = _error(bad)
-    assert "hand.real.kind" in msg and "standin, nyu" in msg
-    nyu_synth = {"kind": "nyu_synth", "root": "/data/nyu",
-                 "nyu": {"views": [1], "size": 64, "cube_mm": 300.0, "crop": "joints",
-                         "mask_dilate_px": 3, "depth_reference": "cube", "frame_step": 1,
-                         "max_frames": None, "skip_bad": False, "workers": 0, "chunk_frames": 64}}
+    assert ("hand.real.source.kind: unknown kind 'kinect'; allowed kinds here: standin, nyu"
+            in msg)
+    assert ("hand.render.source.kind: unknown kind 'nyu'; allowed kinds here: builtin, nyu_synth"
+            in msg)
+    no_kind = copy.deepcopy(hand)
+    no_kind["render"]["source"] = {"path": "/data/nyu"}
+    assert "hand.render.source.kind: missing (expected one of builtin, nyu_synth)" in _error(
+        no_kind)
+
+
+def test_every_key_of_the_nyu_source_is_required(hand):
+    data = copy.deepcopy(hand)
+    data["render"]["source"] = _nyu_source("nyu_synth")
+    data["real"]["source"] = _nyu_source("nyu")
+    del data["real"]["source"]["views"]
+    del data["render"]["source"]["path"]
+    data["real"]["source"]["root"] = "/data/nyu"  # the old key
+    msg = _error(data)
+    assert "hand.real.source.views: missing (expected tuple)" in msg
+    assert "hand.render.source.path: missing (expected Path)" in msg
+    assert "hand.real.source.root: unknown key; allowed here: " in msg
+    # the crop format is render.hand's: an NYU source has no size of its own
+    data = copy.deepcopy(hand)
+    data["real"]["source"] = _nyu_source("nyu", size=96)
+    assert "hand.real.source.size: unknown key" in _error(data)
+
+
+def test_standin_needs_the_builtin_renderer(hand):
     mixed = copy.deepcopy(hand)
-    mixed["render"] = nyu_synth
-    assert "real.kind 'standin' renders the builtin geometry" in _error(mixed)
-    sizes = copy.deepcopy(hand)
-    sizes["real"] = {**nyu_synth, "kind": "nyu", "nyu": {**nyu_synth["nyu"], "size": 96}}
-    assert "render and real must give the same crops" in _error(sizes)
+    mixed["render"]["source"] = _nyu_source("nyu_synth")
+    msg = _error(mixed)
+    assert "real.source.kind: standin" in msg and "needs render.source.kind: builtin" in msg
+    assert "(got nyu_synth)" in msg
     both = copy.deepcopy(hand)
-    both["render"], both["real"] = nyu_synth, {**nyu_synth, "kind": "nyu"}
-    assert _params(both).real.nyu.size == 64
+    both["render"]["source"], both["real"]["source"] = (_nyu_source("nyu_synth"),
+                                                        _nyu_source("nyu"))
+    p = _params(both)
+    assert p.real.source.kind == "nyu" and p.real.source.path == Path("/data/nyu")
+    builtin_nyu = copy.deepcopy(hand)  # builtin synthetic with NYU real: allowed
+    builtin_nyu["real"]["source"] = _nyu_source("nyu")
+    assert _params(builtin_nyu).render.source.kind == "builtin"
+
+
+def test_procedural_sources_keep_the_params_hash_of_the_section_level_kind(hand):
+    """meta.json's params_hash of the default datasets (hence their DVC hashes) did not change
+    when hand's kind moved from the section into ``source``."""
+    p = _params(hand)
+    for section in (p.render, p.real):
+        data = section.model_dump(mode="json")
+        old = {**{k: v for k, v in data.items() if k != "source"}, "kind": data["source"]["kind"]}
+        want = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+        assert params_hash(section, "hand") == want
 
 
 def test_builtin_and_standin_splits_are_disjoint_and_labelled(hand, tmp_path):
@@ -183,20 +229,20 @@ def test_label_preservation_uses_the_synthetic_trained_estimator(hand, monkeypat
     assert out["delta_pct_joints_within"] == pytest.approx(0.0)  # 3 px is within 5
 
 
-def _nyu_root(tmp_path: Path) -> Path:
+def _nyu_root(tmp_path: Path, n_train: int = 4) -> Path:
     root = tmp_path / "nyu"
-    make_split(root / "train", n_kinects=1, n_frames=4)
+    make_split(root / "train", n_kinects=1, n_frames=n_train)
     make_split(root / "test", n_kinects=1, n_frames=2)
     return root
 
 
-def _nyu_params(hand: dict, root: Path, skip_bad: bool) -> HandParams:
-    q = {"views": [1], "size": 64, "cube_mm": 300.0, "crop": "joints", "mask_dilate_px": 3,
-         "depth_reference": "cube", "frame_step": 1, "max_frames": None, "skip_bad": skip_bad,
-         "workers": 0, "chunk_frames": 2}
+def _nyu_params(hand: dict, path: str | Path, skip_bad: bool, n_train: int = 8000,
+                seed: int = 0) -> HandParams:
     data = copy.deepcopy(hand)
-    data["render"] = {"kind": "nyu_synth", "root": str(root), "nyu": q}
-    data["real"] = {"kind": "nyu", "root": str(root), "nyu": q}
+    data["render"]["source"] = _nyu_source("nyu_synth", str(path), skip_bad=skip_bad,
+                                           chunk_frames=2)
+    data["real"]["source"] = _nyu_source("nyu", str(path), skip_bad=skip_bad, chunk_frames=2)
+    data["real"].update(n_train=n_train, seed=seed)
     return _params(data)
 
 
@@ -213,6 +259,55 @@ def test_nyu_sources_give_the_same_columns_as_the_renderer(hand, tmp_path):
     assert ds.meta["source"] == "nyu-depth" and sd.meta["source"] == "nyu-synthdepth"
     assert keypoints_from_labels(ds.labels).shape == (4, N_JOINTS, 2)
     assert ds.meta["skipped_when_decoding"] == 0
+    assert ds.meta["rows_available"] == 4 and ds.meta["rows_selected"] == 4
+    assert ds.meta["source_params"]["kind"] == "nyu"
+
+
+def test_nyu_crops_take_the_format_of_render_hand(hand, tmp_path):
+    root = _nyu_root(tmp_path)
+    data = copy.deepcopy(hand)
+    data["render"]["hand"].update(size=32, depth_reference="paper")
+    data["real"]["source"] = _nyu_source("nyu", str(root))
+    p = _params(data)
+    plan = HandTask().real_splits(p)["test"]
+    assert plan.image_shape == (32, 32) and "2000 mm" in plan.meta["value_scaling"]
+    images, _ = next(plan.chunks())
+    assert images.shape == (2, 32, 32)
+
+
+def test_nyu_relative_path_resolves_against_the_project_root(hand, tmp_path):
+    _nyu_root(tmp_path)
+    p = _nyu_params(hand, "nyu", skip_bad=False)
+    plan = HandTask().real_splits(p, root=tmp_path)["train"]
+    assert plan.meta["source_path"] == str(tmp_path / "nyu")
+    assert plan.meta["source_params"]["path"] == "nyu"
+    with pytest.raises(ValueError, match="directory: missing"):
+        HandTask().real_splits(p, root=tmp_path / "elsewhere")
+
+
+def test_nyu_n_train_caps_rows_with_a_seeded_subset_in_file_order(hand, tmp_path):
+    root = _nyu_root(tmp_path, n_train=12)
+    task = HandTask()
+
+    def frames(seed: int, n_train: int) -> list[int]:
+        p = _nyu_params(hand, root, skip_bad=False, n_train=n_train, seed=seed)
+        plan = task.real_splits(p)["train"]
+        assert plan.n == min(n_train, 12)
+        ds = write_split(tmp_path / f"real_{seed}_{n_train}", plan, {"task": "hand"}, "t")
+        assert len(ds) == plan.n and ds.labels["id"].tolist() == list(range(plan.n))
+        assert ds.meta["rows_available"] == 12 and ds.meta["rows_cap"] == n_train
+        return ds.labels["frame"].tolist()
+
+    a = frames(0, 5)
+    assert len(a) == 5 and a == sorted(a) and len(set(a)) == 5 and set(a) <= set(range(1, 13))
+    assert frames(0, 5) == a  # seeded: the same subset every run
+    want = PlanSettings(seed=0, max_train=5).subset("train", 12) + 1  # gaze's rule
+    assert a == want.tolist()
+    assert frames(3, 5) != a
+    assert frames(0, 100) == list(range(1, 13))  # a cap above the split keeps it whole
+    # the test split has its own cap (n_test): untouched here
+    p = _nyu_params(hand, root, skip_bad=False, n_train=5)
+    assert task.real_splits(p)["test"].n == 2
 
 
 def test_nyu_frames_that_fail_decoding_are_skipped_and_the_dataset_shrinks(hand, tmp_path):

@@ -17,6 +17,19 @@ background; foreground coded by :func:`simgan.render.hands.normalise_depth` (dep
 reference, as the paper's depth - 2000). Labels are the joints in crop px (pixel centres at
 integers) and depth mm, with the crop's intrinsics (see the renderer's label columns).
 
+Params: :class:`NyuSource` holds what is particular to reading NYU (``path``, views, crop
+centre, frame step, bad inputs, workers); the crop format (``size``, ``cube_mm``,
+``depth_reference``) is a :class:`CropFormat` the hand task takes from ``hand.render.hand``,
+so every hand source, builtin or NYU, synthetic or real, produces the same crops by
+construction. The ``kind`` of a source (``nyu_synth``, ``nyu``) is added in
+:mod:`simgan.hand`, with the other hand sources.
+
+Which frames: every ``frame_step``-th frame (NYU's frames are consecutive video frames, so
+neighbours are near duplicates; a step > 1 thins them out evenly), each from every view in
+``views``; frames failing the cheap checks are dropped (``skip_bad``) or raise; a row cap
+(the task's ``n_train`` / ``n_test``) then keeps a seeded subset, in file order
+(:meth:`NyuPlan.take`).
+
 Bad inputs: with ``skip_bad=False`` the first problem raises ``ValueError("<file>: <field>:
 <problem>")``; with ``skip_bad=True`` the frame is skipped and counted (``NyuPlan.skipped`` for
 problems found when planning, ``NyuStats`` for those found when decoding). Decoding runs in a
@@ -35,8 +48,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from simgan.ingest.common import IngestSourceBase
 from simgan.render.hands import (
     N_JOINTS,
     NYU_CX,
@@ -52,23 +66,17 @@ Kind = Literal["depth", "synthdepth"]
 N_NYU_JOINTS = 36
 
 
-class NyuParams(BaseModel):
-    """Which frames to read and how to crop them."""
-
-    model_config = ConfigDict(extra="forbid")
+class NyuSource(IngestSourceBase):
+    """The keys of an NYU file source: ``path`` is the directory holding NYU's ``train/`` and
+    ``test/`` (relative: to the project root, see :meth:`IngestSourceBase.with_root`)."""
 
     views: tuple[int, ...] = Field((1,), min_length=1, max_length=3,
                                    description="Kinect ids; the paper: (1,) and '3x' (1, 2, 3)")
-    size: int = Field(64, ge=16, le=512)
-    cube_mm: float = Field(300.0, ge=100.0, le=1000.0)
-    crop: Literal["joints", "synth_mask"] = "joints"
+    crop: Literal["joints", "synth_mask"] = Field(
+        "joints", description="crop centre: the joints' mean, or the synthetic render's mask")
     mask_dilate_px: int = Field(3, ge=0, le=50, description="synth_mask: Kinect px")
-    depth_reference: Literal["cube", "paper"] = "cube"
-    frame_step: int = Field(1, ge=1, description="every k-th frame")
-    max_frames: int | None = Field(None, ge=1)
-    skip_bad: bool = False
-    workers: int = Field(0, ge=0, le=64, description="decoding processes; 0 = in-process")
-    chunk_frames: int = Field(64, ge=1, le=4096, description="frames per worker task")
+    frame_step: int = Field(1, ge=1, description="every k-th frame (consecutive video frames)")
+    chunk_frames: int = Field(64, ge=1, le=4096, description="frames per decoding task")
 
     @field_validator("views")
     @classmethod
@@ -76,6 +84,16 @@ class NyuParams(BaseModel):
         if len(set(v)) != len(v) or any(k not in (1, 2, 3) for k in v):
             raise ValueError(f"views must be distinct Kinect ids in 1..3, got {v}")
         return v
+
+
+@dataclass(frozen=True)
+class CropFormat:
+    """The crops every hand source produces: ``size`` px of a ``cube_mm`` cube, depth coded
+    by :func:`simgan.render.hands.normalise_depth` with ``depth_reference``."""
+
+    size: int = 64
+    cube_mm: float = 300.0
+    depth_reference: Literal["cube", "paper"] = "cube"
 
 
 class NyuError(ValueError):
@@ -239,8 +257,17 @@ class NyuPlan:
     def __len__(self) -> int:
         return int(self.frame.shape[0])
 
+    def take(self, rows: np.ndarray | None) -> NyuPlan:
+        """The plan restricted to ``rows`` (sorted positions: file order is kept); None: all.
+        ``skipped`` stays that of the whole split (what planning found)."""
+        if rows is None:
+            return self
+        rows = np.asarray(rows, dtype=np.int64)
+        return NyuPlan(self.split_dir, self.kind, self.kinect[rows], self.frame[rows],
+                       self.uvd[rows], list(self.skipped))
 
-def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuParams) -> NyuPlan:
+
+def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
     """List the frames to ingest from ``split_dir`` (NYU's ``train/`` or ``test/``).
 
     Checks that need no decoding: labels exist and are finite with positive depth, the view
@@ -256,8 +283,6 @@ def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuParams) -> NyuPlan:
         if k > data.n_kinects:
             raise NyuError(mat, "joint_uvd", f"view {k} requested, labels hold {data.n_kinects}")
     frames = np.arange(1, data.n_frames + 1, params.frame_step)
-    if params.max_frames is not None:
-        frames = frames[: params.max_frames]
     names = {e.name for e in os.scandir(split_dir) if e.name.endswith(".png")}
     need_mask = params.crop == "synth_mask"
     uvd14 = select_joints(data.uvd)  # (K, F, 14, 3)
@@ -300,7 +325,8 @@ class NyuStats:
 
 
 def _process_frame(
-    split_dir: Path, kind: Kind, kinect: int, frame: int, uvd: np.ndarray, p: NyuParams
+    split_dir: Path, kind: Kind, kinect: int, frame: int, uvd: np.ndarray, p: NyuSource,
+    fmt: CropFormat,
 ) -> tuple[np.ndarray, np.ndarray, Crop]:
     """One frame -> (crop codes (S, S) uint8, crop labels (14, 3), crop)."""
     depth = decode_depth_png(split_dir / png_name(kind, kinect, frame))
@@ -316,30 +342,32 @@ def _process_frame(
         mask = _dilate(synth > 0, p.mask_dilate_px)
     else:
         centre = tuple(uvd.mean(axis=0))
-    crop = crop_from_centre(*centre, p.cube_mm, p.size)
+    crop = crop_from_centre(*centre, fmt.cube_mm, fmt.size)
     if mask is not None:
         depth = np.where(mask, depth, 0)
-    z = crop_depth(depth, crop, p.size)
-    codes = normalise_depth(z[None], np.array([crop.ref_depth]), p.cube_mm, p.depth_reference)
+    z = crop_depth(depth, crop, fmt.size)
+    codes = normalise_depth(z[None], np.array([crop.ref_depth]), fmt.cube_mm,
+                            fmt.depth_reference)
     return codes[0], to_crop_uv(uvd, crop), crop
 
 
 def _decode_chunk(
     split_dir: Path, kind: Kind, kinect: np.ndarray, frame: np.ndarray, uvd: np.ndarray,
-    p: NyuParams,
+    p: NyuSource, fmt: CropFormat,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Worker task: frames -> (images (m, S, S), labels (m, 14, 3), crop table (m, 5) of the
     m kept frames, keep mask (n,), problems). Picklable arguments only (it may run in another
     process)."""
     n = frame.shape[0]
-    images = np.zeros((n, p.size, p.size), dtype=np.uint8)
+    images = np.zeros((n, fmt.size, fmt.size), dtype=np.uint8)
     labels = np.zeros((n, N_JOINTS, 3))
     crops = np.zeros((n, 5))
     keep = np.ones(n, dtype=bool)
     problems: list[str] = []
     for i in range(n):
         try:
-            img, lab, c = _process_frame(split_dir, kind, int(kinect[i]), int(frame[i]), uvd[i], p)
+            img, lab, c = _process_frame(split_dir, kind, int(kinect[i]), int(frame[i]), uvd[i],
+                                         p, fmt)
         except NyuError as e:
             if not p.skip_bad:
                 raise
@@ -374,20 +402,32 @@ def labels_frame(
 
 
 def iter_nyu_chunks(
-    plan: NyuPlan, params: NyuParams, stats: NyuStats | None = None
+    plan: NyuPlan,
+    params: NyuSource,
+    fmt: CropFormat,
+    stats: NyuStats | None = None,
+    chunk_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     """Yield ``(images uint8 (n, S, S), labels)`` for the planned frames, in plan order.
 
-    Chunks hold ``params.chunk_frames`` frames (fewer if frames were skipped). ``stats``
-    collects the decode count and the skipped frames' messages.
+    Frames are decoded ``params.chunk_frames`` per task (per worker process, if any); the
+    chunks yielded hold ``chunk_size`` rows (the last one fewer), or, with None, one decoding
+    task's frames (fewer if frames were skipped). ``stats`` collects the decode count and the
+    skipped frames' messages.
     """
-    stats = stats if stats is not None else NyuStats()
+    decoded = _iter_decoded(plan, params, fmt, stats if stats is not None else NyuStats())
+    return decoded if chunk_size is None else _regroup(decoded, chunk_size)
+
+
+def _iter_decoded(
+    plan: NyuPlan, params: NyuSource, fmt: CropFormat, stats: NyuStats
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     bounds = [(lo, min(lo + params.chunk_frames, len(plan)))
               for lo in range(0, len(plan), params.chunk_frames)]
 
     def args(lo: int, hi: int) -> tuple:
         return (plan.split_dir, plan.kind, plan.kinect[lo:hi], plan.frame[lo:hi],
-                plan.uvd[lo:hi], params)
+                plan.uvd[lo:hi], params, fmt)
 
     next_id = 0
 
@@ -418,3 +458,27 @@ def iter_nyu_chunks(
             if nxt is not None:
                 pending.append((*nxt, pool.submit(_decode_chunk, *args(*nxt))))
             yield emit(lo, hi, fut.result())
+
+
+def _regroup(
+    chunks: Iterator[tuple[np.ndarray, pd.DataFrame]], size: int
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """The same rows in chunks of ``size`` (the last one fewer): the writer's chunk size is
+    the task's ``chunk_size`` whatever the decoding task size."""
+    if size <= 0:
+        raise ValueError(f"chunk_size must be > 0 (got {size})")
+    images: list[np.ndarray] = []
+    labels: list[pd.DataFrame] = []
+    pending = 0
+    for img, lab in chunks:
+        images.append(img)
+        labels.append(lab)
+        pending += img.shape[0]
+        while pending >= size:
+            allimg = np.concatenate(images)
+            alllab = pd.concat(labels, ignore_index=True)
+            yield allimg[:size], alllab.iloc[:size].reset_index(drop=True)
+            images, labels = [allimg[size:]], [alllab.iloc[size:]]
+            pending -= size
+    if pending:
+        yield np.concatenate(images), pd.concat(labels, ignore_index=True)
