@@ -14,7 +14,7 @@ import pytest
 
 from simgan.config import ParamsError, load_task_params, read_yaml, validate
 from simgan.data.dataset import open_dataset
-from simgan.hand import PRED_COLUMNS, HandParams, HandTask
+from simgan.hand import PRED_COLUMNS, HandParams, HandTask, NyuRealSource, NyuSynthSource
 from simgan.ingest.common import PlanSettings
 from simgan.render.hands import N_JOINTS, keypoints_from_labels
 from simgan.tasks import get_task, task_names
@@ -326,3 +326,13 @@ def test_nyu_frames_that_fail_decoding_are_skipped_and_the_dataset_shrinks(hand,
         write_split(tmp_path / "strict", HandTask().real_splits(strict)["train"], {}, "t")
     assert not (tmp_path / "strict").exists()
     assert open_dataset(tmp_path / "real_train").labels["id"].tolist() == [0, 1, 2]
+
+
+def test_the_nyu_profile_switches_both_sources(tmp_path):
+    from stages.profile import apply_profile
+
+    apply_profile(ROOT / "params.yaml", ROOT / "configs" / "nyu.yaml", tmp_path / "p.yaml")
+    p = load_task_params(tmp_path / "p.yaml", "hand")
+    assert isinstance(p.render.source, NyuSynthSource) and isinstance(p.real.source, NyuRealSource)
+    assert p.real.source.path == Path("data/sources/NYU")
+    assert p.render.hand == load_task_params(ROOT / "params.yaml", "hand").render.hand

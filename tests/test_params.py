@@ -82,6 +82,7 @@ def test_profiles_merge_and_validate(tmp_path):
     for profile in sorted((ROOT / "configs").glob("*.yaml")):
         merged = apply_profile(ROOT / "params.yaml", profile, tmp_path / "p.yaml")
         assert load_task_params(tmp_path / "p.yaml", "gaze") is not None, profile.name
+        assert load_task_params(tmp_path / "p.yaml", "hand") is not None, profile.name
         assert merged.keys() == read_yaml(ROOT / "params.yaml").keys()
 
 
