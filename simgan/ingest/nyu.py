@@ -33,11 +33,13 @@ neighbours are near duplicates; a step > 1 thins them out evenly), each from eve
 Bad inputs: with ``skip_bad=False`` the first problem raises ``ValueError("<file>: <field>:
 <problem>")``; with ``skip_bad=True`` the frame is skipped and counted (``NyuPlan.skipped`` for
 problems found when planning, ``NyuStats`` for those found when decoding). Decoding runs in a
-process pool if ``workers > 0``; chunks come back in order either way.
+process pool if ``workers > 0`` (spawned, as in :mod:`simgan.ingest.driver`: a fork of a stage
+holding MLflow or torch threads can deadlock); chunks come back in order either way.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -445,7 +447,8 @@ def _iter_decoded(
         for lo, hi in bounds:
             yield emit(lo, hi, _decode_chunk(*args(lo, hi)))
         return
-    with ProcessPoolExecutor(params.workers) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(params.workers, mp_context=ctx) as pool:
         pending: deque[tuple[int, int, Future]] = deque()
         todo = iter(bounds)
         for lo, hi in todo:
