@@ -52,7 +52,7 @@ bench: setup
 
 # The same stages as a Prefect flow (ephemeral Prefect server, logs per stage).
 flow: setup
-	$(PY) -m flows.pipeline --task gaze
+	@for t in $(TASKS); do $(PY) -m flows.pipeline --task $$t; done
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000

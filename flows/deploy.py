@@ -9,7 +9,7 @@ process and never schedules anything. In one terminal::
 and in another (same PREFECT_HOME and other variables as the Makefile exports)::
 
     export PREFECT_API_URL=http://127.0.0.1:4200/api
-    python -m flows.deploy --cron "0 3 * * *" [--task gaze] [--target STAGE ...] [-S key=value ...]
+    python -m flows.deploy --cron "0 3 * * *" [--task NAME|all] [--target STAGE ...] [-S k=v ...]
 
 The runner polls the server and starts each scheduled run in a subprocess of this process, in
 this checkout, with the parameters given here (the UI can start extra runs with others). Runs
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cron", required=True, help='cron schedule, e.g. "0 3 * * *"')
     parser.add_argument("--name", default=DEFAULT_DEPLOYMENT, help="deployment name")
-    parser.add_argument("--task", default="gaze", help="task to run, or 'all' (default: gaze)")
+    parser.add_argument("--task", default="all", help="gaze, hand, or all (default)")
     parser.add_argument("--target", action="append", default=[], metavar="STAGE")
     parser.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES)

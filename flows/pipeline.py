@@ -10,7 +10,7 @@ of one workspace cannot run concurrently anyway.
 
 Command line (from the repository root)::
 
-    python -m flows.pipeline [--task gaze|all] [--target STAGE ...] [-S key=value ...] [--force]
+    python -m flows.pipeline [--task NAME|all] [--target STAGE ...] [-S key=value ...] [--force]
 
 Environment: Prefect reads ``PREFECT_HOME`` and its settings when it is first imported. The
 Makefile exports the project's variables (see ``flows.environment``) before Python starts; this
@@ -511,7 +511,7 @@ def _format_summary(summary: Mapping[str, Mapping[str, Any]], pending: Sequence[
 
 @flow(name="simgan-pipeline", validate_parameters=True)
 def pipeline(
-    task: str | None = "gaze",
+    task: str | None = None,
     targets: list[str] | None = None,
     overrides: dict[str, object] | None = None,
     root: str | None = None,
@@ -564,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--task", default="gaze", help="task to run, or 'all' (default: gaze)")
+    parser.add_argument("--task", default="all", help="gaze, hand, or all (default)")
     parser.add_argument(
         "--target",
         action="append",

@@ -133,7 +133,7 @@ def test_an_unlabelled_real_folder_runs_the_graph_and_says_there_are_no_labels(t
               "test_path": None, "test_fraction": 0.25, "resize": "stretch", "equalize": False}
     _set_params(repo, real={"source": source})
 
-    proc = _run(["dvc", "repro"], repo)
+    proc = _run(["dvc", "repro", "compare@gaze"], repo)
 
     real_train = open_dataset(repo / "data/gaze/real/train")
     assert len(real_train) == 30 and real_train.meta["labelled"] is False
