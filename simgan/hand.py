@@ -210,8 +210,9 @@ class HandTask(Task):
 
     def _nyu(self, p: HandParams, section: RenderSection | RealSection,
              root: Path | None) -> dict[str, SplitPlan]:
-        from simgan.ingest.common import PlanSettings
-        from simgan.ingest.nyu import NyuStats, iter_nyu_chunks, plan_nyu
+        from simgan.ingest.common import IngestReport, PlanSettings
+        from simgan.ingest.driver import IngestRun
+        from simgan.ingest.nyu import iter_nyu_chunks, plan_nyu
 
         kind = NYU_KINDS[section.source.kind]
         src = section.source if root is None else section.source.with_root(root)
@@ -222,14 +223,15 @@ class HandTask(Task):
         def split_plan(split: str) -> SplitPlan:
             usable = plan_nyu(src.path / split, kind, src)
             if len(usable) == 0:
+                first = f", first: {usable.skipped[0]}" if usable.skipped else ""
                 raise ValueError(f"{src.path / split}: no usable frames "
-                                 f"({len(usable.skipped)} skipped)")
+                                 f"({len(usable.skipped)} skipped{first})")
             plan = usable.take(settings.subset(split, len(usable)))
-            stats: list[NyuStats] = []
+            run = IngestRun()  # late_meta: the gaze readers' counts (meta.json, MLflow, log)
 
             def chunks():
-                stats.append(NyuStats())
-                return iter_nyu_chunks(plan, src, fmt, stats[-1], section.chunk_size)
+                run.report = IngestReport()
+                return iter_nyu_chunks(plan, src, fmt, run.report, section.chunk_size)
 
             return SplitPlan(
                 n=len(plan),
@@ -237,13 +239,12 @@ class HandTask(Task):
                 dtype="uint8",
                 chunks=chunks,
                 meta={"source": f"nyu-{kind}", "source_path": str(src.path), "nyu_split": split,
-                      "skipped_when_planning": len(usable.skipped),
                       **settings.rows_meta(split, len(usable)),
                       "value_scaling": _coding(fmt.depth_reference, fmt.cube_mm),
                       "source_params": section.source.model_dump(mode="json"),
                       "seed": section.seed},
                 n_is_upper_bound=src.skip_bad,
-                late_meta=lambda: {"skipped_when_decoding": len(stats[-1].skipped)},
+                late_meta=run,
             )
 
         return {split: split_plan(split) for split in ("train", "test")}

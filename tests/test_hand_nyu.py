@@ -10,11 +10,10 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
+from simgan.ingest.common import BadInput, IngestError, IngestReport
 from simgan.ingest.nyu import (
     CropFormat,
-    NyuError,
     NyuSource,
-    NyuStats,
     crop_from_centre,
     decode_depth_png,
     iter_nyu_chunks,
@@ -153,7 +152,7 @@ def test_views_and_frame_selection(split: Path) -> None:
     _, labels = next(iter_nyu_chunks(plan, p, FMT))
     assert labels["kinect"].tolist() == [2, 1, 2, 1]
     assert labels["id"].tolist() == [0, 1, 2, 3]
-    with pytest.raises(NyuError, match="view 3 requested"):
+    with pytest.raises(IngestError, match="view 3 requested"):
         plan_nyu(split, "depth", source(views=(3,)))
 
 
@@ -217,11 +216,58 @@ def test_process_pool_gives_the_same_chunks(split: Path) -> None:
 
 def test_missing_png_errors_with_file_and_field_or_is_skipped_and_counted(split: Path) -> None:
     (split / png_name("depth", 1, 2)).unlink()
-    with pytest.raises(NyuError, match=r"depth_1_0000002\.png: file: missing"):
+    with pytest.raises(IngestError, match=r"depth_1_0000002\.png: file: missing") as err:
         plan_nyu(split, "depth", source())
-    plan = plan_nyu(split, "depth", source(skip_bad=True))
-    assert plan.frame.tolist() == [1, 3] and len(plan.skipped) == 1
-    assert "depth_1_0000002.png: file: missing" in plan.skipped[0]
+    assert (err.value.file, err.value.field) == (str(split / png_name("depth", 1, 2)), "file")
+    p = source(skip_bad=True)
+    plan = plan_nyu(split, "depth", p)
+    assert plan.frame.tolist() == [1, 3]
+    assert plan.skipped == [BadInput(str(split / png_name("depth", 1, 2)), "file", "missing", 1)]
+    # the planning problem is counted in the run's report first, as the driver's known_bad
+    report = IngestReport()
+    chunks = list(iter_nyu_chunks(plan, p, FMT, report))
+    assert sum(c[0].shape[0] for c in chunks) == 2
+    assert (report.units, report.rows, report.skipped, report.skipped_rows) == (2, 2, 1, 1)
+    assert report.meta()["skipped_bad_examples"] == [
+        f"{split / png_name('depth', 1, 2)}: file: missing"]
+    assert report.seconds > 0
+    # a row cap keeps the planning problems of the whole split (what planning found)
+    assert plan.take(np.array([1])).skipped == plan.skipped
+
+
+def test_planning_problems_are_counted_by_field_in_the_report(split: Path) -> None:
+    """One missing PNG and one non-finite label row: two skipped rows, by field."""
+    data = read_joint_data(split / "joint_data.mat")
+    uvd = data.uvd.copy()
+    uvd[1, 2, 0, 0] = np.inf  # kinect 2, frame 3, an evaluated joint
+    savemat(split / "joint_data.mat", {"joint_uvd": uvd, "joint_xyz": data.xyz})
+    (split / png_name("depth", 1, 2)).unlink()
+    p = source(views=(1, 2), skip_bad=True)
+    plan = plan_nyu(split, "depth", p)
+    assert list(zip(plan.frame.tolist(), plan.kinect.tolist(), strict=True)) == [
+        (1, 1), (1, 2), (2, 2), (3, 1)]
+    report = IngestReport()
+    images = np.concatenate([c[0] for c in iter_nyu_chunks(plan, p, FMT, report, 3)])
+    assert images.shape[0] == 4
+    meta = report.meta()
+    assert meta["skipped_bad"] == 2 and meta["skipped_bad_rows"] == 2
+    assert meta["skipped_bad_by_field"] == {"file": 1, "joint_uvd": 1}
+    assert meta["ingest_files"] == 4 and meta["ingest_rows"] == 4  # frames x views decoded
+    ex = meta["skipped_bad_examples"]
+    assert ex[0].startswith(f"{split / png_name('depth', 1, 2)}: file: missing")
+    assert ex[1] == f"{split / 'joint_data.mat'}: joint_uvd: kinect 2 frame 3: not finite"
+    metrics = report.metrics()
+    assert metrics["skipped_bad"] == 2.0 and metrics["ingest_files"] == 4.0
+    # each run counts afresh: the same plan through a new report gives the same counts
+    again = IngestReport()
+    list(iter_nyu_chunks(plan, p, FMT, again))
+    assert again.meta() == meta
+    # without skip_bad the first problem (frame-major order) raises, naming file and field
+    with pytest.raises(IngestError, match=r"depth_1_0000002\.png: file: missing"):
+        plan_nyu(split, "depth", source(views=(1, 2)))
+    strict = source(views=(1, 2))  # a plan holding problems, decoded without skip_bad
+    with pytest.raises(IngestError, match=r"depth_1_0000002\.png: file: missing"):
+        list(iter_nyu_chunks(plan, strict, FMT))
 
 
 def test_bad_labels(split: Path) -> None:
@@ -230,21 +276,22 @@ def test_bad_labels(split: Path) -> None:
     uvd[0, 2, 3, 1] = np.nan  # kinect 1, frame 3, an evaluated joint
     uvd[0, 0, 1, 1] = np.nan  # a joint that is not evaluated: harmless
     savemat(split / "joint_data.mat", {"joint_uvd": uvd, "joint_xyz": data.xyz})
-    with pytest.raises(NyuError, match=r"joint_data\.mat: joint_uvd: kinect 1 frame 3: not finite"):
+    with pytest.raises(IngestError,
+                       match=r"joint_data\.mat: joint_uvd: kinect 1 frame 3: not finite"):
         plan_nyu(split, "depth", source())
     assert len(plan_nyu(split, "depth", source(skip_bad=True))) == 2
 
     savemat(split / "joint_data.mat", {"joint_uvd": uvd})
-    with pytest.raises(NyuError, match=r"joint_data\.mat: joint_xyz: missing"):
+    with pytest.raises(IngestError, match=r"joint_data\.mat: joint_xyz: missing"):
         read_joint_data(split / "joint_data.mat")
     savemat(split / "joint_data.mat", {"joint_uvd": uvd[..., :2], "joint_xyz": data.xyz})
-    with pytest.raises(NyuError, match=r"joint_uvd: expected shape"):
+    with pytest.raises(IngestError, match=r"joint_uvd: expected shape"):
         read_joint_data(split / "joint_data.mat")
     (split / "joint_data.mat").write_bytes(b"not a mat file")
-    with pytest.raises(NyuError, match=r"joint_data\.mat: file: cannot read"):
+    with pytest.raises(IngestError, match=r"joint_data\.mat: file: cannot read"):
         read_joint_data(split / "joint_data.mat")
     (split / "joint_data.mat").unlink()
-    with pytest.raises(NyuError, match=r"joint_data\.mat: file: missing"):
+    with pytest.raises(IngestError, match=r"joint_data\.mat: file: missing"):
         plan_nyu(split, "depth", source())
 
 
@@ -254,15 +301,19 @@ def test_undecodable_pngs_error_or_are_skipped_when_decoding(split: Path, worker
     (split / png_name("depth", 1, 3)).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     p = source(workers=workers)
     plan = plan_nyu(split, "depth", p)  # cheap checks pass: the files exist
-    with pytest.raises(NyuError, match=r"depth_1_0000001\.png: mode: expected an RGB PNG"):
+    with pytest.raises(IngestError, match=r"depth_1_0000001\.png: mode: expected an RGB PNG"):
         list(iter_nyu_chunks(plan, p, FMT))
     p = source(workers=workers, skip_bad=True)
-    stats = NyuStats()
-    chunks = list(iter_nyu_chunks(plan_nyu(split, "depth", p), p, FMT, stats))
-    assert sum(c[0].shape[0] for c in chunks) == 1 and stats.decoded == 1
+    report = IngestReport()
+    chunks = list(iter_nyu_chunks(plan_nyu(split, "depth", p), p, FMT, report))
+    assert sum(c[0].shape[0] for c in chunks) == 1
     assert chunks[0][1]["frame"].tolist() == [2] and chunks[0][1]["id"].tolist() == [0]
-    assert len(stats.skipped) == 2
-    assert "depth_1_0000003.png: image: cannot decode" in stats.skipped[1]
+    assert (report.units, report.rows, report.skipped, report.skipped_rows) == (3, 1, 2, 2)
+    assert dict(report.by_field) == {"mode": 1, "image": 1}
+    assert report.examples[0].startswith(
+        f"{split / png_name('depth', 1, 1)}: mode: expected an RGB PNG")
+    assert report.examples[1].startswith(
+        f"{split / png_name('depth', 1, 3)}: image: cannot decode")
 
 
 def test_params_are_strict() -> None:

@@ -18,7 +18,7 @@ from simgan.hand import PRED_COLUMNS, HandParams, HandTask, NyuRealSource, NyuSy
 from simgan.ingest.common import PlanSettings
 from simgan.render.hands import N_JOINTS, keypoints_from_labels
 from simgan.tasks import get_task, task_names
-from stages.datasets_io import params_hash, write_split
+from stages.datasets_io import describe_split, ingest_report, params_hash, write_split
 from tests.test_hand_nyu import make_split, png_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,7 +258,10 @@ def test_nyu_sources_give_the_same_columns_as_the_renderer(hand, tmp_path):
     assert ds.images.shape == (4, 64, 64) and sd.images.shape == (2, 64, 64)
     assert ds.meta["source"] == "nyu-depth" and sd.meta["source"] == "nyu-synthdepth"
     assert keypoints_from_labels(ds.labels).shape == (4, N_JOINTS, 2)
-    assert ds.meta["skipped_when_decoding"] == 0
+    # the gaze readers' ingest keys, nothing skipped; the old NYU-only keys are gone
+    assert ds.meta["skipped_bad"] == 0 and ds.meta["skipped_bad_by_field"] == {}
+    assert ds.meta["ingest_files"] == 4 and ds.meta["ingest_rows"] == 4
+    assert not any(k.startswith("skipped_when") for k in ds.meta)
     assert ds.meta["rows_available"] == 4 and ds.meta["rows_selected"] == 4
     assert ds.meta["source_params"]["kind"] == "nyu"
 
@@ -320,12 +323,57 @@ def test_nyu_frames_that_fail_decoding_are_skipped_and_the_dataset_shrinks(hand,
     assert len(ds) == 3 and ds.images.shape == (3, 64, 64)
     assert ds.labels["frame"].tolist() == [1, 3, 4]
     meta = json.loads((tmp_path / "real_train" / "meta.json").read_text())
-    assert meta["count"] == 3 and meta["skipped_when_decoding"] == 1
+    assert meta["count"] == 3 and meta["ingest_files"] == 4 and meta["ingest_rows"] == 3
+    assert meta["skipped_bad"] == 1 and meta["skipped_bad_rows"] == 1
+    assert meta["skipped_bad_by_field"] == {"image": 1}
+    assert meta["skipped_bad_examples"][0].startswith(
+        f"{root / 'train' / png_name('depth', 1, 2)}: image: cannot decode")
     strict = _nyu_params(hand, root, skip_bad=False)
     with pytest.raises(ValueError, match="depth_1_0000002.png: image: cannot decode"):
         write_split(tmp_path / "strict", HandTask().real_splits(strict)["train"], {}, "t")
     assert not (tmp_path / "strict").exists()
     assert open_dataset(tmp_path / "real_train").labels["id"].tolist() == [0, 1, 2]
+
+
+def test_nyu_bad_inputs_reach_meta_json_mlflow_metrics_and_the_log_line(hand, tmp_path):
+    """Planning problems (a missing PNG, a non-finite label row) and a decoding problem go
+    into one IngestReport, with the keys, metrics and log line of the gaze readers."""
+    from scipy.io import loadmat, savemat
+
+    root = _nyu_root(tmp_path, n_train=6)
+    train = root / "train"
+    mat = loadmat(train / "joint_data.mat")
+    uvd = mat["joint_uvd"].copy()
+    uvd[0, 3, 0, 0] = np.nan  # kinect 1, frame 4, an evaluated joint
+    savemat(train / "joint_data.mat", {"joint_uvd": uvd, "joint_xyz": mat["joint_xyz"]})
+    (train / png_name("depth", 1, 3)).unlink()
+    (train / png_name("depth", 1, 2)).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(ValueError, match=r"depth_1_0000003\.png: file: missing"):
+        HandTask().real_splits(_nyu_params(hand, "nyu", skip_bad=False), root=tmp_path)
+
+    plan = HandTask().real_splits(_nyu_params(hand, "nyu", skip_bad=True), root=tmp_path)["train"]
+    assert plan.n == 4 and plan.n_is_upper_bound and "skipped_when_planning" not in plan.meta
+    ds = write_split(tmp_path / "real_train", plan, {"task": "hand"}, "t", root=tmp_path)
+    assert ds.labels["frame"].tolist() == [1, 5, 6]
+    meta = json.loads((tmp_path / "real_train" / "meta.json").read_text())
+    assert meta["skipped_bad"] == 3 and meta["skipped_bad_rows"] == 3
+    assert meta["skipped_bad_by_field"] == {"file": 1, "image": 1, "joint_uvd": 1}
+    assert meta["ingest_files"] == 4 and meta["ingest_rows"] == 3 and meta["count"] == 3
+    # planning problems first (frame order), then decoding; paths relative to the project
+    ex = meta["skipped_bad_examples"]
+    assert ex[0] == "nyu/train/depth_1_0000003.png: file: missing"
+    assert ex[1] == "nyu/train/joint_data.mat: joint_uvd: kinect 1 frame 4: not finite"
+    assert ex[2].startswith("nyu/train/depth_1_0000002.png: image: cannot decode")
+    report = ingest_report(plan)  # what write_domain logs to MLflow as <split>.<key>
+    assert report is plan.late_meta.report
+    metrics = report.metrics()
+    assert {k: metrics[k] for k in ("ingest_files", "ingest_rows", "skipped_bad",
+                                    "skipped_bad_rows")} == {
+        "ingest_files": 4.0, "ingest_rows": 3.0, "skipped_bad": 3.0, "skipped_bad_rows": 3.0}
+    assert metrics["ingest_seconds"] > 0
+    line = describe_split("real", "train", ds, report)
+    assert ("SKIPPED 3 bad input(s) (3 rows), by field: {'file': 1, 'image': 1, 'joint_uvd': 1}"
+            in line)
 
 
 def test_the_nyu_profile_switches_both_sources(tmp_path):

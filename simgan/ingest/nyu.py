@@ -30,17 +30,24 @@ neighbours are near duplicates; a step > 1 thins them out evenly), each from eve
 (the task's ``n_train`` / ``n_test``) then keeps a seeded subset, in file order
 (:meth:`NyuPlan.take`).
 
-Bad inputs: with ``skip_bad=False`` the first problem raises ``ValueError("<file>: <field>:
-<problem>")``; with ``skip_bad=True`` the frame is skipped and counted (``NyuPlan.skipped`` for
-problems found when planning, ``NyuStats`` for those found when decoding). Decoding runs in a
-process pool if ``workers > 0`` (spawned, as in :mod:`simgan.ingest.driver`: a fork of a stage
-holding MLflow or torch threads can deadlock); chunks come back in order either way.
+Bad inputs, as the gaze readers report them (:mod:`simgan.ingest.common`): with
+``skip_bad=False`` the first problem raises :class:`~simgan.ingest.common.IngestError`
+(``"<file>: <field>: <problem>"``); with ``skip_bad=True`` the row (a frame seen from one
+view) is skipped and counted in an :class:`~simgan.ingest.common.IngestReport`: problems found
+when planning are :class:`~simgan.ingest.common.BadInput` items kept in ``NyuPlan.skipped`` and
+counted first, as the driver's ``known_bad`` (whole split, before any row cap); those found when
+decoding follow, in row order. The task's plan holds the report in an
+:class:`~simgan.ingest.driver.IngestRun` (``late_meta``), so meta.json, MLflow and the stage's
+log line get the same keys as gaze. Decoding runs in a process pool if ``workers > 0``
+(spawned, as in :mod:`simgan.ingest.driver`: a fork of a stage holding MLflow or torch threads
+can deadlock); chunks come back in order either way.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,7 +59,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from simgan.ingest.common import IngestSourceBase
+from simgan.ingest.common import BadInput, IngestError, IngestReport, IngestSourceBase
 from simgan.render.hands import (
     N_JOINTS,
     NYU_CX,
@@ -98,17 +105,6 @@ class CropFormat:
     depth_reference: Literal["cube", "paper"] = "cube"
 
 
-class NyuError(ValueError):
-    """A bad input file; the message is ``<file>: <field>: <problem>``."""
-
-    def __init__(self, path: str | Path, fld: str, problem: str) -> None:
-        super().__init__(f"{path}: {fld}: {problem}")
-        self.path, self.field, self.problem = str(path), fld, problem
-
-    def __reduce__(self) -> tuple:
-        return (NyuError, (self.path, self.field, self.problem))  # survives a process pool
-
-
 # ----------------------------------------------------------------------------- files
 
 
@@ -125,16 +121,17 @@ def decode_depth_png(path: str | Path) -> np.ndarray:
         with Image.open(path) as im:
             mode = im.mode
             if mode not in ("RGB", "RGBA"):
-                raise NyuError(path, "mode", f"expected an RGB PNG (depth in G and B), got {mode}")
+                raise IngestError(path, "mode",
+                                  f"expected an RGB PNG (depth in G and B), got {mode}")
             rgb = np.asarray(im.convert("RGB") if mode == "RGBA" else im)
-    except NyuError:
+    except IngestError:
         raise
     except FileNotFoundError as e:
-        raise NyuError(path, "file", "missing") from e
+        raise IngestError(path, "file", "missing") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise NyuError(path, "image", f"cannot decode ({e})") from e
+        raise IngestError(path, "image", f"cannot decode ({e})") from e
     if rgb.ndim != 3 or rgb.dtype != np.uint8:
-        raise NyuError(path, "image", f"unexpected pixel array {rgb.dtype} {rgb.shape}")
+        raise IngestError(path, "image", f"unexpected pixel array {rgb.dtype} {rgb.shape}")
     return (rgb[..., 1].astype(np.uint16) << 8) | rgb[..., 2].astype(np.uint16)
 
 
@@ -160,24 +157,25 @@ def read_joint_data(path: str | Path) -> JointData:
 
     path = Path(path)
     if not path.is_file():
-        raise NyuError(path, "file", "missing")
+        raise IngestError(path, "file", "missing")
     try:
         mat = loadmat(path, variable_names=["joint_uvd", "joint_xyz"])
     except Exception as e:  # scipy raises several types for corrupt files
-        raise NyuError(path, "file", f"cannot read as a MATLAB file ({e})") from e
+        raise IngestError(path, "file", f"cannot read as a MATLAB file ({e})") from e
     arrays = {}
     for key in ("joint_uvd", "joint_xyz"):
         if key not in mat:
-            raise NyuError(path, key, "missing")
+            raise IngestError(path, key, "missing")
         a = np.asarray(mat[key])
         if a.ndim != 4 or a.shape[2:] != (N_NYU_JOINTS, 3) or not 1 <= a.shape[0] <= 3:
-            raise NyuError(path, key, f"expected shape (kinects<=3, frames, 36, 3), got {a.shape}")
+            raise IngestError(path, key,
+                              f"expected shape (kinects<=3, frames, 36, 3), got {a.shape}")
         if not np.issubdtype(a.dtype, np.number):
-            raise NyuError(path, key, f"expected numbers, got {a.dtype}")
+            raise IngestError(path, key, f"expected numbers, got {a.dtype}")
         arrays[key] = a.astype(np.float64)
     if arrays["joint_uvd"].shape != arrays["joint_xyz"].shape:
-        raise NyuError(path, "joint_xyz", f"shape {arrays['joint_xyz'].shape} differs from "
-                       f"joint_uvd {arrays['joint_uvd'].shape}")
+        raise IngestError(path, "joint_xyz", f"shape {arrays['joint_xyz'].shape} differs from "
+                          f"joint_uvd {arrays['joint_uvd'].shape}")
     return JointData(uvd=arrays["joint_uvd"], xyz=arrays["joint_xyz"])
 
 
@@ -254,7 +252,7 @@ class NyuPlan:
     kinect: np.ndarray  # (N,) int
     frame: np.ndarray  # (N,) int, from 1
     uvd: np.ndarray  # (N, 14, 3) Kinect-frame labels
-    skipped: list[str] = field(default_factory=list)  # "<file>: <field>: <problem>"
+    skipped: list[BadInput] = field(default_factory=list)  # rows dropped when planning
 
     def __len__(self) -> int:
         return int(self.frame.shape[0])
@@ -278,12 +276,12 @@ def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
     """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
-        raise NyuError(split_dir, "directory", "missing")
+        raise IngestError(split_dir, "directory", "missing")
     data = read_joint_data(split_dir / "joint_data.mat")
     mat = split_dir / "joint_data.mat"
     for k in params.views:
         if k > data.n_kinects:
-            raise NyuError(mat, "joint_uvd", f"view {k} requested, labels hold {data.n_kinects}")
+            raise IngestError(mat, "joint_uvd", f"view {k} requested, labels hold {data.n_kinects}")
     frames = np.arange(1, data.n_frames + 1, params.frame_step)
     names = {e.name for e in os.scandir(split_dir) if e.name.endswith(".png")}
     need_mask = params.crop == "synth_mask"
@@ -294,18 +292,18 @@ def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
             lab = uvd14[k - 1, f - 1]
             problem = None
             if not np.isfinite(lab).all():
-                problem = NyuError(mat, "joint_uvd", f"kinect {k} frame {f}: not finite")
+                problem = IngestError(mat, "joint_uvd", f"kinect {k} frame {f}: not finite")
             elif (lab[:, 2] <= 0).any():
-                problem = NyuError(mat, "joint_uvd", f"kinect {k} frame {f}: depth <= 0")
+                problem = IngestError(mat, "joint_uvd", f"kinect {k} frame {f}: depth <= 0")
             else:
                 for kd in (kind, "synthdepth") if need_mask else (kind,):
                     if png_name(kd, k, f) not in names:
-                        problem = NyuError(split_dir / png_name(kd, k, f), "file", "missing")
+                        problem = IngestError(split_dir / png_name(kd, k, f), "file", "missing")
                         break
             if problem is not None:
                 if not params.skip_bad:
                     raise problem
-                skipped.append(str(problem))
+                skipped.append(BadInput.from_error(problem))  # one row (frame x view)
                 continue
             keep_k.append(k)
             keep_f.append(f)
@@ -316,14 +314,6 @@ def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
 
 
 # ----------------------------------------------------------------------------- decoding
-
-
-@dataclass
-class NyuStats:
-    """Counts of one ingestion run (problems found while decoding)."""
-
-    decoded: int = 0
-    skipped: list[str] = field(default_factory=list)
 
 
 def _process_frame(
@@ -337,10 +327,10 @@ def _process_frame(
         synth_path = split_dir / png_name("synthdepth", kinect, frame)
         synth = depth if kind == "synthdepth" else decode_depth_png(synth_path)
         if synth.shape != depth.shape:
-            raise NyuError(synth_path, "shape", f"{synth.shape} differs from {depth.shape}")
+            raise IngestError(synth_path, "shape", f"{synth.shape} differs from {depth.shape}")
         centre = mask_centre(synth)
         if centre is None:
-            raise NyuError(synth_path, "mask", "no hand pixels")
+            raise IngestError(synth_path, "mask", "no hand pixels")
         mask = _dilate(synth > 0, p.mask_dilate_px)
     else:
         centre = tuple(uvd.mean(axis=0))
@@ -356,25 +346,25 @@ def _process_frame(
 def _decode_chunk(
     split_dir: Path, kind: Kind, kinect: np.ndarray, frame: np.ndarray, uvd: np.ndarray,
     p: NyuSource, fmt: CropFormat,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[BadInput]]:
     """Worker task: frames -> (images (m, S, S), labels (m, 14, 3), crop table (m, 5) of the
-    m kept frames, keep mask (n,), problems). Picklable arguments only (it may run in another
-    process)."""
+    m kept frames, keep mask (n,), the skipped frames' problems). Picklable arguments only (it
+    may run in another process); without ``skip_bad`` the first IngestError propagates."""
     n = frame.shape[0]
     images = np.zeros((n, fmt.size, fmt.size), dtype=np.uint8)
     labels = np.zeros((n, N_JOINTS, 3))
     crops = np.zeros((n, 5))
     keep = np.ones(n, dtype=bool)
-    problems: list[str] = []
+    problems: list[BadInput] = []
     for i in range(n):
         try:
             img, lab, c = _process_frame(split_dir, kind, int(kinect[i]), int(frame[i]), uvd[i],
                                          p, fmt)
-        except NyuError as e:
+        except IngestError as e:
             if not p.skip_bad:
                 raise
             keep[i] = False
-            problems.append(str(e))
+            problems.append(BadInput.from_error(e))
             continue
         images[i], labels[i] = img, lab
         crops[i] = (c.left, c.top, c.scale_u, c.scale_v, c.ref_depth)
@@ -407,22 +397,45 @@ def iter_nyu_chunks(
     plan: NyuPlan,
     params: NyuSource,
     fmt: CropFormat,
-    stats: NyuStats | None = None,
+    report: IngestReport | None = None,
     chunk_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     """Yield ``(images uint8 (n, S, S), labels)`` for the planned frames, in plan order.
 
     Frames are decoded ``params.chunk_frames`` per task (per worker process, if any); the
     chunks yielded hold ``chunk_size`` rows (the last one fewer), or, with None, one decoding
-    task's frames (fewer if frames were skipped). ``stats`` collects the decode count and the
-    skipped frames' messages.
+    task's frames (fewer if frames were skipped).
+
+    ``report`` gets the run's counts, with the meaning the shared driver gives them
+    (:func:`simgan.ingest.driver.stream_chunks`): the planning problems (``plan.skipped``) are
+    counted first, as its ``known_bad`` (without ``skip_bad`` the first one raises), then
+    ``units`` = rows (frame x view) handed to decoding, ``rows`` = rows yielded, each frame
+    that failed decoding one skip, and ``seconds``.
     """
-    decoded = _iter_decoded(plan, params, fmt, stats if stats is not None else NyuStats())
-    return decoded if chunk_size is None else _regroup(decoded, chunk_size)
+    report = report if report is not None else IngestReport()
+    return _counted(plan, params, fmt, report, chunk_size)
+
+
+def _counted(
+    plan: NyuPlan, params: NyuSource, fmt: CropFormat, report: IngestReport,
+    chunk_size: int | None,
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    t0 = time.perf_counter()
+    try:
+        for bad in plan.skipped:
+            if not params.skip_bad:
+                raise bad.error()
+            report.skip(bad)
+        decoded = _iter_decoded(plan, params, fmt, report)
+        for images, labels in decoded if chunk_size is None else _regroup(decoded, chunk_size):
+            report.rows += int(images.shape[0])
+            yield images, labels
+    finally:
+        report.seconds = time.perf_counter() - t0
 
 
 def _iter_decoded(
-    plan: NyuPlan, params: NyuSource, fmt: CropFormat, stats: NyuStats
+    plan: NyuPlan, params: NyuSource, fmt: CropFormat, report: IngestReport
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     bounds = [(lo, min(lo + params.chunk_frames, len(plan)))
               for lo in range(0, len(plan), params.chunk_frames)]
@@ -436,8 +449,9 @@ def _iter_decoded(
     def emit(lo: int, hi: int, result: tuple) -> tuple[np.ndarray, pd.DataFrame]:
         nonlocal next_id
         images, labels, crops, keep, problems = result
-        stats.skipped.extend(problems)
-        stats.decoded += int(keep.sum())
+        report.units += hi - lo
+        for bad in problems:
+            report.skip(bad)
         rows = np.arange(lo, hi)[keep]
         frame = labels_frame(plan, rows, labels, crops, next_id)
         next_id += rows.shape[0]
