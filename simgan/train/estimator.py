@@ -10,16 +10,13 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from tqdm import tqdm
 
-from simgan.data.dataset import atomic_write_bytes
 from simgan.images import pick_device, to_tensor
 from simgan.nets.gaze_cnn import PAPER_FC_HIDDEN, PAPER_WIDTHS, GazeCNN
+from simgan.train.epochs import EpochCheckpoint, data_fingerprint, lr_schedule
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +95,13 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 def _fingerprint(params: EstimatorParams, images: np.ndarray, targets: np.ndarray) -> str:
-    h = hashlib.sha256()
     spec = {
         "format": _FORMAT,
         "params": params.model_dump(mode="json", exclude=_CADENCE),
         "shape": list(images.shape),
         "targets": list(targets.shape),
     }
-    h.update(json.dumps(spec, sort_keys=True).encode())
-    rows = np.linspace(0, images.shape[0] - 1, min(64, images.shape[0])).astype(np.int64)
-    h.update(np.ascontiguousarray(images[rows]).tobytes())
-    h.update(np.ascontiguousarray(targets, dtype=np.float32).tobytes())
-    return h.hexdigest()
+    return data_fingerprint(spec, images, targets)
 
 
 def _optimizer(params: EstimatorParams, model: nn.Module) -> torch.optim.Optimizer:
@@ -194,33 +186,14 @@ def train_estimator(
     model = model.to(device, memory_format=fmt)
     opt = _optimizer(params, model)
     total_steps = params.epochs * steps_per_epoch
-    if params.lr_schedule == "cosine":
-        sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total_steps) / total_steps))
-        )
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0)
-
-    fingerprint = _fingerprint(params, images, targets)
-    ckpt_path = checkpoint_dir / CHECKPOINT
-    epoch = 0
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] | None = None
-    if ckpt_path.is_file():
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") == fingerprint:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-            epoch, history, best = int(saved["epoch"]), saved["history"], saved["best"]
-            log.info("resuming estimator training from %s at epoch %d", ckpt_path, epoch)
-        else:
-            log.warning("%s was written with other params or data: starting afresh", ckpt_path)
+    sched = lr_schedule(opt, params.lr_schedule, total_steps)
+    ckpt = EpochCheckpoint(Path(checkpoint_dir) / CHECKPOINT, _fingerprint(params, images, targets))
+    ckpt.resume(model, opt, sched, "estimator")
 
     fwd = torch.compile(model) if params.compile else model
     bar = tqdm(
         total=total_steps,
-        initial=epoch * steps_per_epoch,
+        initial=ckpt.epoch * steps_per_epoch,
         desc="estimator",
         unit="step",
         file=sys.stderr,
@@ -228,7 +201,8 @@ def train_estimator(
         dynamic_ncols=True,
     )
     model.train()
-    while epoch < params.epochs:
+    while ckpt.epoch < params.epochs:
+        epoch = ckpt.epoch
         t0 = time.perf_counter()
         # per-epoch RNGs derived from (seed, epoch): a resumed epoch draws the same batches
         order = train_idx[
@@ -253,46 +227,23 @@ def train_estimator(
             sched.step()
             loss_sum += float(loss.detach()) * rows.shape[0]
             bar.update(1)
-        epoch += 1
         row: dict[str, float] = {
-            "epoch": float(epoch),
+            "epoch": float(epoch + 1),
             "train_loss": loss_sum / order.shape[0],
             "lr": float(opt.param_groups[0]["lr"]),
         }
         if val_idx.shape[0]:
             row.update(_evaluate(model, images, targets, val_idx, 512, device, fmt))
         row["epoch_seconds"] = time.perf_counter() - t0
-        history.append(row)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"}, refresh=False)
-        score = row.get("val_loss", -float(epoch))  # no validation: the last epoch wins
-        if best is None or score < best["score"]:
-            best = {
-                "score": score,
-                "epoch": epoch,
-                "state": {
-                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                },
-            }
-        row["best_epoch"] = float(best["epoch"])
+        # no validation: the last epoch wins
+        ckpt.end_epoch(row, row.get("val_loss", -float(epoch + 1)), model)
         if on_metrics is not None:
-            on_metrics({k: v for k, v in row.items() if k != "epoch"}, epoch)
-        buf = io.BytesIO()
-        torch.save(
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "opt": opt.state_dict(),
-                "sched": sched.state_dict(),
-                "history": history,
-                "best": best,
-            },
-            buf,
-        )
-        atomic_write_bytes(ckpt_path, buf.getvalue())
+            on_metrics({k: v for k, v in row.items() if k != "epoch"}, ckpt.epoch)
+        ckpt.save(model, opt, sched)
     bar.close()
-    assert best is not None
-    return best["state"], history
+    assert ckpt.best is not None
+    return ckpt.best["state"], ckpt.history
 
 
 @torch.inference_mode()
