@@ -242,4 +242,7 @@ def test_deploy_serves_the_flow_on_a_cron(
     assert deploy.main(["--cron", "0 3 * * *", "--target", "b", "-S", "a.n=2"]) == 0
     assert served["cron"] == "0 3 * * *"
     assert served["limit"] == 1
-    assert served["parameters"] == {"task": "gaze", "targets": ["b"], "overrides": {"a.n": "2"}}
+    # no --task: every task (None); --task names one
+    assert served["parameters"] == {"task": None, "targets": ["b"], "overrides": {"a.n": "2"}}
+    assert deploy.main(["--cron", "0 3 * * *", "--task", "hand"]) == 0
+    assert served["parameters"]["task"] == "hand"
