@@ -18,6 +18,7 @@ from simgan.render.eye_appearance import RealAppearanceParams
 from simgan.render.eyes import EyeRenderParams
 from simgan.tasks import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.train.estimator import EstimatorParams
+from simgan.train.refine import RefineParams
 from simgan.train.simgan import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
 
 GAZE_COLUMNS = ["gaze_x", "gaze_y", "gaze_z"]
@@ -60,11 +61,6 @@ class RefinerSection(_Strict):
     train: RefinerTrainParams
 
 
-class RefineSection(_Strict):
-    batch_size: int = Field(gt=0)
-    device: Literal["auto", "cpu", "cuda"]
-
-
 class EvaluateSection(_Strict):
     within_deg: float = Field(gt=0)
     curve_max_deg: float = Field(gt=0)
@@ -82,7 +78,7 @@ class GazeParams(_Strict):
     render: RenderSection
     real: RealSection
     refiner: RefinerSection
-    refine: RefineSection
+    refine: RefineParams
     estimator: EstimatorParams
     evaluate: EvaluateSection
     compare: CompareSection

@@ -30,6 +30,7 @@ from simgan.render.depth_artifacts import RealDepthParams
 from simgan.render.hands import N_JOINTS, HandRenderParams, joint_columns
 from simgan.tasks import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.train.pose import PoseEstimatorParams
+from simgan.train.refine import RefineParams
 from simgan.train.simgan import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
 
 PRED_COLUMNS = [f"pred_{c}" for c in joint_columns("uv")]
@@ -120,11 +121,6 @@ class RefinerSection(_Strict):
     )
 
 
-class RefineSection(_Strict):
-    batch_size: int = Field(gt=0)
-    device: Literal["auto", "cpu", "cuda"]
-
-
 class EvaluateSection(_Strict):
     unit: Literal["crop_px", "frame_px"] = Field(
         description="crop_px: px of the estimator's input crop; frame_px: px of the 640x480 "
@@ -150,7 +146,7 @@ class HandParams(_Strict):
     render: RenderSection
     real: RealSection
     refiner: RefinerSection
-    refine: RefineSection
+    refine: RefineParams
     estimator: PoseEstimatorParams
     evaluate: EvaluateSection
     compare: CompareSection

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from simgan.images import pick_device, to_tensor, to_uint8
+
+
+class RefineParams(BaseModel):
+    """The ``refine`` stage's section, the same for every task: batch size and device."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(gt=0)
+    device: Literal["auto", "cpu", "cuda"]
 
 
 def refine_images(
