@@ -84,8 +84,8 @@ def write_fake_unityeyes(folder: Path, n: int, seed: int = 0, size=(640, 480)) -
 
 def run_once(folder: Path, workers: int, fast_jpeg: bool, chunk: int) -> dict:
     """Ingest ``folder`` into a temp dataset; returns timings and memory (this process)."""
-    from simgan.data.dataset import write_dataset
-    from simgan.ingest.sources import UnityEyesSource, plan_splits
+    from simgan.core.dataset import write_dataset
+    from simgan.gaze.readers.sources import UnityEyesSource, plan_splits
 
     t0 = time.perf_counter()
     src = UnityEyesSource(path=folder, test_fraction=0.0, workers=workers, fast_jpeg=fast_jpeg)
@@ -107,7 +107,7 @@ def run_once(folder: Path, workers: int, fast_jpeg: bool, chunk: int) -> dict:
 
 def index_million(n: int) -> dict:
     """Index n synthetic UnityEyes names (n images + n JSONs) without touching the disk."""
-    from simgan.ingest.unityeyes import index_names
+    from simgan.gaze.readers.unityeyes import index_names
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -127,8 +127,8 @@ def labels_at_scale(folder: Path, rows: int, chunk: int) -> dict:
     with 1x1 images: the label table is what grows with the dataset in the main process."""
     import pandas as pd
 
-    from simgan.data.dataset import write_dataset
-    from simgan.ingest.unityeyes import UnityEyesOptions, decode_sample, index_directory
+    from simgan.core.dataset import write_dataset
+    from simgan.gaze.readers.unityeyes import UnityEyesOptions, decode_sample, index_directory
 
     _, lab, _ = decode_sample(index_directory(folder).units()[0:1][0], UnityEyesOptions())
     row = pd.DataFrame(lab)
@@ -156,8 +156,8 @@ def steady_rate(folder: Path, workers: int, batches: int = 24) -> float:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from simgan.ingest.driver import run_batch
-    from simgan.ingest.unityeyes import UnityEyesOptions, decode_sample, index_directory
+    from simgan.core.ingest.driver import run_batch
+    from simgan.gaze.readers.unityeyes import UnityEyesOptions, decode_sample, index_directory
 
     units = index_directory(folder).units()
     opt = UnityEyesOptions()

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from simgan.render.eye_appearance import RealAppearanceParams
-from simgan.render.eyes import EyeRenderParams, iter_eye_chunks
+from simgan.gaze.render import EyeRenderParams, iter_eye_chunks
+from simgan.gaze.standin import RealAppearanceParams
 
 
 def measure(n: int, repeat: int, chunk: int, real: bool) -> tuple[float, float]:

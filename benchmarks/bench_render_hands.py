@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from simgan.render.depth_artifacts import RealDepthParams
-from simgan.render.hands import HandRenderParams, iter_hand_chunks
+from simgan.hand.render import HandRenderParams, iter_hand_chunks
+from simgan.hand.standin import RealDepthParams
 
 
 def measure(params: HandRenderParams, n: int, repeat: int, chunk: int, real: bool,

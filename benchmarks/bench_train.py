@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import torch
 
-from simgan.nets.discriminator import PatchDiscriminator
-from simgan.nets.gaze_cnn import GazeCNN
-from simgan.nets.refiner import Refiner
-from simgan.train.losses import REAL, REFINED, adversarial_loss, self_regularisation
+from simgan.core.refiner.discriminator import PatchDiscriminator
+from simgan.core.refiner.losses import REAL, REFINED, adversarial_loss, self_regularisation
+from simgan.core.refiner.net import Refiner
+from simgan.gaze.net import GazeCNN
 
 H, W = 35, 55
 

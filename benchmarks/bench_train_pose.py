@@ -2,7 +2,7 @@
 
 One training step = random rotation/crop of the batch (affine_grid + grid_sample), Gaussian
 heatmap targets, forward through every stack, loss, backward, Adam step: what
-:func:`simgan.train.pose.train_pose_estimator` does per batch. Prints images/s for a few
+:func:`simgan.hand.estimator.train_pose_estimator` does per batch. Prints images/s for a few
 hourglass sizes on 64 px crops (the CPU default first). Run
 ``python benchmarks/bench_train_pose.py`` (about a minute on 2 cores).
 """
@@ -16,8 +16,8 @@ import time
 import numpy as np
 import torch
 
-from simgan.images import to_tensor
-from simgan.train.pose import (
+from simgan.core.images import to_tensor
+from simgan.hand.estimator import (
     PoseEstimatorParams,
     build_hourglass,
     heatmap_loss,

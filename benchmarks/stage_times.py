@@ -13,7 +13,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow  # noqa: E402
 
-from simgan import tracking  # noqa: E402
+from simgan.core import tracking  # noqa: E402
 
 
 def main() -> None:

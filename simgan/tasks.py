@@ -1,142 +1,21 @@
-"""The task registry: everything that differs between tasks (eye gaze, hand pose) sits
-behind one interface, so stages are written once and a new task is one module plus one
-entry in ``_REGISTRY``.
+"""The task registry: task name -> its package's :class:`~simgan.core.task.Task`.
+
+A new task is one package under ``simgan/`` (see ``simgan/gaze`` and ``simgan/hand``) plus
+one entry here.
 """
 
 from __future__ import annotations
 
 import importlib
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from pydantic import BaseModel
-
-Chunks = Iterator[tuple[np.ndarray, pd.DataFrame]]
-MetricsCallback = Callable[[dict[str, float], int], None]
-#: loads the estimator trained on a source ("synthetic", "refined", "real"), on demand
-EstimatorLoader = Callable[[str], Any]
-
-
-@dataclass(frozen=True)
-class SplitPlan:
-    """How to produce one dataset split: its size, image format and a chunk generator.
-
-    Readers of real files may skip bad inputs (``skip_bad``): then ``n`` is an upper bound
-    (``n_is_upper_bound``) and ``late_meta`` gives, after the chunks are exhausted, what is
-    known only then (counts of skipped files) for meta.json.
-    """
-
-    n: int
-    image_shape: tuple[int, int]
-    dtype: str
-    chunks: Callable[[], Chunks]
-    meta: dict[str, Any] = field(default_factory=dict)
-    n_is_upper_bound: bool = False
-    late_meta: Callable[[], dict[str, Any]] | None = None
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """What `evaluate` writes: headline metrics, a cumulative curve, per-image rows.
-
-    ``curve`` has the columns ``threshold`` and ``pct_within`` (the task's headline cumulative
-    measure, which comparison plots and dvc.yaml's plots use) and may have more."""
-
-    summary: dict[str, float]
-    curve: pd.DataFrame
-    per_image: pd.DataFrame
-
-
-class Task(ABC):
-    """One task of the paper. Implementations hold no state besides constants."""
-
-    name: str
-    params_model: type[BaseModel]
-    #: unit of the cumulative-curve threshold ("deg", "px")
-    curve_unit: str
-    #: the headline metric (a key of Evaluation.summary) and its direction
-    headline: str
-    headline_higher_is_better: bool
-
-    @abstractmethod
-    def table_columns(self, p: Any) -> tuple[tuple[str, str], ...]:
-        """Summary keys shown in comparison tables, with their titles (which may quote params)."""
-
-    def curve_xlabel(self, p: Any) -> str:
-        """x-axis label of the cumulative-curve plot."""
-        return f"error threshold ({self.curve_unit})"
-
-    def curve_columns(self, p: Any) -> tuple[tuple[str, str], ...]:
-        """Curve columns drawn in the comparison plot (the first solid), with their legends."""
-        return (("pct_within", "% of test images within threshold"),)
-
-    @abstractmethod
-    def synthetic_splits(self, p: Any, root: Path | None = None) -> dict[str, SplitPlan]:
-        """train (refiner input, estimator training) and test (held-out synthetic).
-
-        ``root``: the project directory, against which relative paths of file sources
-        resolve (stages pass it; None: the working directory)."""
-
-    @abstractmethod
-    def real_splits(self, p: Any, root: Path | None = None) -> dict[str, SplitPlan]:
-        """train (unlabelled for the refiner; labelled for the 'real' reference) and test.
-        A real source may have no labels at all (see :meth:`has_labels`)."""
-
-    def has_labels(self, labels: pd.DataFrame) -> bool:
-        """True if a label table holds the labels the estimator needs. Only real sources may
-        lack them (an unlabelled folder): the refiner does not need them, and the stages that
-        do (the 'real' reference, evaluation on real images) then report that instead."""
-        return True
-
-    @abstractmethod
-    def train_estimator(
-        self,
-        p: Any,
-        images: np.ndarray,
-        labels: pd.DataFrame,
-        checkpoint_dir: Path,
-        on_metrics: MetricsCallback | None,
-    ) -> Any:
-        """Train the task's estimator on one source; returns the torch module."""
-
-    @abstractmethod
-    def load_estimator(self, p: Any, state: dict[str, Any]) -> Any: ...
-
-    def refiner_select_by(self, p: Any) -> str:
-        """How ``train_refiner`` picks its checkpoint (``simgan.train.simgan.Selector``)."""
-        return "mmd"
-
-    def loggable_estimator(self, model: Any) -> Any:
-        """The module logged to MLflow (one tensor in, one out): the estimator by default."""
-        return model
-
-    @abstractmethod
-    def predict(self, p: Any, model: Any, images: np.ndarray) -> pd.DataFrame: ...
-
-    @abstractmethod
-    def evaluate(self, p: Any, predictions: pd.DataFrame, labels: pd.DataFrame) -> Evaluation: ...
-
-    @abstractmethod
-    def label_preservation(
-        self,
-        p: Any,
-        synthetic: np.ndarray,
-        refined: np.ndarray,
-        labels: pd.DataFrame,
-        estimator: EstimatorLoader,
-    ) -> dict[str, float]:
-        """How far refinement moved the labels (e.g. pupil drift in px). ``estimator`` loads a
-        trained estimator for tasks that measure preservation with one (hand pose)."""
-
+from simgan.core.config import ParamsError, read_yaml, validate
+from simgan.core.task import Task
 
 _REGISTRY: dict[str, str] = {
-    "gaze": "simgan.gaze:GazeTask",
-    "hand": "simgan.hand:HandTask",
+    "gaze": "simgan.gaze.task:GazeTask",
+    "hand": "simgan.hand.task:HandTask",
 }
 
 
@@ -151,3 +30,12 @@ def get_task(name: str) -> Task:
     module_name, cls_name = _REGISTRY[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls()
+
+
+def load_task_params(path: str | Path, task: str) -> Any:
+    """Load and validate the section of ``task`` from a params file."""
+    spec = get_task(task)
+    data = read_yaml(path)
+    if task not in data:
+        raise ParamsError(f"{path}: missing top-level key {task!r} (tasks present: {list(data)})")
+    return validate(spec.params_model, data[task], task, source=str(path))

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from simgan.data.dataset import atomic_write_bytes, atomic_write_text
+from simgan.core.dataset import atomic_write_bytes, atomic_write_text
 
 
 def save_torch(path: Path, obj: dict[str, Any]) -> None:
@@ -41,6 +41,6 @@ def write_csv(path: Path, df: pd.DataFrame) -> None:
 
 def example_batch(images, n: int = 2):
     """A small float batch (B, 1, H, W) in the networks' input scaling, for MLflow signatures."""
-    from simgan.images import to_tensor
+    from simgan.core.images import to_tensor
 
     return to_tensor(images[:n]).contiguous().numpy()

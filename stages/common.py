@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simgan.config import ParamsError, load_task_params
-from simgan.ingest.common import IngestError, NoLabelsError
-from simgan.tasks import Task, get_task, task_names
+from simgan.core.config import ParamsError
+from simgan.core.ingest.common import IngestError, NoLabelsError
+from simgan.core.task import Task
+from simgan.tasks import get_task, load_task_params, task_names
 from stages.layout import SOURCES, Layout
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simgan.data.dataset import open_dataset
+from simgan.core.dataset import open_dataset
 from stages.artifacts import load_torch, read_json, write_json
 from stages.common import StageContext, main
 from stages.layout import SOURCES
@@ -20,9 +20,9 @@ from stages.layout import SOURCES
 def run(ctx: StageContext) -> None:
     import pandas as pd
 
-    from simgan import plots, tracking
-    from simgan.data.dataset import atomic_write_bytes, atomic_write_text
-    from simgan.metrics.realism import two_sample_test
+    from simgan.core import plots, tracking
+    from simgan.core.dataset import atomic_write_bytes, atomic_write_text
+    from simgan.core.realism import two_sample_test
 
     section = ctx.params.compare
     task = ctx.task

@@ -11,8 +11,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from simgan.data.dataset import Dataset, write_dataset
-from simgan.tasks import SplitPlan
+from simgan.core.dataset import Dataset, write_dataset
+from simgan.core.task import SplitPlan
 
 LEGACY_SOURCE_FORM: dict[str, dict[str, dict[str, str]]] = {
     "gaze": {"builtin": {}, "standin": {"source": "standin"}},
@@ -84,7 +84,7 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str,
 
 
 def ingest_report(plan: SplitPlan) -> Any:
-    """The :class:`simgan.ingest.common.IngestReport` of a file plan's latest run, or None."""
+    """The :class:`simgan.core.ingest.common.IngestReport` of a file plan's latest run, or None."""
     return getattr(plan.late_meta, "report", None)
 
 
@@ -115,7 +115,7 @@ def write_domain(ctx: Any, stage: str, domain: str, section: Any, splits: dict[s
     """
     import time
 
-    from simgan import tracking
+    from simgan.core import tracking
 
     with tracking.stage_run(ctx.root, ctx.task.name, stage, section.model_dump(mode="json")):
         total, t0 = 0, time.perf_counter()

@@ -16,7 +16,7 @@ import sys
 
 import pandas as pd
 
-from simgan.data.dataset import open_dataset
+from simgan.core.dataset import open_dataset
 from stages.artifacts import load_torch, write_csv, write_json
 from stages.common import StageContext, main
 
@@ -24,7 +24,7 @@ CURVE_COLUMNS = ["threshold", "pct_within"]
 
 
 def run(ctx: StageContext) -> None:
-    from simgan import tracking
+    from simgan.core import tracking
 
     section = ctx.params.evaluate
     saved = load_torch(ctx.layout.estimator_model(ctx.source))

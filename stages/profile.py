@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from simgan.config import ParamsError, read_yaml, validate
-from simgan.data.dataset import atomic_write_text
+from simgan.core.config import ParamsError, read_yaml, validate
+from simgan.core.dataset import atomic_write_text
 from simgan.tasks import get_task
 
 

@@ -6,17 +6,17 @@ import time
 
 from tqdm import tqdm
 
-from simgan.data.dataset import open_dataset, write_dataset
+from simgan.core.dataset import open_dataset, write_dataset
 from stages.artifacts import load_torch
 from stages.common import StageContext, main
 from stages.datasets_io import params_hash
 
 
 def run(ctx: StageContext) -> None:
-    from simgan import tracking
-    from simgan.images import pick_device
-    from simgan.nets.refiner import Refiner
-    from simgan.train.refine import refine_images
+    from simgan.core import tracking
+    from simgan.core.images import pick_device
+    from simgan.core.refiner.apply import refine_images
+    from simgan.core.refiner.net import Refiner
 
     section = ctx.params.refine
     source = open_dataset(ctx.layout.synthetic("train"))

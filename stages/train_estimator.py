@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from simgan.data.dataset import open_dataset
+from simgan.core.dataset import open_dataset
 from stages.artifacts import example_batch, save_torch
 from stages.common import StageContext, main
 
 
 def run(ctx: StageContext) -> None:
-    from simgan import tracking
+    from simgan.core import tracking
 
     section = ctx.params.estimator
     data = open_dataset(ctx.layout.train_set(ctx.source))
@@ -45,7 +45,7 @@ def no_labels(ctx: StageContext, data) -> None:
     """No labels to train on: say so, record it in the outputs and in MLflow."""
     import mlflow
 
-    from simgan import tracking
+    from simgan.core import tracking
 
     rel = data.path.relative_to(ctx.root) if data.path.is_relative_to(ctx.root) else data.path
     reason = (f"{rel} has no labels (source: {data.meta.get('source', '?')} "

@@ -3,15 +3,15 @@ real train split (never real labels); writes the selected refiner and its traini
 
 from __future__ import annotations
 
-from simgan.data.dataset import open_images
+from simgan.core.dataset import open_images
 from stages.artifacts import example_batch, save_torch, write_json
 from stages.common import StageContext, main
 
 
 def run(ctx: StageContext) -> None:
-    from simgan import plots, tracking
-    from simgan.nets.refiner import Refiner
-    from simgan.train.simgan import train_refiner
+    from simgan.core import plots, tracking
+    from simgan.core.refiner.net import Refiner
+    from simgan.core.refiner.trainer import train_refiner
 
     section = ctx.params.refiner
     synthetic = open_images(ctx.layout.synthetic("train"))

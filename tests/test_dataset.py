@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simgan.data.dataset import atomic_dir, open_dataset, open_images, write_dataset
+from simgan.core.dataset import atomic_dir, open_dataset, open_images, write_dataset
 
 
 def _chunks(n: int, chunk: int):
@@ -72,7 +72,7 @@ def test_upper_bound_count_truncates_in_place_and_merges_late_meta(tmp_path):
 
 
 def test_large_label_tables_stream_as_row_groups(tmp_path, monkeypatch):
-    import simgan.data.dataset as dataset
+    import simgan.core.dataset as dataset
 
     monkeypatch.setattr(dataset, "LABEL_ROWS_IN_MEMORY", 4)
     ds = write_dataset(tmp_path / "d", _chunks(11, 3), 11, (3, 4), "uint8", {})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simgan.metrics.hand import (
+from simgan.hand.metrics import (
     HAND_THRESHOLDS_PX,
     hand_curves,
     hand_summary,

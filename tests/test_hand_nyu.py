@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from scipy.io import savemat
 
-from simgan.ingest.common import BadInput, IngestError, IngestReport
-from simgan.ingest.nyu import (
+from simgan.core.ingest.common import BadInput, IngestError, IngestReport
+from simgan.hand.nyu import (
     CropFormat,
     NyuSource,
     crop_from_centre,
@@ -22,7 +22,7 @@ from simgan.ingest.nyu import (
     read_joint_data,
     select_joints,
 )
-from simgan.render.hands import NYU_EVAL_JOINTS, NYU_FX, joint_columns
+from simgan.hand.render import NYU_EVAL_JOINTS, NYU_FX, joint_columns
 
 H, W = 480, 640
 HAND_MM, WALL_MM = 700, 1500

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from simgan.render.depth_artifacts import RealDepthParams, apply_kinect_artifacts
-from simgan.render.hands import (
+from simgan.hand.render import (
     BLOCK,
     CAPSULE_NAMES,
     JOINT_CAPSULES,
@@ -30,6 +29,7 @@ from simgan.render.hands import (
     sample_geometry,
     sample_pose,
 )
+from simgan.hand.standin import RealDepthParams, apply_kinect_artifacts
 
 PARAMS = HandRenderParams()
 REAL = RealDepthParams()

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simgan.config import ParamsError, load_task_params, read_yaml, validate
-from simgan.data.dataset import open_dataset
-from simgan.hand import PRED_COLUMNS, HandParams, HandTask, NyuRealSource, NyuSynthSource
-from simgan.ingest.common import PlanSettings
-from simgan.render.hands import N_JOINTS, keypoints_from_labels
-from simgan.tasks import get_task, task_names
+from simgan.core.config import ParamsError, read_yaml, validate
+from simgan.core.dataset import open_dataset
+from simgan.core.ingest.common import PlanSettings
+from simgan.hand.render import N_JOINTS, keypoints_from_labels
+from simgan.hand.task import PRED_COLUMNS, HandParams, HandTask, NyuRealSource, NyuSynthSource
+from simgan.tasks import get_task, load_task_params, task_names
 from stages.datasets_io import describe_split, ingest_report, params_hash, write_split
 from tests.test_hand_nyu import make_split, png_name
 
@@ -304,7 +304,7 @@ def test_nyu_n_train_caps_rows_with_a_seeded_subset_in_file_order(hand, tmp_path
     a = frames(0, 5)
     assert len(a) == 5 and a == sorted(a) and len(set(a)) == 5 and set(a) <= set(range(1, 13))
     assert frames(0, 5) == a  # seeded: the same subset every run
-    want = PlanSettings(seed=0, max_train=5).subset("train", 12) + 1  # gaze's rule
+    want = PlanSettings((64, 64), seed=0, max_train=5).subset("train", 12) + 1  # gaze's rule
     assert a == want.tolist()
     assert frames(3, 5) != a
     assert frames(0, 100) == list(range(1, 13))  # a cap above the split keeps it whole

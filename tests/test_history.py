@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from simgan.train.history import HistoryBuffer
+from simgan.core.refiner.history import HistoryBuffer
 
 
 def _tagged(step: int, n: int) -> torch.Tensor:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from simgan.nets.discriminator import HAND, PatchDiscriminator
-from simgan.nets.hourglass import PAPER, StackedHourglass
-from simgan.nets.refiner import Refiner
-from simgan.train.pose import (
+from simgan.core.refiner.discriminator import HAND, PatchDiscriminator
+from simgan.core.refiner.net import Refiner
+from simgan.core.refiner.trainer import DiscriminatorParams, RefinerNetParams
+from simgan.hand.estimator import (
     PoseEstimatorParams,
     build_hourglass,
     decode_heatmaps,
@@ -24,7 +24,7 @@ from simgan.train.pose import (
     train_pose_estimator,
     warp,
 )
-from simgan.train.simgan import DiscriminatorParams, RefinerNetParams
+from simgan.hand.hourglass import PAPER, StackedHourglass
 
 
 @pytest.mark.parametrize(("stride", "size", "hm"), [(1, 32, 32), (2, 64, 32), (4, 64, 16),

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from simgan.data.dataset import write_dataset
-from simgan.ingest.common import IngestError, NoLabelsError, require_gaze_labels
-from simgan.ingest.folder import FolderOptions, FolderSource, decode_image, index_folder
-from simgan.ingest.sources import (
+from simgan.core.dataset import write_dataset
+from simgan.core.ingest.common import IngestError, NoLabelsError
+from simgan.gaze.labels import require_gaze_labels
+from simgan.gaze.readers.folder import FolderOptions, FolderSource, decode_image, index_folder
+from simgan.gaze.readers.sources import (
     BuiltinSource,
     RealSource,
     StandinSource,
@@ -175,7 +176,7 @@ def _bad_folder(tmp_path):
     ],
 )
 def test_each_bad_input_raises_naming_file_and_field(tmp_path, only, pattern):
-    from simgan.ingest.folder import decode
+    from simgan.gaze.readers.folder import decode
 
     d = _bad_folder(tmp_path)
     unit = next(u for u in index_folder(d).units if u.path.endswith(only))

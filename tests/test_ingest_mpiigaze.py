@@ -19,9 +19,9 @@ import scipy.io
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from simgan.data.dataset import write_dataset
-from simgan.ingest.common import IngestError, equalize_batch, resize_batch
-from simgan.ingest.mpiigaze import (
+from simgan.core.dataset import write_dataset
+from simgan.core.ingest.common import IngestError, equalize_batch, resize_batch
+from simgan.gaze.readers.mpiigaze import (
     EVAL_DIR,
     NORMALIZED,
     MpiiGazeSource,
@@ -30,7 +30,7 @@ from simgan.ingest.mpiigaze import (
     read_day,
     read_filenames,
 )
-from simgan.ingest.sources import plan_splits
+from simgan.gaze.readers.sources import plan_splits
 
 
 def eye_images(n: int, seed: int) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_resize_matches_pil_and_keeps_constants():
     for i in range(3):
         ref = np.asarray(Image.fromarray(imgs[i]).resize((55, 35), Image.Resampling.BILINEAR))
         assert np.abs(out[i].astype(int) - ref.astype(int)).max() <= 1
-    assert (resize_batch(np.full((1, 36, 60), 77, np.uint8)) == 77).all()
+    assert (resize_batch(np.full((1, 36, 60), 77, np.uint8), (35, 55)) == 77).all()
 
 
 def test_equalisation_by_hand():

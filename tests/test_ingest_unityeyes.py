@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from simgan.data.dataset import write_dataset
-from simgan.ingest.common import IngestError
-from simgan.ingest.sources import UnityEyesSource, plan_splits
-from simgan.ingest.unityeyes import (
+from simgan.core.dataset import write_dataset
+from simgan.core.ingest.common import IngestError
+from simgan.gaze.readers.sources import UnityEyesSource, plan_splits
+from simgan.gaze.readers.unityeyes import (
     UnityEyesOptions,
     UnityEyesUnit,
     decode_sample,
@@ -197,7 +197,7 @@ def test_decoded_pixels_match_an_independent_resampling(tmp_path):
 @pytest.mark.parametrize(("crop_scale", "reduce"), [(1.5, 1), (3.0, 2), (6.0, 4)])
 def test_fast_jpeg_path_matches_full_decode(tmp_path, crop_scale, reduce):
     """px = 2, 4, 8 source px per output px: the decoder may shrink 1x, 2x, 4x (keeping >= 2)."""
-    from simgan.ingest.unityeyes import jpeg_reduction
+    from simgan.gaze.readers.unityeyes import jpeg_reduction
 
     write_sample(tmp_path, "4", look=(0.2, -0.1, -0.97))
     assert jpeg_reduction(2.0 * crop_scale / 1.5) == reduce

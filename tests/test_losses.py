@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from simgan.train.losses import REAL, REFINED, adversarial_loss, self_regularisation
+from simgan.core.refiner.losses import REAL, REFINED, adversarial_loss, self_regularisation
 
 
 def _ce(logit_target: float, logit_other: float) -> float:

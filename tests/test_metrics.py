@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from simgan.metrics.curves import GAZE_THRESHOLDS_DEG, cumulative_curve
-from simgan.metrics.drift import (
+from simgan.core.curves import GAZE_THRESHOLDS_DEG, cumulative_curve
+from simgan.core.realism import RealismParams, RealismResult, two_sample_test
+from simgan.gaze.drift import (
     PupilParams,
     estimate_pupil_centres,
     fit_pupil_ellipses,
     pupil_drift,
 )
-from simgan.metrics.gaze import (
+from simgan.gaze.metrics import (
     angular_error_deg,
     gaze_summary,
     pitchyaw_to_vector,
     vector_to_pitchyaw,
 )
-from simgan.metrics.realism import RealismParams, RealismResult, two_sample_test
 
 # --- gaze -------------------------------------------------------------------------------
 

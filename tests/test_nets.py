@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from simgan.nets.discriminator import EYE, HAND, PatchDiscriminator
-from simgan.nets.gaze_cnn import GazeCNN
-from simgan.nets.refiner import Refiner
+from simgan.core.refiner.discriminator import EYE, HAND, PatchDiscriminator
+from simgan.core.refiner.net import Refiner
+from simgan.gaze.net import GazeCNN
 
 
 @pytest.mark.parametrize("output", ["residual", "tanh"])

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simgan.config import ParamsError, load_task_params, read_yaml, validate
-from simgan.gaze import GazeParams
+from simgan.core.config import ParamsError, read_yaml, validate
+from simgan.gaze.task import GazeParams
+from simgan.tasks import load_task_params
 from stages.profile import apply_profile, deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simgan.data.dataset import open_dataset
+from simgan.core.dataset import open_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -7,14 +7,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from simgan.render.eye_appearance import (
-    RealAppearanceParams,
-    gaussian_blur,
-    jpeg_like,
-    response_curve,
-    shade_real,
-)
-from simgan.render.eyes import (
+from simgan.gaze.render import (
     BLOCK,
     N_LANDMARKS,
     EyeRenderParams,
@@ -26,6 +19,13 @@ from simgan.render.eyes import (
     sample_geometry,
     shade_synthetic,
     to_uint8,
+)
+from simgan.gaze.standin import (
+    RealAppearanceParams,
+    gaussian_blur,
+    jpeg_like,
+    response_curve,
+    shade_real,
 )
 
 PARAMS = EyeRenderParams()

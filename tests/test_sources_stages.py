@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from simgan.data.dataset import open_dataset
+from simgan.core.dataset import open_dataset
 from tests.test_ingest_mpiigaze import make_dataset
 from tests.test_ingest_unityeyes import write_sample
 from tests.test_pipeline_e2e import _env, _source_files
@@ -169,8 +169,7 @@ def test_an_unlabelled_real_folder_runs_the_graph_and_says_there_are_no_labels(t
 def test_compare_shows_na_and_says_why_without_real_labels():
     from types import SimpleNamespace
 
-    from simgan.config import load_task_params
-    from simgan.tasks import get_task
+    from simgan.tasks import get_task, load_task_params
     from stages.compare import render_markdown, unavailable_reason
 
     task = get_task("gaze")
@@ -196,7 +195,7 @@ def test_compare_shows_na_and_says_why_without_real_labels():
 
 
 def test_an_unlabelled_synthetic_folder_stops_render_with_a_clear_message(tmp_path):
-    from simgan.config import read_yaml
+    from simgan.core.config import read_yaml
 
     _unlabelled_folder(tmp_path / "eyes", 3)
     params = read_yaml(ROOT / "params.yaml")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from simgan import plots, tracking
+from simgan.core import plots, tracking
 
 
 def test_flatten_nested_params():

@@ -11,21 +11,21 @@ import pydantic
 import pytest
 import torch
 
-from simgan.nets.refiner import Refiner
-from simgan.train.estimator import (
-    EstimatorParams,
-    build_gaze_cnn,
-    predict,
-    split_indices,
-    train_estimator,
-)
-from simgan.train.refine import refine_images
-from simgan.train.simgan import (
+from simgan.core.epochs import split_indices
+from simgan.core.refiner.apply import refine_images
+from simgan.core.refiner.net import Refiner
+from simgan.core.refiner.trainer import (
     DiscriminatorParams,
     RefinerNetParams,
     RefinerTrainParams,
     Selector,
     train_refiner,
+)
+from simgan.gaze.estimator import (
+    EstimatorParams,
+    build_gaze_cnn,
+    predict,
+    train_estimator,
 )
 
 H, W = 12, 16

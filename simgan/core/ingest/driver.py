@@ -1,0 +1,236 @@
+"""The streaming driver shared by all readers: decode work units (files) in a process pool,
+in order, and regroup the results into ``(images, labels)`` chunks for
+:func:`simgan.core.dataset.write_dataset`.
+
+Why this shape:
+- *Streaming*: at most ``workers * IN_FLIGHT`` batches of decoded files plus one output chunk
+  are alive at any time, so 1.2M UnityEyes files take the memory of a few thousand.
+- *Deterministic*: results are consumed in submission order, so the dataset bytes do not depend
+  on the number of workers (0 = decode in this process, for tests and debugging).
+- *Bad inputs never vanish*: a unit that fails raises :class:`IngestError` (file, field,
+  problem); with ``skip_bad`` it is counted in an :class:`IngestReport` instead, whose
+  deterministic part goes to meta.json.
+- Workers are started with ``spawn``: a fork of a process holding torch or MLflow threads can
+  deadlock, and spawn behaves the same on every platform.
+
+A reader supplies a *unit sequence* (anything with ``len`` and slicing; units must pickle and
+may carry ``samples``, the rows they would give) and a module-level
+``decode(unit, options, skip_bad) -> (images, label columns, bad inputs)``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simgan.core.ingest.common import BadInput, IngestError, IngestReport
+from simgan.core.task import SplitPlan
+
+Decoded = tuple[np.ndarray, dict[str, np.ndarray], list[BadInput]]
+DecodeFn = Callable[[Any, Any, bool], Decoded]
+
+IN_FLIGHT = 3
+"""Batches queued per worker: enough to keep workers busy while the consumer writes."""
+MAX_TASK_UNITS = 64
+"""Units per pool task at most: amortises inter-process overhead on small files."""
+
+
+@dataclass
+class BatchResult:
+    """What a worker sends back for a batch of units: per unit either its BadInput (the unit
+    failed) or (rows it gave, problems inside it); the rows of all units concatenated once,
+    so a batch pickles as a few arrays rather than one small array per label per file."""
+
+    items: list[BadInput | tuple[int, list[BadInput]]]
+    images: np.ndarray | None
+    cols: dict[str, np.ndarray] | None
+
+
+def run_batch(decode: DecodeFn, units: Sequence[Any], options: Any, skip_bad: bool
+              ) -> BatchResult:
+    """Decode units one by one (in a worker); a unit's IngestError becomes a BadInput.
+
+    The error is returned, not raised, so the consumer decides (raise or count) in order.
+    Any other exception is a bug and propagates with its traceback.
+    """
+    items: list[BadInput | tuple[int, list[BadInput]]] = []
+    images, cols = [], []
+    for unit in units:
+        try:
+            img, lab, bad = decode(unit, options, skip_bad)
+        except IngestError as exc:
+            items.append(BadInput.from_error(exc, int(getattr(unit, "samples", 1))))
+            continue
+        items.append((int(img.shape[0]), bad))
+        if img.shape[0]:
+            images.append(img)
+            cols.append(lab)
+    if not images:
+        return BatchResult(items, None, None)
+    return BatchResult(items, np.concatenate(images), _concat(cols))
+
+
+def _task_size(n_units: int, workers: int) -> int:
+    if workers <= 0:
+        return MAX_TASK_UNITS
+    return int(np.clip(-(-n_units // (workers * 8)), 1, MAX_TASK_UNITS))
+
+
+def _batches(units: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for lo in range(0, len(units), size):
+        yield units[lo : lo + size]
+
+
+def _decoded_in_order(
+    decode: DecodeFn, units: Sequence[Any], options: Any, workers: int, skip_bad: bool
+) -> Iterator[BatchResult]:
+    """Batch results in unit order, decoded in-process (workers=0) or in a process pool."""
+    size = _task_size(len(units), workers)
+    if workers <= 0:
+        for batch in _batches(units, size):
+            yield run_batch(decode, batch, options, skip_bad)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
+        queue: deque[Future] = deque()
+        for batch in _batches(units, size):
+            queue.append(pool.submit(run_batch, decode, batch, options, skip_bad))
+            if len(queue) >= workers * IN_FLIGHT:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _concat(cols: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    keys = list(cols[0])
+    for c in cols[1:]:
+        if list(c) != keys:
+            raise RuntimeError(f"label columns differ between units: {keys} vs {list(c)}")
+    return {k: np.concatenate([c[k] for c in cols]) for k in keys}
+
+
+def stream_chunks(
+    units: Sequence[Any],
+    decode: DecodeFn,
+    options: Any,
+    *,
+    out_shape: tuple[int, int],
+    workers: int,
+    chunk_size: int,
+    skip_bad: bool,
+    report: IngestReport,
+    known_bad: Sequence[BadInput] = (),
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """Decode ``units`` and yield ``(images (k, H, W) uint8, labels)`` chunks of ``chunk_size``
+    rows (the last one shorter), in unit order.
+
+    ``known_bad``: problems found while indexing (e.g. a labels.csv row naming no file),
+    counted first. Without ``skip_bad`` the first bad input raises its IngestError.
+    """
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be > 0 (got {chunk_size})")
+    t0 = time.perf_counter()
+    for bad in known_bad:
+        if not skip_bad:
+            raise bad.error()
+        report.skip(bad)
+    images: list[np.ndarray] = []
+    cols: list[dict[str, np.ndarray]] = []
+    pending = 0
+
+    def take(k: int) -> tuple[np.ndarray, pd.DataFrame]:
+        nonlocal images, cols, pending
+        img = np.concatenate(images) if len(images) > 1 else images[0]
+        lab = _concat(cols) if len(cols) > 1 else cols[0]
+        images = [img[k:]] if img.shape[0] > k else []
+        cols = [{c: v[k:] for c, v in lab.items()}] if img.shape[0] > k else []
+        pending -= k
+        report.rows += k
+        return img[:k], pd.DataFrame({c: v[:k] for c, v in lab.items()})
+
+    try:
+        for batch in _decoded_in_order(decode, units, options, workers, skip_bad):
+            for item in batch.items:
+                report.units += 1
+                if isinstance(item, BadInput):
+                    if not skip_bad:
+                        raise item.error()
+                    report.skip(item)
+                    continue
+                for b in item[1]:
+                    report.skip(b)
+            if batch.images is None:
+                continue
+            if batch.images.shape[1:] != tuple(out_shape) or batch.images.dtype != np.uint8:
+                raise RuntimeError(f"decoder gave {batch.images.dtype} {batch.images.shape[1:]}, "
+                                   f"expected uint8 {tuple(out_shape)}")
+            images.append(batch.images)
+            cols.append(batch.cols)
+            pending += batch.images.shape[0]
+            while pending >= chunk_size:
+                yield take(chunk_size)
+        if pending:
+            yield take(pending)
+    finally:
+        report.seconds = time.perf_counter() - t0
+
+
+class IngestRun:
+    """The ``late_meta`` of an ingest plan: holds the report of the latest ``chunks()`` run
+    (``.report``, with timings for MLflow) and returns its deterministic counts when called."""
+
+    def __init__(self) -> None:
+        self.report = IngestReport()
+
+    def __call__(self) -> dict[str, Any]:
+        return self.report.meta()
+
+
+def ingest_plan(
+    units: Sequence[Any],
+    decode: DecodeFn,
+    options: Any,
+    *,
+    n_upper: int,
+    out_shape: tuple[int, int],
+    workers: int,
+    chunk_size: int,
+    skip_bad: bool,
+    meta: dict[str, Any],
+    known_bad: Sequence[BadInput] = (),
+) -> SplitPlan:
+    """A :class:`SplitPlan` whose chunks come from :func:`stream_chunks`.
+
+    ``n_upper`` is the row count if nothing is skipped; with ``skip_bad`` the plan says it is
+    an upper bound. Each ``chunks()`` call is a fresh run with a fresh report;
+    ``plan.late_meta`` is an :class:`IngestRun` holding the latest one.
+    """
+    run = IngestRun()
+
+    def chunks() -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        run.report = IngestReport()
+        return stream_chunks(
+            units, decode, options, out_shape=out_shape, workers=workers,
+            chunk_size=chunk_size, skip_bad=skip_bad, report=run.report, known_bad=known_bad,
+        )
+
+    return SplitPlan(
+        n=n_upper,
+        image_shape=(int(out_shape[0]), int(out_shape[1])),
+        dtype="uint8",
+        chunks=chunks,
+        meta=meta,
+        n_is_upper_bound=skip_bad,
+        late_meta=run,
+    )

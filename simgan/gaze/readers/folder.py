@@ -1,0 +1,277 @@
+"""A plain directory of eye crops (PNG/JPG, any size and mode) -> 35x55 grayscale uint8,
+with gaze labels from an optional ``labels.csv``.
+
+For people whose data is neither UnityEyes nor MPIIGaze: export crops and a CSV, change params.
+
+``labels.csv`` (header required): ``file`` (a name in the directory), then either
+``gaze_x, gaze_y, gaze_z`` (any length, MPIIGaze camera convention: x right, y down, z away
+from the camera, so a gaze at the camera has z < 0) or ``pitch, yaw`` in radians
+(``pitch = asin(-y)``, ``yaw = atan2(-x, -z)``). When both are present the vector is used.
+Optional ``pupil_u, pupil_v``: the pupil centre in the *source* image's pixels (u right, v down,
+integers at pixel centres); they are mapped into the 35x55 crop (the drift metric needs them
+on the synthetic side) and are NaN when absent.
+
+Without ``labels.csv`` the folder is *unlabelled*: labels hold only ``id`` and ``file`` and the
+plan's meta says ``labelled: false``. That is enough for the refiner's real side; evaluation
+and the 'real' reference estimator check :func:`simgan.core.ingest.common.require_gaze_labels`.
+
+Images: every ``*.png``, ``*.jpg``, ``*.jpeg`` directly in the directory (not recursive; any
+case), sorted by name. Colour and palette modes are converted with PIL's ITU-R 601 luma;
+16-bit images are scaled by 255/65535 (``I;16``, or ``I`` with values above 255); alpha is
+ignored. ``resize``: ``stretch`` maps the whole image to 35x55 (crops already framed like
+MPIIGaze's), ``center_crop`` first cuts the largest centred 55:35 box (keeps the aspect).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from pydantic import Field, model_validator
+
+from simgan.core.ingest.common import (
+    BadInput,
+    IngestError,
+    IngestSourceBase,
+    PlanSettings,
+    equalize_batch,
+    first_bad_or,
+    random_split,
+)
+from simgan.core.ingest.driver import ingest_plan
+from simgan.core.task import SplitPlan
+from simgan.gaze.labels import OUT_SHAPE, gaze_columns, gaze_problems
+from simgan.gaze.metrics import pitchyaw_to_vector
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+LABELS_FILE = "labels.csv"
+VECTOR = ("gaze_x", "gaze_y", "gaze_z")
+ANGLES = ("pitch", "yaw")
+PUPIL = ("pupil_u", "pupil_v")
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+Resize = Literal["stretch", "center_crop"]
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    out_shape: tuple[int, int] = OUT_SHAPE
+    resize: Resize = "stretch"
+    equalize: bool = False
+
+
+class FolderUnit(NamedTuple):
+    """One image; ``gaze`` is the label vector (None for an unlabelled folder), ``row`` its
+    labels.csv row number (1 = first data row; 0 = labelled folder but no row: bad input)."""
+
+    id: int
+    path: str
+    labels_file: str | None
+    row: int
+    gaze: tuple[float, float, float] | None
+    gaze_field: str
+    pupil: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class FolderIndex:
+    """The images of one folder, their label rows, and labels.csv rows naming no image."""
+
+    root: str
+    units: list[FolderUnit]
+    labelled: bool
+    orphan_rows: list[BadInput]
+
+
+def to_gray(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> mode L (see the module doc for 16-bit and float images)."""
+    if im.mode == "L":
+        return im
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.size and a.max() > 255):
+            a = a * (255.0 / 65535.0)
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+    if im.mode in ("P", "PA"):  # through the palette's colours
+        im = im.convert("RGBA")
+    return im.convert("L")
+
+
+def resize_box(size: tuple[int, int], out_shape: tuple[int, int], mode: Resize
+               ) -> tuple[float, float, float, float]:
+    """The source box (corner coordinates) mapped onto the output image."""
+    w, h = size
+    oh, ow = out_shape
+    if mode == "stretch":
+        return 0.0, 0.0, float(w), float(h)
+    if w * oh > h * ow:  # too wide: cut the sides
+        cw = h * ow / oh
+        return (w - cw) / 2, 0.0, (w + cw) / 2, float(h)
+    ch = w * oh / ow
+    return 0.0, (h - ch) / 2, float(w), (h + ch) / 2
+
+
+def map_points(uv: np.ndarray, box: tuple[float, float, float, float],
+               out_shape: tuple[int, int]) -> np.ndarray:
+    """Source (u, v) at pixel centres -> output (u, v) at pixel centres for a box resize."""
+    x0, y0, x1, y1 = box
+    oh, ow = out_shape
+    scale = np.array([ow / (x1 - x0), oh / (y1 - y0)])
+    return (np.asarray(uv, dtype=np.float64) + 0.5 - np.array([x0, y0])) * scale - 0.5
+
+
+def decode_image(path: str, out_shape: tuple[int, int], mode: Resize
+                 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Read one image as (H, W) uint8 (antialiased bilinear, PIL); errors name the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            gray = to_gray(im)
+            box = resize_box(gray.size, out_shape, mode)
+            out = gray.resize((out_shape[1], out_shape[0]), Image.Resampling.BILINEAR, box=box)
+            return np.asarray(out, dtype=np.uint8), box
+    except _DECODE_ERRORS as exc:
+        raise IngestError(path, "image", f"cannot decode (truncated?): {exc}") from None
+
+
+def decode(unit: FolderUnit, opt: FolderOptions, skip_bad: bool = False
+           ) -> tuple[np.ndarray, dict[str, np.ndarray], list[BadInput]]:
+    """One image -> ((1, H, W) uint8, label columns, []). Raises IngestError."""
+    name = os.path.basename(unit.path)
+    if unit.labels_file is not None:
+        if unit.row == 0:
+            raise IngestError(unit.labels_file, "file", f"no row for image {name!r}")
+        problem = str(gaze_problems(np.array([unit.gaze]))[0])
+        if problem:
+            raise IngestError(unit.labels_file, unit.gaze_field,
+                              f"{problem} (row {unit.row}, {name})")
+    pixels, box = decode_image(unit.path, opt.out_shape, opt.resize)
+    images = pixels[None]
+    if opt.equalize:
+        images = equalize_batch(images)
+    cols: dict[str, np.ndarray] = {
+        "id": np.array([unit.id], dtype=np.int64),
+        "file": np.array([name], dtype=object),
+    }
+    if unit.labels_file is not None:
+        cols.update(gaze_columns(np.array([unit.gaze])))
+        uv = map_points(np.array([unit.pupil]), box, opt.out_shape)
+        cols["pupil_u"] = uv[:, 0]
+        cols["pupil_v"] = uv[:, 1]
+    return images, cols, []
+
+
+def _read_labels(path: Path) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """labels.csv -> (frame, gaze vectors (N, 3), name of the gaze field). Structural problems
+    (no file column, no gaze columns, duplicate names) raise: they are not one bad file."""
+    try:
+        frame = pd.read_csv(path, dtype={"file": str}, skipinitialspace=True)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise IngestError(path, "csv", f"unreadable: {exc}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    cols = set(frame.columns)
+    if "file" not in cols:
+        raise IngestError(path, "file", f"column missing (columns: {list(frame.columns)})")
+    if set(VECTOR) <= cols:
+        v = frame[list(VECTOR)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        field = "gaze_x/gaze_y/gaze_z"
+    elif set(ANGLES) <= cols:
+        a = frame[list(ANGLES)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        v = pitchyaw_to_vector(a[:, 0], a[:, 1])
+        field = "pitch/yaw"
+    else:
+        raise IngestError(path, "gaze_x/gaze_y/gaze_z or pitch/yaw",
+                          f"columns missing (columns: {list(frame.columns)})")
+    dup = frame["file"][frame["file"].duplicated()]
+    if len(dup):
+        raise IngestError(path, "file", f"duplicate rows for {sorted(set(dup))[:5]}")
+    return frame, v, field
+
+
+def index_folder(root: str | Path, first_id: int = 0) -> FolderIndex:
+    """List the images of ``root`` and match them to labels.csv rows (if the file exists)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise IngestError(root, "path", "directory not found")
+    with os.scandir(root) as it:
+        names = sorted(e.name for e in it
+                       if not e.is_dir() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTS)
+    labels_path = root / LABELS_FILE
+    if not labels_path.is_file():
+        units = [FolderUnit(first_id + i, str(root / n), None, 0, None, "", (np.nan, np.nan))
+                 for i, n in enumerate(names)]
+        return FolderIndex(str(root), units, labelled=False, orphan_rows=[])
+    frame, vectors, field = _read_labels(labels_path)
+    pupil = (frame[list(PUPIL)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+             if set(PUPIL) <= set(frame.columns) else np.full((len(frame), 2), np.nan))
+    row_of = {f: i for i, f in enumerate(frame["file"].tolist())}
+    units = []
+    for i, n in enumerate(names):
+        r = row_of.get(n)
+        if r is None:
+            units.append(FolderUnit(first_id + i, str(root / n), str(labels_path), 0,
+                                    (np.nan, np.nan, np.nan), field, (np.nan, np.nan)))
+        else:
+            units.append(FolderUnit(first_id + i, str(root / n), str(labels_path), r + 1,
+                                    tuple(float(x) for x in vectors[r]), field,
+                                    (float(pupil[r, 0]), float(pupil[r, 1]))))
+    present = set(names)
+    orphans = [BadInput(str(labels_path), "file", f"row {i + 1}: no image named {f!r}", 0)
+               for i, f in enumerate(frame["file"].tolist()) if f not in present]
+    return FolderIndex(str(root), units, labelled=True, orphan_rows=orphans)
+
+
+# ----------------------------------------------------------------------------- params, plan
+
+
+class FolderSource(IngestSourceBase):
+    """A folder of crops on either side (``gaze.render.source`` or ``gaze.real.source``).
+    The test split is ``test_path`` (another folder) when given, else a seeded
+    ``test_fraction`` of ``path``'s images (seed and the most rows per split:
+    :class:`PlanSettings`)."""
+
+    kind: Literal["folder"] = "folder"
+    test_path: Path | None = None
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    resize: Resize = "stretch"
+    equalize: bool = False
+
+    @model_validator(mode="after")
+    def _one_test_source(self) -> FolderSource:
+        if self.test_path is not None and self.test_fraction > 0:
+            raise ValueError("test_fraction must be 0 when test_path is given")
+        return self
+
+
+def plan_folder(src: FolderSource, settings: PlanSettings | None = None
+                ) -> dict[str, SplitPlan]:
+    """train/test plans over one folder (or two). Rows of labels.csv naming no image are bad
+    inputs (raised now, or counted with ``skip_bad``)."""
+    settings = settings or PlanSettings(OUT_SHAPE)
+    main = index_folder(src.path)
+    bad = first_bad_or(list(main.orphan_rows), src.skip_bad)
+    if src.test_path is not None:
+        other = index_folder(src.test_path, first_id=len(main.units))
+        test_bad = first_bad_or(list(other.orphan_rows), src.skip_bad)
+        parts = {"train": (main.units, main, bad), "test": (other.units, other, test_bad)}
+    else:
+        train, test = random_split(len(main.units), src.test_fraction, settings.seed)
+        parts = {"train": ([main.units[i] for i in train], main, bad),
+                 "test": ([main.units[i] for i in test], main, [])}
+    opt = FolderOptions(tuple(settings.out_shape), src.resize, src.equalize)
+    plans = {}
+    for split, (units, idx, known) in parts.items():
+        keep = settings.subset(split, len(units))
+        chosen = units if keep is None else [units[i] for i in keep]
+        meta = {"source": "folder", "source_path": idx.root, "labelled": idx.labelled,
+                "value_scaling": "uint8 gray [0, 255]", **settings.rows_meta(split, len(units))}
+        plans[split] = ingest_plan(chosen, decode, opt, n_upper=len(chosen),
+                                   out_shape=settings.out_shape, workers=src.workers,
+                                   chunk_size=settings.chunk_size, skip_bad=src.skip_bad,
+                                   meta=meta, known_bad=known)
+    return plans

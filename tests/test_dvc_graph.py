@@ -1,0 +1,241 @@
+"""dvc.yaml against the code: every project module a stage's command imports is a dep of the
+stage, no stage depends on another task's package, code deps are not stale, and the paths the
+stages read and write (stages/layout.py) are the ones dvc.yaml declares.
+
+Imports are read from the source (every ``import`` statement, also inside functions, since a
+deferred import still runs), followed transitively, plus the one dynamic import the project
+has: the task registry (:mod:`simgan.tasks`) loads the package of the stage's ``--task``.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from simgan.tasks import _REGISTRY, task_names
+from stages.layout import SOURCES, Layout
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("simgan", "stages", "flows")
+CODE_ROOTS = ("simgan/", "stages/", "flows/")
+
+
+# ------------------------------------------------------------------------------ imports
+
+
+def module_file(name: str) -> Path | None:
+    """The file of project module ``name`` (a module or a package's __init__), or None."""
+    if name.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _with_parents(name: str) -> list[str]:
+    """Importing a.b.c runs a/__init__.py and a/b/__init__.py too."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@cache
+def direct_imports(name: str) -> frozenset[str]:
+    """Project modules imported anywhere in module ``name``'s source."""
+    path = module_file(name)
+    assert path is not None, name
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            # `from pkg import sub` imports the submodule pkg.sub when there is one
+            targets = [mod] + [f"{mod}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            for part in _with_parents(target):
+                if module_file(part) is not None:
+                    found.add(part)
+    found.discard(name)
+    return frozenset(found)
+
+
+def registered_module(task: str) -> str:
+    return _REGISTRY[task].split(":")[0]
+
+
+def import_closure(start: str, task: str | None) -> set[str]:
+    """Every project module that running ``start`` (for ``task``) can import."""
+    seen: set[str] = set()
+    todo = list(_with_parents(start))
+    while todo:
+        name = todo.pop()
+        if name in seen or module_file(name) is None:
+            continue
+        seen.add(name)
+        todo.extend(direct_imports(name))
+        if name == "simgan.tasks" and task is not None:
+            todo.extend(_with_parents(registered_module(task)))
+    return seen
+
+
+def task_package(task: str) -> str:
+    """The directory of a task's package, e.g. simgan/gaze."""
+    return "/".join(registered_module(task).split(".")[:2])
+
+
+# ------------------------------------------------------------------------------ dvc.yaml
+
+
+@cache
+def stages() -> dict[str, dict]:
+    """Resolved stages (foreach/matrix expanded by DVC itself): name -> cmd, deps, outs."""
+    from dvc.repo import Repo
+
+    out: dict[str, dict] = {}
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            if not hasattr(stage, "cmd"):
+                continue
+            out[stage.addressing] = {
+                "cmd": stage.cmd,
+                "deps": [str(Path(d.def_path)) for d in stage.deps if not _is_params(d)],
+                "outs": [str(Path(o.def_path)) for o in stage.outs],
+            }
+    return out
+
+
+def _is_params(dep) -> bool:
+    from dvc.dependency.param import ParamsDependency
+
+    return isinstance(dep, ParamsDependency)
+
+
+def parse_cmd(cmd: str) -> tuple[str, str | None, str | None]:
+    """``python -m stages.x --task t [--source s]`` -> (module, task, source)."""
+    args = shlex.split(cmd)
+    assert args[:2] == ["python", "-m"], f"stage command is not `python -m ...`: {cmd}"
+    def opt(flag: str) -> str | None:
+        return args[args.index(flag) + 1] if flag in args else None
+    return args[2], opt("--task"), opt("--source")
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+def rel(name: str) -> str:
+    path = module_file(name)
+    assert path is not None
+    return str(path.relative_to(ROOT))
+
+
+STAGES = sorted(stages())
+
+
+def test_every_stage_runs_a_stage_module_for_a_known_task():
+    assert STAGES, "no stages resolved from dvc.yaml"
+    for name in STAGES:
+        module, task, _ = parse_cmd(stages()[name]["cmd"])
+        assert module_file(module) is not None, f"{name}: {module} is not a project module"
+        assert task in task_names(), f"{name}: --task {task} is not registered"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_deps_cover_every_imported_module(name: str):
+    stage = stages()[name]
+    module, task, _ = parse_cmd(stage["cmd"])
+    missing = sorted(rel(m) for m in import_closure(module, task)
+                     if not covered(rel(m), stage["deps"]))
+    assert not missing, (
+        f"{name} imports modules that are not among its deps in dvc.yaml (an edit to them "
+        f"would leave stale results): {missing}")
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_depends_on_no_other_task(name: str):
+    stage = stages()[name]
+    module, task, _ = parse_cmd(stage["cmd"])
+    others = [task_package(t) for t in task_names() if t != task]
+    wrong_deps = [d for d in stage["deps"]
+                  if any(covered(d, [o]) or covered(o, [d]) for o in others)]
+    assert not wrong_deps, f"{name} (task {task}) depends on another task's code: {wrong_deps}"
+    wrong_imports = sorted(rel(m) for m in import_closure(module, task)
+                           if any(covered(rel(m), [o]) for o in others))
+    assert not wrong_imports, f"{name} (task {task}) imports another task's code: {wrong_imports}"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_code_deps_are_imported(name: str):
+    """A code dep that the stage never imports reruns it for nothing (and hides a rename)."""
+    stage = stages()[name]
+    module, task, _ = parse_cmd(stage["cmd"])
+    files = [rel(m) for m in import_closure(module, task)]
+    stale = [d for d in stage["deps"]
+             if d.startswith(CODE_ROOTS) and not any(covered(f, [d]) for f in files)]
+    assert not stale, f"{name}: code deps that the stage does not import: {stale}"
+
+
+def test_core_knows_no_task():
+    """The shared core imports no task package (a task plugs in through the registry)."""
+    core = sorted(p for p in (ROOT / "simgan" / "core").rglob("*.py"))
+    packages = [task_package(t) for t in task_names()]
+    for path in core:
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        bad = sorted(rel(m) for m in import_closure(name, None)
+                     if any(covered(rel(m), [p]) for p in packages))
+        assert not bad, f"{path.relative_to(ROOT)} imports task code: {bad}"
+
+
+def test_tasks_import_no_other_task():
+    for task in task_names():
+        others = [task_package(t) for t in task_names() if t != task]
+        pkg = ROOT / task_package(task)
+        for path in sorted(pkg.rglob("*.py")):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            bad = sorted(rel(m) for m in import_closure(name, None)
+                         if any(covered(rel(m), [o]) for o in others))
+            assert not bad, f"{path.relative_to(ROOT)} imports another task's code: {bad}"
+
+
+def test_layout_paths_are_declared_in_dvc_yaml():
+    """stages/layout.py (where stages read and write) and dvc.yaml (what DVC tracks) agree."""
+    outs = {o for s in stages().values() for o in s["outs"]}
+    deps = {d for s in stages().values() for d in s["deps"]}
+    declared = outs | deps
+    for task in task_names():
+        lay = Layout(ROOT, task)
+        paths = [lay.synthetic("train"), lay.synthetic("test"), lay.real("train"),
+                 lay.real("test"), lay.refined(), lay.refiner_model.parent,
+                 lay.refiner_checkpoints]
+        for source in SOURCES:
+            paths += [lay.train_set(source), lay.estimator_model(source).parent,
+                      lay.estimator_checkpoints(source), lay.eval_dir(source) / "metrics.json"]
+        for path in paths:
+            r = str(path.relative_to(ROOT))
+            assert r in outs, f"{task}: {r} (stages/layout.py) is not an output in dvc.yaml"
+            assert r in declared
+    # and every output dvc.yaml declares lies in a task's data/, models/ or reports/
+    for o in outs:
+        assert o.split("/")[0] in ("data", "models", "reports"), o
+
+
+def test_module_file_resolution_sanity():
+    """The import reader finds deferred imports and `from pkg import module`."""
+    closure = import_closure("stages.train_refiner", "gaze")
+    assert "simgan.tasks" in closure
+    assert registered_module("gaze") in closure
+    assert not any(m.startswith(registered_module("hand").rpartition(".")[0]) for m in closure)
