@@ -14,19 +14,19 @@ import time
 import numpy as np
 
 from simgan.gaze.render import EyeRenderParams, iter_eye_chunks
-from simgan.gaze.standin import RealAppearanceParams
+from simgan.gaze.standin import RealAppearanceParams, standin_domain
 
 
 def measure(n: int, repeat: int, chunk: int, real: bool) -> tuple[float, float]:
     """Best wall-clock and CPU-time images/s over ``repeat`` full renders of ``n`` images."""
     params = EyeRenderParams()
-    appearance = RealAppearanceParams() if real else None
+    domain = standin_domain(RealAppearanceParams()) if real else None
     best_wall, best_cpu = 0.0, 0.0
     for r in range(repeat):
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         total = 0
         for images, labels in iter_eye_chunks(params, n, seed=r, chunk_size=chunk,
-                                              appearance=appearance):
+                                              domain=domain):
             total += images.shape[0]
             assert len(labels) == images.shape[0] and images.dtype == np.uint8
         wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu

@@ -14,19 +14,19 @@ import time
 import numpy as np
 
 from simgan.hand.render import HandRenderParams, iter_hand_chunks
-from simgan.hand.standin import RealDepthParams
+from simgan.hand.standin import RealDepthParams, standin_domain
 
 
 def measure(params: HandRenderParams, n: int, repeat: int, chunk: int, real: bool,
             threads: int) -> tuple[float, float]:
     """Best wall-clock and CPU-time images/s over ``repeat`` full renders of ``n`` images."""
-    artefacts = RealDepthParams() if real else None
+    domain = standin_domain(RealDepthParams()) if real else None
     best_wall, best_cpu = 0.0, 0.0
     for r in range(repeat):
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         total = 0
         for images, labels in iter_hand_chunks(params, n, seed=r, chunk_size=chunk,
-                                               real=artefacts, threads=threads):
+                                               domain=domain, threads=threads):
             total += images.shape[0]
             assert len(labels) == images.shape[0] and images.dtype == np.uint8
         wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu

@@ -14,30 +14,10 @@ from tqdm import tqdm
 from simgan.core.dataset import Dataset, write_dataset
 from simgan.core.task import SplitPlan
 
-LEGACY_SOURCE_FORM: dict[str, dict[str, dict[str, str]]] = {
-    "gaze": {"builtin": {}, "standin": {"source": "standin"}},
-    "hand": {"builtin": {"kind": "builtin"}, "standin": {"kind": "standin"}},
-}
-"""task -> procedural source kind -> the keys that stood for it in the section before sources
-became a ``source`` union: gaze's render had no key and its real ``source: standin``; hand's
-sections were themselves the union (``kind: builtin`` / ``kind: standin`` at section level).
-:func:`params_hash` hashes the procedural sources in that form."""
 
-
-def params_hash(section: Any, task: str | None = None) -> str:
-    """Short stable hash of a params section (pydantic model or plain data), for meta.json.
-
-    A procedural ``source`` (``{kind: builtin}``, ``{kind: standin}``) of ``task`` is hashed
-    in the form the section had before sources became a union (:data:`LEGACY_SOURCE_FORM`),
-    so the default datasets keep their bytes and DVC hashes; a file source is hashed in full.
-    """
+def params_hash(section: Any) -> str:
+    """Short stable hash of a params section (pydantic model or plain data), for meta.json."""
     data = section.model_dump(mode="json") if hasattr(section, "model_dump") else section
-    source = data.get("source") if isinstance(data, dict) else None
-    legacy = LEGACY_SOURCE_FORM.get(task or "", {})
-    procedural = isinstance(source, dict) and set(source) == {"kind"}
-    if procedural and source["kind"] in legacy:
-        data = {k: v for k, v in data.items() if k != "source"}
-        data.update(legacy[source["kind"]])
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -124,7 +104,7 @@ def write_domain(ctx: Any, stage: str, domain: str, section: Any, splits: dict[s
                 "task": ctx.task.name,
                 "domain": domain,
                 "split": split,
-                "params_hash": params_hash(section, ctx.task.name),
+                "params_hash": params_hash(section),
             }
             ds = write_split(path_of(split), plan, meta, f"{stage} {split}", root=ctx.root)
             total += len(ds)

@@ -16,15 +16,12 @@ def run(ctx: StageContext) -> None:
     from simgan.core import tracking
     from simgan.core.images import pick_device
     from simgan.core.refiner.apply import refine_images
-    from simgan.core.refiner.net import Refiner
+    from simgan.core.refiner.net import load_refiner
 
     section = ctx.params.refine
     source = open_dataset(ctx.layout.synthetic("train"))
-    saved = load_torch(ctx.layout.refiner_model)
     device = pick_device(section.device)
-    refiner = Refiner(**saved["net"])
-    refiner.load_state_dict(saved["state_dict"])
-    refiner.to(device).eval()
+    refiner = load_refiner(load_torch(ctx.layout.refiner_model), device)
     with tracking.stage_run(ctx.root, ctx.task.name, "refine", section.model_dump(mode="json")):
         t0 = time.perf_counter()
         bar = tqdm(total=len(source), desc="refine", unit="img", mininterval=1.0)

@@ -10,7 +10,7 @@ from stages.common import StageContext, main
 
 def run(ctx: StageContext) -> None:
     from simgan.core import plots, tracking
-    from simgan.core.refiner.net import Refiner
+    from simgan.core.refiner.net import load_refiner, refiner_file
     from simgan.core.refiner.trainer import train_refiner
 
     section = ctx.params.refiner
@@ -36,17 +36,12 @@ def run(ctx: StageContext) -> None:
             on_samples=on_samples,
             select_by=ctx.task.refiner_select_by(ctx.params),
         )
-        refiner = Refiner(**section.net.model_dump())
-        refiner.load_state_dict(result.selected_state)
-        save_torch(
-            ctx.layout.refiner_model,
-            {"state_dict": result.selected_state, "net": section.net.model_dump(mode="json"),
-             "selection": result.selection},
-        )
+        saved = refiner_file(result.selected_state, section.net, result.selection)
+        save_torch(ctx.layout.refiner_model, saved)
         write_json(report_dir / "selection.json", result.selection)
         tracking.log_metrics({f"selected_{k}": v for k, v in result.selection.items()
                               if isinstance(v, (int, float))})
-        tracking.log_torch_model(refiner, "refiner", example_batch(synthetic))
+        tracking.log_torch_model(load_refiner(saved), "refiner", example_batch(synthetic))
 
 
 if __name__ == "__main__":

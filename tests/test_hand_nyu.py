@@ -11,6 +11,7 @@ from PIL import Image
 from scipy.io import savemat
 
 from simgan.core.ingest.common import BadInput, IngestError, IngestReport
+from simgan.hand.joints import NYU_EVAL_JOINTS, NYU_FX, joint_columns
 from simgan.hand.nyu import (
     CropFormat,
     NyuSource,
@@ -22,7 +23,6 @@ from simgan.hand.nyu import (
     read_joint_data,
     select_joints,
 )
-from simgan.hand.render import NYU_EVAL_JOINTS, NYU_FX, joint_columns
 
 H, W = 480, 640
 HAND_MM, WALL_MM = 700, 1500

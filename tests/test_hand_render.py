@@ -7,29 +7,31 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from simgan.hand.joints import (
+    JOINT_NAMES,
+    N_JOINTS,
+    code_to_depth,
+    joint_columns,
+    keypoints_from_labels,
+    normalise_depth,
+)
 from simgan.hand.render import (
     BLOCK,
     CAPSULE_NAMES,
     JOINT_CAPSULES,
-    JOINT_NAMES,
     JOINT_RADII_MM,
     LIMITS_DEG,
     N_CAPSULES,
-    N_JOINTS,
     HandPose,
     HandRenderParams,
-    code_to_depth,
     iter_hand_chunks,
-    joint_columns,
-    keypoints_from_labels,
-    normalise_depth,
     place_hand,
     render_depth,
     render_hands,
     sample_geometry,
     sample_pose,
 )
-from simgan.hand.standin import RealDepthParams, apply_kinect_artifacts
+from simgan.hand.standin import RealDepthParams, apply_kinect_artifacts, standin_domain
 
 PARAMS = HandRenderParams()
 REAL = RealDepthParams()
@@ -227,8 +229,9 @@ def _boundary_fraction(images: np.ndarray) -> float:
 
 def test_real_domain_is_deterministic_and_has_kinect_artefacts(synthetic) -> None:
     syn, _ = synthetic
-    real, labels = render_hands(PARAMS, BLOCK, seed=5, real=REAL)
-    again, _ = render_hands(PARAMS, BLOCK, seed=5, real=REAL, threads=2)
+    real, labels = render_hands(PARAMS, BLOCK, seed=5, domain=standin_domain(REAL))
+    again, _ = render_hands(PARAMS, BLOCK, seed=5, domain=standin_domain(REAL),
+                            threads=2)
     assert np.array_equal(real, again)
     assert list(labels.columns) == list(render_hands(PARAMS, 1, seed=0)[1].columns)
     syn = syn[:BLOCK]

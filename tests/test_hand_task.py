@@ -15,7 +15,7 @@ import pytest
 from simgan.core.config import ParamsError, read_yaml, validate
 from simgan.core.dataset import open_dataset
 from simgan.core.ingest.common import PlanSettings
-from simgan.hand.render import N_JOINTS, keypoints_from_labels
+from simgan.hand.joints import N_JOINTS, keypoints_from_labels
 from simgan.hand.task import PRED_COLUMNS, HandParams, HandTask, NyuRealSource, NyuSynthSource
 from simgan.tasks import get_task, load_task_params, task_names
 from stages.datasets_io import describe_split, ingest_report, params_hash, write_split
@@ -116,15 +116,18 @@ def test_standin_needs_the_builtin_renderer(hand):
     assert _params(builtin_nyu).render.source.kind == "builtin"
 
 
-def test_procedural_sources_keep_the_params_hash_of_the_section_level_kind(hand):
-    """meta.json's params_hash of the default datasets (hence their DVC hashes) did not change
-    when hand's kind moved from the section into ``source``."""
+def test_params_hash_covers_the_whole_section_source_included(hand):
+    """meta.json's params_hash is the section as written, so switching the source (or any key)
+    changes it, and the same section always gives the same hash."""
     p = _params(hand)
     for section in (p.render, p.real):
         data = section.model_dump(mode="json")
-        old = {**{k: v for k, v in data.items() if k != "source"}, "kind": data["source"]["kind"]}
-        want = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
-        assert params_hash(section, "hand") == want
+        want = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        assert params_hash(section) == want
+        assert params_hash(data) == want
+    nyu = copy.deepcopy(hand)
+    nyu["real"]["source"] = _nyu_source("nyu")
+    assert params_hash(_params(nyu).real) != params_hash(p.real)
 
 
 def test_builtin_and_standin_splits_are_disjoint_and_labelled(hand, tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from simgan.core.refiner.discriminator import HAND, PatchDiscriminator
 from simgan.core.refiner.net import Refiner
-from simgan.core.refiner.trainer import DiscriminatorParams, RefinerNetParams
+from simgan.core.refiner.params import DiscriminatorParams, RefinerNetParams
 from simgan.hand.estimator import (
     PoseEstimatorParams,
     build_hourglass,

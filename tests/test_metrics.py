@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from simgan.core.curves import GAZE_THRESHOLDS_DEG, cumulative_curve
-from simgan.core.realism import RealismParams, RealismResult, two_sample_test
+from simgan.core.params import RealismParams
+from simgan.core.realism import RealismResult, two_sample_test
 from simgan.gaze.drift import (
     PupilParams,
     estimate_pupil_centres,

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from simgan.gaze.render import (
     BLOCK,
     N_LANDMARKS,
+    EyeDomain,
     EyeRenderParams,
     GazeDistribution,
     iter_eye_chunks,
@@ -26,10 +27,12 @@ from simgan.gaze.standin import (
     jpeg_like,
     response_curve,
     shade_real,
+    standin_domain,
 )
 
 PARAMS = EyeRenderParams()
 REAL = RealAppearanceParams()
+STANDIN = standin_domain(REAL)
 LABEL_COLUMNS = [
     "id", "gaze_x", "gaze_y", "gaze_z", "pitch", "yaw", "pupil_u", "pupil_v", "pupil_radius",
     "iris_radius", "eyeball_u", "eyeball_v", "eyeball_radius", "head_roll",
@@ -44,7 +47,7 @@ def synthetic() -> tuple[np.ndarray, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def real() -> tuple[np.ndarray, pd.DataFrame]:
-    return render_eyes(PARAMS, 1000, seed=7, appearance=REAL)
+    return render_eyes(PARAMS, 1000, seed=7, domain=STANDIN)
 
 
 def dark_centroid(images: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -65,11 +68,11 @@ def high_freq_energy(images: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- determinism
 
 
-@pytest.mark.parametrize("appearance", [None, REAL], ids=["synthetic", "real"])
-def test_same_seed_same_bytes_other_seed_differs(appearance: RealAppearanceParams | None) -> None:
-    a, la = render_eyes(PARAMS, 300, seed=1, appearance=appearance)
-    b, lb = render_eyes(PARAMS, 300, seed=1, appearance=appearance)
-    c, lc = render_eyes(PARAMS, 300, seed=2, appearance=appearance)
+@pytest.mark.parametrize("domain", [None, STANDIN], ids=["synthetic", "real"])
+def test_same_seed_same_bytes_other_seed_differs(domain: EyeDomain | None) -> None:
+    a, la = render_eyes(PARAMS, 300, seed=1, domain=domain)
+    b, lb = render_eyes(PARAMS, 300, seed=1, domain=domain)
+    c, lc = render_eyes(PARAMS, 300, seed=2, domain=domain)
     assert a.tobytes() == b.tobytes()
     pd.testing.assert_frame_equal(la, lb)
     assert (a != c).any(axis=(1, 2)).all()
@@ -82,17 +85,15 @@ def test_domains_use_different_streams(synthetic, real) -> None:
     assert (s != r).any(axis=(1, 2)).all()
 
 
-@pytest.mark.parametrize("appearance", [None, REAL], ids=["synthetic", "real"])
-def test_shards_and_chunks_equal_one_render(
-    appearance: RealAppearanceParams | None, synthetic, real
-) -> None:
-    whole, labels = synthetic if appearance is None else real
-    a, la = render_eyes(PARAMS, 600, seed=7, appearance=appearance)
-    b, lb = render_eyes(PARAMS, 400, seed=7, start=600, appearance=appearance)
+@pytest.mark.parametrize("domain", [None, STANDIN], ids=["synthetic", "real"])
+def test_shards_and_chunks_equal_one_render(domain: EyeDomain | None, synthetic, real) -> None:
+    whole, labels = synthetic if domain is None else real
+    a, la = render_eyes(PARAMS, 600, seed=7, domain=domain)
+    b, lb = render_eyes(PARAMS, 400, seed=7, start=600, domain=domain)
     assert np.concatenate([a, b]).tobytes() == whole.tobytes()
     pd.testing.assert_frame_equal(pd.concat([la, lb], ignore_index=True), labels)
-    for chunk in (97, BLOCK, 1000) if appearance is None else (333,):
-        parts = list(iter_eye_chunks(PARAMS, 1000, seed=7, chunk_size=chunk, appearance=appearance))
+    for chunk in (97, BLOCK, 1000) if domain is None else (333,):
+        parts = list(iter_eye_chunks(PARAMS, 1000, seed=7, chunk_size=chunk, domain=domain))
         assert all(len(p[0]) <= chunk for p in parts)
         assert np.concatenate([p[0] for p in parts]).tobytes() == whole.tobytes()
         pd.testing.assert_frame_equal(pd.concat([p[1] for p in parts], ignore_index=True), labels)

@@ -1,5 +1,6 @@
-"""The S+U loop on tiny sizes: resume equals uninterrupted, the buffer fills, selection is
-label-free; the estimator learns a trivial mapping and resumes; refine_images streams."""
+"""The S+U loop on tiny sizes: resume equals uninterrupted, the trainer's state round-trips,
+the buffer fills, selection is label-free, a saved refiner loads back; the estimator learns a
+trivial mapping and resumes; refine_images streams."""
 
 from __future__ import annotations
 
@@ -13,14 +14,10 @@ import torch
 
 from simgan.core.epochs import split_indices
 from simgan.core.refiner.apply import refine_images
-from simgan.core.refiner.net import Refiner
-from simgan.core.refiner.trainer import (
-    DiscriminatorParams,
-    RefinerNetParams,
-    RefinerTrainParams,
-    Selector,
-    train_refiner,
-)
+from simgan.core.refiner.net import Refiner, load_refiner, refiner_file
+from simgan.core.refiner.params import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
+from simgan.core.refiner.selection import Selector
+from simgan.core.refiner.trainer import CHECKPOINT, RefinerTrainer, train_refiner
 from simgan.gaze.estimator import (
     EstimatorParams,
     build_gaze_cnn,
@@ -84,6 +81,22 @@ def _equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _equal(a: object, b: object) -> bool:
+    """Deep equality of nested dicts/lists/tuples of tensors and plain values."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_equal, a, b))
+    return a == b
+
+
+def _last(checkpoint_dir: Path) -> dict:
+    """The final checkpoint of a finished run (R and D after the last step)."""
+    return torch.load(checkpoint_dir / CHECKPOINT, weights_only=True)
+
+
 def test_resume_after_kill_equals_uninterrupted(data, tmp_path: Path) -> None:
     syn, real = data
     p = _params()
@@ -100,9 +113,8 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path: Path) -> None:
         syn, real, NET, DISC, p, tmp_path / "b", on_metrics=lambda m, s: seen.append(s)
     )
     assert min(seen) == 4  # continued after the checkpoint at step 3, did not restart
-    assert _equal_states(full.last_state, resumed.last_state)
+    assert _equal(_last(tmp_path / "a"), _last(tmp_path / "b"))  # nets, optimisers, RNGs, ...
     assert _equal_states(full.selected_state, resumed.selected_state)
-    assert _equal_states(full.discriminator_state, resumed.discriminator_state)
     assert full.history == resumed.history
     assert full.selection == resumed.selection
 
@@ -114,9 +126,78 @@ def test_changed_params_start_afresh_and_finished_run_is_reused(data, tmp_path: 
     again = train_refiner(
         syn, real, NET, DISC, _params(), tmp_path, on_metrics=lambda m, s: calls.append(s)
     )
-    assert calls == [] and _equal_states(first.last_state, again.last_state)
-    other = train_refiner(syn, real, NET, DISC, _params(seed=4), tmp_path)
-    assert not _equal_states(first.last_state, other.last_state)
+    assert calls == [] and _equal_states(first.selected_state, again.selected_state)
+    assert first.selection == again.selection
+    last = _last(tmp_path)["refiner"]
+    train_refiner(syn, real, NET, DISC, _params(seed=4), tmp_path)
+    assert not _equal_states(last, _last(tmp_path)["refiner"])
+
+
+def test_cadence_keeps_a_checkpoint_and_select_by_does_not(data, tmp_path: Path) -> None:
+    """Reporting cadence does not change what is computed, the selection rule does (it
+    decides which state ``best`` holds), so only the latter starts afresh."""
+    syn, real = data
+
+    def die_at_5(metrics: dict[str, float], step: int) -> None:
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_refiner(syn, real, NET, DISC, _params(), tmp_path, on_metrics=die_at_5)
+    seen: list[int] = []
+    train_refiner(syn, real, NET, DISC, _params(log_every=2, sample_every=0), tmp_path,
+                  on_metrics=lambda m, s: seen.append(s))
+    assert min(seen) == 4  # resumed from step 3
+    seen.clear()
+    train_refiner(syn, real, NET, DISC, _params(), tmp_path, select_by="latest",
+                  on_metrics=lambda m, s: seen.append(s))
+    assert min(seen) == 1  # started afresh
+
+
+def test_trainer_state_round_trips(data) -> None:
+    """load_state_dict(state_dict()) into a fresh trainer continues exactly like the original
+    (torch's global RNG is part of the state, so each continues right after its load), and a
+    state_dict is a snapshot that later steps do not change."""
+    syn, real = data
+    p = _params(pretrain_refiner_steps=1, pretrain_discriminator_steps=1)
+    a = RefinerTrainer(syn, real, NET, DISC, p)
+    for _ in range(4):  # into the adversarial phase: buffer, Adam moments, meter all in use
+        a.train_step()
+    a.select(a.step)
+    state, before = a.state_dict(), a.state_dict()
+    assert len(state["buffer"]["data"]) == 3 * (p.batch_size // 2)  # 1 + 2 D steps so far
+
+    def continued(t: RefinerTrainer) -> dict:
+        t.load_state_dict(state)
+        assert _equal(t.state_dict(), state)
+        t.train_step()
+        t.train_step()
+        t.log()
+        return t.state_dict()
+
+    after_a = continued(a)
+    after_b = continued(RefinerTrainer(syn, real, NET, DISC, p))
+    assert _equal(after_a, after_b)
+    assert after_a["step"] == 6 and len(after_a["history"]) == 1
+    assert not _equal(after_a["refiner"], state["refiner"])
+    assert _equal(state, before)  # unchanged by the steps after it was taken
+
+
+def test_saved_refiner_loads_with_the_same_outputs(data, tmp_path: Path) -> None:
+    syn, real = data
+    res = train_refiner(syn, real, NET, DISC, _params(), tmp_path)
+    path = tmp_path / "refiner.pt"
+    torch.save(refiner_file(res.selected_state, NET, res.selection), path)
+    saved = torch.load(path, weights_only=False)
+    assert list(saved) == ["state_dict", "net", "selection"]  # the format refine.py reads
+    loaded = load_refiner(saved)
+    assert not loaded.training
+    direct = Refiner(**NET.model_dump())
+    direct.load_state_dict(res.selected_state)
+    assert not torch.equal(res.selected_state["tail.weight"], torch.zeros(1, 4, 1, 1))
+    x = torch.rand(3, 1, H, W) * 2 - 1
+    out = loaded(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, direct(x, generator=torch.Generator().manual_seed(0)))
 
 
 def test_buffer_fills_during_training(data, tmp_path: Path) -> None:
@@ -147,7 +228,7 @@ def test_selection_reports_curve_and_samples(data, tmp_path: Path) -> None:
 
 
 def test_selection_never_takes_labels() -> None:
-    for fn in (train_refiner, Selector.__init__, Selector.score):
+    for fn in (train_refiner, RefinerTrainer.__init__, Selector.__init__, Selector.score):
         names = inspect.signature(fn).parameters
         assert not any("label" in n or "target" in n for n in names), fn
 

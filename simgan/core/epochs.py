@@ -1,8 +1,9 @@
 """What every epoch-based estimator trainer (gaze CNN, hand hourglass) shares: a fingerprint of
-its params and data, the learning-rate schedule, resuming from the last epoch's checkpoint, and
-keeping the best epoch. One place, so that resumption means the same thing for every task:
-a checkpoint is reused only when params and data are the same, and a resumed run gives the
-same bytes as one that never stopped.
+its params and data, the learning-rate schedule, resuming from the last epoch's checkpoint,
+keeping the best epoch, and the epoch loop itself (:func:`train_epochs`). One place, so that
+resumption means the same thing for every task: a checkpoint is reused only when params and
+data are the same, and a resumed run gives the same bytes as one that never stopped. A task
+plugs in through :class:`EpochTask` (its net, optimiser, batches, loss and validation score).
 """
 
 from __future__ import annotations
@@ -12,17 +13,28 @@ import io
 import json
 import logging
 import math
+import sys
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 from torch import nn
+from tqdm import tqdm
 
 from simgan.core.dataset import atomic_write_bytes
+from simgan.core.task import MetricsCallback
 
 log = logging.getLogger(__name__)
+
+#: the per-epoch checkpoint's file name in an estimator's checkpoint directory
+CHECKPOINT = "last.pt"
+#: params that change how fast training runs, not what it computes: not in the fingerprint
+CADENCE = frozenset({"device", "compile"})
 
 
 def data_fingerprint(spec: dict[str, Any], images: np.ndarray, targets: np.ndarray) -> str:
@@ -34,6 +46,33 @@ def data_fingerprint(spec: dict[str, Any], images: np.ndarray, targets: np.ndarr
     h.update(np.ascontiguousarray(images[rows]).tobytes())
     h.update(np.ascontiguousarray(targets, dtype=np.float32).tobytes())
     return h.hexdigest()
+
+
+def params_fingerprint(
+    params: BaseModel, images: np.ndarray, targets: np.ndarray, version: int,
+    cadence: Iterable[str] = CADENCE,
+) -> str:
+    """:func:`data_fingerprint` of an estimator's params (without ``cadence``), the data shapes
+    and the checkpoint format ``version``: bump the version when saved state changes meaning."""
+    spec = {
+        "format": version,
+        "params": params.model_dump(mode="json", exclude=set(cadence)),
+        "shape": list(images.shape),
+        "targets": list(targets.shape),
+    }
+    return data_fingerprint(spec, images, targets)
+
+
+def check_images(images: np.ndarray) -> None:
+    """Estimators train on uint8 (N, H, W) crops; anything else is a caller's mistake."""
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"images: expected uint8 (N, H, W), got {images.dtype} {images.shape}")
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """A NaN label would silently turn every later weight into NaN: refuse it up front."""
+    if not np.isfinite(values).all():
+        raise ValueError(f"{what} contain NaN or inf")
 
 
 def lr_schedule(
@@ -111,3 +150,147 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
         n_val = min(max(n_val, 1), n - 1)
     perm = np.random.default_rng([seed, 0]).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+# ----------------------------------------------------------------------------- the epoch loop
+
+
+class EpochParams(Protocol):
+    """The schedule fields the loop reads; every estimator's params model has them."""
+
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def lr_schedule(self) -> str: ...
+    @property
+    def val_fraction(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def compile(self) -> bool: ...
+
+
+class EpochTask(Protocol):
+    """What one estimator adds to :func:`train_epochs`: everything but the schedule."""
+
+    #: names the run in the progress bar and the log
+    name: str
+    #: the validation row entry that picks the best epoch (lower is better)
+    score_key: str
+
+    def build_model(self, train_idx: np.ndarray) -> nn.Module:
+        """The untrained net, on its device; called right after ``torch.manual_seed(seed)``
+        (``train_idx``: e.g. to start the output at the mean training label)."""
+        ...
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer: ...
+
+    def make_batch(self, rows: np.ndarray, generator: torch.Generator) -> tuple[Any, Any]:
+        """(model input, target) of the sorted training ``rows``; random augmentation draws
+        from ``generator``, which is seeded per epoch (so a resumed epoch draws the same)."""
+        ...
+
+    def loss(self, output: Any, target: Any) -> torch.Tensor:
+        """The scalar to minimise, from the model's output on a batch and its target."""
+        ...
+
+    def validate(self, model: nn.Module, val_idx: np.ndarray) -> dict[str, float]:
+        """Validation metrics with ``score_key`` among them (the model is in eval mode)."""
+        ...
+
+
+@dataclass
+class _Run:
+    """One training run's moving parts, passed between the loop's steps."""
+
+    params: EpochParams
+    task: EpochTask
+    ckpt: EpochCheckpoint
+    model: nn.Module
+    fwd: Callable[[Any], Any]
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    bar: tqdm
+
+
+def train_epochs(
+    n: int,
+    params: EpochParams,
+    task: EpochTask,
+    checkpoint: EpochCheckpoint,
+    on_metrics: MetricsCallback | None = None,
+) -> tuple[dict[str, torch.Tensor], list[dict[str, float]]]:
+    """Train ``task``'s model on samples ``0..n-1`` for ``params.epochs`` epochs, resuming from
+    ``checkpoint``. Returns the state of the best epoch by ``task.score_key`` (the last epoch
+    if ``val_fraction`` is 0) and one history row per epoch, also sent to
+    ``on_metrics(row, epoch)``. Every random draw after the model's init derives from
+    (seed, epoch), so a resumed run gives the same bytes as an uninterrupted one (on CPU)."""
+    train_idx, val_idx = split_indices(n, params.val_fraction, params.seed)
+    if train_idx.shape[0] == 0:
+        raise ValueError("no training images left after the validation split")
+    steps_per_epoch = math.ceil(train_idx.shape[0] / params.batch_size)
+    total_steps = params.epochs * steps_per_epoch
+    torch.manual_seed(params.seed)
+    model = task.build_model(train_idx)
+    opt = task.build_optimizer(model)
+    sched = lr_schedule(opt, params.lr_schedule, total_steps)
+    checkpoint.resume(model, opt, sched, task.name)
+    fwd = torch.compile(model) if params.compile else model
+    with tqdm(total=total_steps, initial=checkpoint.epoch * steps_per_epoch, desc=task.name,
+              unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
+        run = _Run(params, task, checkpoint, model, fwd, opt, sched, train_idx, val_idx, bar)
+        model.train()
+        while checkpoint.epoch < params.epochs:
+            t0 = time.perf_counter()
+            train_loss = _train_epoch(run, checkpoint.epoch)
+            _end_epoch(run, train_loss, t0, on_metrics)
+    assert checkpoint.best is not None
+    return checkpoint.best["state"], checkpoint.history
+
+
+def _train_epoch(run: _Run, epoch: int) -> float:
+    """One pass over the training split in an order drawn from (seed, epoch); the mean loss."""
+    p = run.params
+    perm = np.random.default_rng([p.seed, 1, epoch]).permutation(run.train_idx.shape[0])
+    order = run.train_idx[perm]
+    generator = torch.Generator().manual_seed(p.seed * 100_003 + epoch)
+    loss_sum = 0.0
+    for s in range(0, order.shape[0], p.batch_size):
+        rows = np.sort(order[s : s + p.batch_size])
+        x, target = run.task.make_batch(rows, generator)
+        loss = run.task.loss(run.fwd(x), target)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.sched.step()
+        loss_sum += float(loss.detach()) * rows.shape[0]
+        run.bar.update(1)
+    return loss_sum / order.shape[0]
+
+
+def _end_epoch(
+    run: _Run, train_loss: float, t0: float, on_metrics: MetricsCallback | None
+) -> None:
+    """Validate, record the epoch (and the best one), report it, then checkpoint: a kill
+    before the save repeats this epoch on resume."""
+    epoch = run.ckpt.epoch
+    row: dict[str, float] = {
+        "epoch": float(epoch + 1),
+        "train_loss": train_loss,
+        "lr": float(run.opt.param_groups[0]["lr"]),
+    }
+    if run.val_idx.shape[0]:
+        run.model.eval()
+        row.update(run.task.validate(run.model, run.val_idx))
+        run.model.train()
+    row["epoch_seconds"] = time.perf_counter() - t0
+    run.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"}, refresh=False)
+    # no validation: the last epoch wins
+    run.ckpt.end_epoch(row, row.get(run.task.score_key, -float(epoch + 1)), run.model)
+    if on_metrics is not None:
+        on_metrics({k: v for k, v in row.items() if k != "epoch"}, run.ckpt.epoch)
+    run.ckpt.save(run.model, run.opt, run.sched)

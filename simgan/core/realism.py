@@ -15,29 +15,12 @@ import math
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from scipy.stats import rankdata
 from torch import nn
 
 from simgan.core.images import pick_device, to_tensor
-
-
-class RealismParams(BaseModel):
-    """Knobs of the two-sample test; the defaults take ~10 s for 35x55 eyes on one thread."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    n_per_set: int = Field(4000, ge=4, description="images drawn from each set (or all)")
-    epochs: int = Field(4, ge=1)
-    batch_size: int = Field(32, ge=2)
-    lr: float = Field(2e-3, gt=0, description="Adam learning rate")
-    widths: tuple[int, ...] = Field((16, 32, 64), min_length=1, description="conv channels")
-    first_stride: int = Field(2, ge=1, description="first conv stride; 4 for 224 px depth")
-    seed: int = 0
-    device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'")
-    threads: int | None = Field(
-        None, ge=1, description="torch CPU threads during the test (None: leave as is)"
-    )
+from simgan.core.params import RealismParams
 
 
 class RealismResult(BaseModel):

@@ -107,7 +107,8 @@ class Task(ABC):
     def load_estimator(self, p: Any, state: dict[str, Any]) -> Any: ...
 
     def refiner_select_by(self, p: Any) -> str:
-        """How ``train_refiner`` picks its checkpoint (``simgan.core.refiner.trainer.Selector``)."""
+        """How ``train_refiner`` picks its checkpoint (see
+        :class:`simgan.core.refiner.selection.Selector`)."""
         return "mmd"
 
     def loggable_estimator(self, model: Any) -> Any:

@@ -25,11 +25,9 @@ Estimator, all array ops over a batch (no per-image Python loop):
    (linear between the mean inside and the mean just outside), which gives sub-pixel centres;
 6. image moments of the soft mask: centroid = centre, second moments = ellipse axes/angle.
 
-Accuracy (measured): < 0.1 px on anti-aliased discs with noise; on the project's renderer,
-0.07 px mean error on synthetic eyes. The noise floor of the drift itself, measured by drawing
-the *same* geometry with the synthetic shader and with the stand-in real appearance (glints,
-blur, texture, noise, JPEG: an ideal refiner), is about 0.78 +/- 0.65 px (median 0.6), mostly
-from glints and blur on 2-5 px pupils. Read drifts against that floor, not against zero.
+The drift has a noise floor (an ideal refiner that only changes appearance still shows some,
+from glints and blur on 2-5 px pupils): read drifts against it, not against zero. Its measured
+accuracy and floor are in docs/science.md ("Pupil drift: accuracy and noise floor").
 
 Coordinates: u = column, v = row, integer values at pixel centres.
 """

@@ -5,16 +5,14 @@ the comparison is only fair if nothing but the training source differs. So the v
 split comes from the training source itself (a held-out fraction, fixed by the seed), the
 best epoch is chosen by validation loss on that split, and real *test* images are never seen
 here. Training resumes per epoch from ``last.pt`` after a kill; on CPU a resumed run equals an
-uninterrupted one.
+uninterrupted one. The loop is :func:`simgan.core.epochs.train_epochs`, shared with the hand
+estimator; this module adds the net, the batches, the loss and the validation metrics.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import sys
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -22,27 +20,28 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
-from tqdm import tqdm
 
-from simgan.core.epochs import EpochCheckpoint, data_fingerprint, lr_schedule, split_indices
+from simgan.core.epochs import (
+    CHECKPOINT,
+    EpochCheckpoint,
+    check_finite,
+    check_images,
+    params_fingerprint,
+    train_epochs,
+)
 from simgan.core.images import pick_device, to_tensor
+from simgan.core.task import MetricsCallback
 from simgan.gaze.net import PAPER_FC_HIDDEN, PAPER_WIDTHS, GazeCNN
 
 log = logging.getLogger(__name__)
 
-MetricsCallback = Callable[[dict[str, float], int], None]
-CHECKPOINT = "last.pt"
 _FORMAT = 1
-_CADENCE = {"device", "compile"}
 
 
 class EstimatorParams(BaseModel):
-    """Gaze CNN size and training schedule (defaults: paper widths, CPU-friendly schedule).
-
-    Measured on the stand-in data (20k images, 2 cores): quarter widths (8, 8, 16, 20, 48) with
-    fc_hidden 250, 3 epochs, AdamW 1e-3 cosine, no BatchNorm train in about a minute and beat
-    half width at 2 epochs; BatchNorm at lr 2e-3 collapsed to the mean gaze on real images.
-    """
+    """Gaze CNN size and training schedule (defaults: paper widths, CPU-friendly schedule;
+    why the default profile uses quarter widths and no BatchNorm: docs/science.md, "The gaze
+    estimator's CPU schedule")."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,16 +84,6 @@ def build_gaze_cnn(
     )
 
 
-def _fingerprint(params: EstimatorParams, images: np.ndarray, targets: np.ndarray) -> str:
-    spec = {
-        "format": _FORMAT,
-        "params": params.model_dump(mode="json", exclude=_CADENCE),
-        "shape": list(images.shape),
-        "targets": list(targets.shape),
-    }
-    return data_fingerprint(spec, images, targets)
-
-
 def _optimizer(params: EstimatorParams, model: nn.Module) -> torch.optim.Optimizer:
     if params.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
@@ -124,7 +113,8 @@ def _evaluate(
     device: torch.device,
     fmt: torch.memory_format,
 ) -> dict[str, float]:
-    model.eval()
+    """Validation loss (the training loss, per image) and mean angle for 3-D gaze; the epoch
+    loop puts the model in eval mode around it."""
     loss_sum, angle_sum = 0.0, 0.0
     for s in range(0, idx.shape[0], batch_size):
         rows = idx[s : s + batch_size]
@@ -133,12 +123,54 @@ def _evaluate(
         p = model(x).float()
         loss_sum += float(((p - t) ** 2).sum())
         angle_sum += float(_angles_deg(p, t).sum()) if t.shape[1] == 3 else 0.0
-    model.train()
     n = max(idx.shape[0], 1)
     out = {"val_loss": loss_sum / n}
     if targets.shape[1] == 3:
         out["val_angle_deg"] = angle_sum / n
     return out
+
+
+@dataclass
+class _GazeTask:
+    """The gaze CNN's part of the epoch loop: the net starts at the mean label, batches get
+    optional brightness/contrast jitter, the loss is the paper's L2 on gaze vectors and the
+    best epoch has the lowest validation loss."""
+
+    images: np.ndarray
+    targets: np.ndarray
+    params: EstimatorParams
+    device: torch.device
+    fmt: torch.memory_format
+    name: str = "estimator"
+    score_key: str = "val_loss"
+
+    def build_model(self, train_idx: np.ndarray) -> nn.Module:
+        model = build_gaze_cnn(self.params, self.images.shape[1:], self.targets.shape[1])
+        with torch.no_grad():  # start at the mean label: saves the first epoch's worth of steps
+            model.head[-1].bias.copy_(torch.from_numpy(self.targets[train_idx].mean(0)))
+        return model.to(self.device, memory_format=self.fmt)
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return _optimizer(self.params, model)
+
+    def make_batch(
+        self, rows: np.ndarray, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params
+        x = to_tensor(self.images[rows], self.device)
+        if p.brightness_jitter or p.contrast_jitter:
+            n = x.shape[0]
+            c = 1 + p.contrast_jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+            d = p.brightness_jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+            x = (x * c.to(self.device) + d.to(self.device)).clamp_(-1, 1)
+        x = x.contiguous(memory_format=self.fmt)
+        return x, torch.from_numpy(self.targets[rows]).to(self.device)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((output.float() - target) ** 2).sum(1).mean()
+
+    def validate(self, model: nn.Module, val_idx: np.ndarray) -> dict[str, float]:
+        return _evaluate(model, self.images, self.targets, val_idx, 512, self.device, self.fmt)
 
 
 def train_estimator(
@@ -156,85 +188,15 @@ def train_estimator(
     ``on_metrics(row, epoch)``.
     """
     targets = np.asarray(targets, dtype=np.float32)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images: expected uint8 (N, H, W), got {images.dtype} {images.shape}")
+    check_images(images)
     if targets.ndim != 2 or targets.shape[0] != images.shape[0]:
         raise ValueError(f"targets: expected ({images.shape[0]}, K), got {targets.shape}")
-    if not np.isfinite(targets).all():
-        raise ValueError("targets contain NaN or inf")
-    checkpoint_dir = Path(checkpoint_dir)
-    device = pick_device(params.device)
+    check_finite(targets, "targets")
     fmt = torch.channels_last if params.channels_last else torch.contiguous_format
-    train_idx, val_idx = split_indices(images.shape[0], params.val_fraction, params.seed)
-    if train_idx.shape[0] == 0:
-        raise ValueError("no training images left after the validation split")
-    steps_per_epoch = math.ceil(train_idx.shape[0] / params.batch_size)
-
-    torch.manual_seed(params.seed)
-    model = build_gaze_cnn(params, images.shape[1:], targets.shape[1])
-    with torch.no_grad():  # start at the mean label: saves the first epoch's worth of steps
-        model.head[-1].bias.copy_(torch.from_numpy(targets[train_idx].mean(0)))
-    model = model.to(device, memory_format=fmt)
-    opt = _optimizer(params, model)
-    total_steps = params.epochs * steps_per_epoch
-    sched = lr_schedule(opt, params.lr_schedule, total_steps)
-    ckpt = EpochCheckpoint(Path(checkpoint_dir) / CHECKPOINT, _fingerprint(params, images, targets))
-    ckpt.resume(model, opt, sched, "estimator")
-
-    fwd = torch.compile(model) if params.compile else model
-    bar = tqdm(
-        total=total_steps,
-        initial=ckpt.epoch * steps_per_epoch,
-        desc="estimator",
-        unit="step",
-        file=sys.stderr,
-        mininterval=1.0,
-        dynamic_ncols=True,
-    )
-    model.train()
-    while ckpt.epoch < params.epochs:
-        epoch = ckpt.epoch
-        t0 = time.perf_counter()
-        # per-epoch RNGs derived from (seed, epoch): a resumed epoch draws the same batches
-        order = train_idx[
-            np.random.default_rng([params.seed, 1, epoch]).permutation(train_idx.shape[0])
-        ]
-        aug = torch.Generator().manual_seed(params.seed * 100_003 + epoch)
-        loss_sum = 0.0
-        for s in range(0, order.shape[0], params.batch_size):
-            rows = np.sort(order[s : s + params.batch_size])
-            x = to_tensor(images[rows], device)
-            if params.brightness_jitter or params.contrast_jitter:
-                n = x.shape[0]
-                c = 1 + params.contrast_jitter * (2 * torch.rand(n, 1, 1, 1, generator=aug) - 1)
-                d = params.brightness_jitter * (2 * torch.rand(n, 1, 1, 1, generator=aug) - 1)
-                x = (x * c.to(device) + d.to(device)).clamp_(-1, 1)
-            x = x.contiguous(memory_format=fmt)
-            t = torch.from_numpy(targets[rows]).to(device)
-            loss = ((fwd(x).float() - t) ** 2).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * rows.shape[0]
-            bar.update(1)
-        row: dict[str, float] = {
-            "epoch": float(epoch + 1),
-            "train_loss": loss_sum / order.shape[0],
-            "lr": float(opt.param_groups[0]["lr"]),
-        }
-        if val_idx.shape[0]:
-            row.update(_evaluate(model, images, targets, val_idx, 512, device, fmt))
-        row["epoch_seconds"] = time.perf_counter() - t0
-        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"}, refresh=False)
-        # no validation: the last epoch wins
-        ckpt.end_epoch(row, row.get("val_loss", -float(epoch + 1)), model)
-        if on_metrics is not None:
-            on_metrics({k: v for k, v in row.items() if k != "epoch"}, ckpt.epoch)
-        ckpt.save(model, opt, sched)
-    bar.close()
-    assert ckpt.best is not None
-    return ckpt.best["state"], ckpt.history
+    task = _GazeTask(images, targets, params, pick_device(params.device), fmt)
+    fingerprint = params_fingerprint(params, images, targets, _FORMAT)
+    ckpt = EpochCheckpoint(Path(checkpoint_dir) / CHECKPOINT, fingerprint)
+    return train_epochs(images.shape[0], params, task, ckpt, on_metrics)
 
 
 @torch.inference_mode()

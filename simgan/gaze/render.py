@@ -13,26 +13,30 @@ eye (drawing and labels alike); the eyelids follow the gaze pitch *in the head f
 The inner corner (caruncle) is on the image left, as for a left eye in MPIIGaze's normalised
 images (which mirror right eyes to look the same).
 
+Domains: an :class:`EyeDomain` says what differs between the images drawn from the shared
+geometry: its seed code, gaze distribution and shading. This module knows only the synthetic
+one (:func:`synthetic_domain`); the stand-in real appearance is composed in
+:mod:`simgan.gaze.standin`, which applies its own shading to the fields rasterised here.
+
 Speed: everything is vectorised numpy over a block of images with implicit shapes
 (signed distances, anti-aliased by a 1 px ramp). Determinism: images are produced in fixed
 blocks of :data:`BLOCK` images, block ``b`` seeded by ``(seed, domain code, b)``, so image ``i``
-has the same bytes whatever range or chunking it was rendered with (index-range sharding).
+has the same bytes whatever range or chunking it was rendered with (index-range sharding,
+:func:`simgan.core.stream.block_range`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from simgan.core.stream import block_range
 from simgan.gaze.metrics import pitchyaw_to_vector
-
-if TYPE_CHECKING:
-    from simgan.gaze.standin import RealAppearanceParams
 
 BLOCK = 256
 """Images per random block. Changing it changes every rendered byte: it is part of the format."""
@@ -42,7 +46,7 @@ temporaries stay in the CPU cache (a whole block at once is memory-bound, ~2x sl
 Also part of the format: the shaders draw their random numbers sub-block by sub-block."""
 
 DOMAIN_SYNTHETIC = 1
-DOMAIN_REAL = 2
+"""Seed code of the synthetic domain (part of the format; the stand-in's is in its module)."""
 N_LANDMARKS = 16
 _F = np.float32
 
@@ -475,29 +479,42 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- public API
 
 
+Shader = Callable[[EyeGeometry, EyeFields, np.random.Generator], np.ndarray]
+"""Geometry and rasterised fields of a sub-block, the block's generator -> (B, H, W) float32
+grey levels in [0, 255]."""
+
+
+@dataclass(frozen=True)
+class EyeDomain:
+    """What differs between two domains drawn from the shared geometry: the seed ``code``
+    (blocks of different domains never share random numbers), the ``gaze`` distribution and
+    the ``shade`` function."""
+
+    code: int
+    gaze: GazeDistribution
+    shade: Shader
+
+
+def synthetic_domain(params: EyeRenderParams) -> EyeDomain:
+    """The simulator's domain: ``params.gaze`` and the flat :func:`shade_synthetic`."""
+    return EyeDomain(DOMAIN_SYNTHETIC, params.gaze,
+                     partial(shade_synthetic, texture=params.texture_strength))
+
+
 def render_block(
-    params: EyeRenderParams,
-    seed: int,
-    block: int,
-    appearance: RealAppearanceParams | None = None,
+    params: EyeRenderParams, seed: int, block: int, domain: EyeDomain | None = None
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Render block ``block`` (images ``block*BLOCK .. +BLOCK``) of a domain in full."""
-    code = DOMAIN_SYNTHETIC if appearance is None else DOMAIN_REAL
-    rng = np.random.default_rng([int(seed), code, int(block)])
-    gaze = params.gaze if appearance is None else appearance.gaze
-    geom = sample_geometry(params, gaze, rng, BLOCK)
+    """Render block ``block`` (images ``block*BLOCK .. +BLOCK``) of a domain (None: the
+    synthetic one) in full."""
+    domain = domain or synthetic_domain(params)
+    rng = np.random.default_rng([int(seed), domain.code, int(block)])
+    geom = sample_geometry(params, domain.gaze, rng, BLOCK)
     images = np.empty((BLOCK, params.height, params.width), dtype=np.uint8)
     visible = np.empty(BLOCK, dtype=np.float64)
-    if appearance is not None:
-        from simgan.gaze.standin import shade_real
     for lo in range(0, BLOCK, SUB_BLOCK):
         sub = geom.slice(lo, lo + SUB_BLOCK)
         flds = rasterize(sub, params.height, params.width)
-        if appearance is None:
-            img = shade_synthetic(sub, flds, rng, params.texture_strength)
-        else:
-            img = shade_real(sub, flds, rng, appearance)
-        images[lo : lo + SUB_BLOCK] = to_uint8(img)
+        images[lo : lo + SUB_BLOCK] = to_uint8(domain.shade(sub, flds, rng))
         visible[lo : lo + SUB_BLOCK] = flds.pupil_visible
     return images, labels_frame(geom, block * BLOCK, visible)
 
@@ -507,26 +524,12 @@ def render_eyes(
     n: int,
     seed: int,
     start: int = 0,
-    appearance: RealAppearanceParams | None = None,
+    domain: EyeDomain | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Images ``start .. start+n`` of a domain: ((n, H, W) uint8, labels DataFrame).
+    """Images ``start .. start+n`` of a domain (None: synthetic): ((n, H, W) uint8, labels).
 
-    ``appearance=None`` is the synthetic domain; otherwise the stand-in real domain, whose gaze
-    distribution is ``appearance.gaze``. The bytes of image i depend only on (params, seed, i).
+    The bytes of image i depend only on (params, domain, seed, i).
     """
-    return _render_range(params, n, seed, start, appearance, {})
-
-
-def _render_range(
-    params: EyeRenderParams,
-    n: int,
-    seed: int,
-    start: int,
-    appearance: RealAppearanceParams | None,
-    cache: dict[int, tuple[np.ndarray, pd.DataFrame]],
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Render the blocks covering the range and slice; ``cache`` keeps the last block so that
-    chunk sizes that are not multiples of :data:`BLOCK` do not render a block twice."""
     if n < 0 or start < 0:
         raise ValueError(f"n and start must be >= 0 (got n={n}, start={start})")
     if n == 0:
@@ -534,19 +537,7 @@ def _render_range(
             sample_geometry(params, params.gaze, np.random.default_rng(0), 0), start, np.zeros(0)
         )
         return np.zeros((0, params.height, params.width), np.uint8), labels
-    first, last = start // BLOCK, (start + n - 1) // BLOCK
-    imgs, frames = [], []
-    for b in range(first, last + 1):
-        if b not in cache:
-            cache.clear()
-            cache[b] = render_block(params, seed, b, appearance)
-        im, lab = cache[b]
-        lo = max(start - b * BLOCK, 0)
-        hi = min(start + n - b * BLOCK, BLOCK)
-        imgs.append(im[lo:hi])
-        frames.append(lab.iloc[lo:hi])
-    images = imgs[0] if len(imgs) == 1 else np.concatenate(imgs)
-    return np.ascontiguousarray(images), pd.concat(frames, ignore_index=True)
+    return next(iter_eye_chunks(params, n, seed, n, start, domain))
 
 
 def iter_eye_chunks(
@@ -555,15 +546,13 @@ def iter_eye_chunks(
     seed: int,
     chunk_size: int,
     start: int = 0,
-    appearance: RealAppearanceParams | None = None,
+    domain: EyeDomain | None = None,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     """Yield ``(images, labels)`` chunks covering ``start .. start+n_total`` in order.
 
     For :func:`simgan.core.dataset.write_dataset`: peak memory is one chunk (plus one block).
     """
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be > 0 (got {chunk_size})")
-    cache: dict[int, tuple[np.ndarray, pd.DataFrame]] = {}
-    for lo in range(start, start + n_total, chunk_size):
-        n = min(chunk_size, start + n_total - lo)
-        yield _render_range(params, n, seed, lo, appearance, cache)
+    if n_total < 0 or start < 0:
+        raise ValueError(f"n_total and start must be >= 0 (got {n_total}, {start})")
+    render = partial(render_block, params, seed, domain=domain)
+    return block_range(render, BLOCK, start, n_total, chunk_size)

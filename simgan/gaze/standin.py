@@ -9,7 +9,9 @@ receptive field can learn; the two low-frequency effects (the light's brightness
 blotches) are kept weak on purpose, because no local refiner can reproduce a gradient coherent
 across the whole image (in a trial, a strong ramp alone added ~3 degrees to the synthetic-trained
 estimator's error on this domain). The geometry (where pupil, iris and lids are) comes unchanged
-from :mod:`simgan.gaze.render`. The refiner never sees this module's parameters, only its images.
+from :mod:`simgan.gaze.render`: :func:`standin_domain` hands this module's gaze distribution and
+shading to the renderer, which knows nothing of them. The refiner never sees this module's
+parameters, only its images.
 
 Everything is vectorised over a block (B, H, W); per-image parameters are drawn from the block's
 generator after the geometry, in a fixed order (part of the byte format).
@@ -17,13 +19,14 @@ generator after the geometry, in a fixed order (part of the byte format).
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 import scipy.fft
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from simgan.gaze.render import (
+    EyeDomain,
     EyeFields,
     EyeGeometry,
     GazeDistribution,
@@ -34,6 +37,8 @@ from simgan.gaze.render import (
 )
 
 _F = np.float32
+DOMAIN_REAL = 2
+"""Seed code of the stand-in real domain (part of the format)."""
 
 # ITU-T T.81 Annex K.1 luminance quantisation table (the JPEG standard's example table).
 _JPEG_LUMA = np.array(
@@ -108,6 +113,12 @@ class RealAppearanceParams(BaseModel):
             if lo > hi:
                 raise ValueError(f"{name}_min={lo} must not exceed {name}_max={hi}")
         return self
+
+
+def standin_domain(app: RealAppearanceParams) -> EyeDomain:
+    """The stand-in real domain: the shared geometry with ``app.gaze``, shaded by
+    :func:`shade_real`."""
+    return EyeDomain(DOMAIN_REAL, app.gaze, partial(shade_real, app=app))
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -12,14 +12,18 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from simgan.core.ingest.common import NoLabelsError
-from simgan.core.realism import RealismParams
-from simgan.core.refiner.apply import RefineParams
-from simgan.core.refiner.trainer import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
+from simgan.core.params import RealismParams
+from simgan.core.refiner.params import (
+    DiscriminatorParams,
+    RefineParams,
+    RefinerNetParams,
+    RefinerTrainParams,
+)
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.gaze.estimator import EstimatorParams
 from simgan.gaze.labels import has_gaze_labels, require_gaze_labels
 from simgan.gaze.readers.sources import RealSource, SyntheticSource, is_file_source
-from simgan.gaze.render import EyeRenderParams
+from simgan.gaze.render import EyeDomain, EyeRenderParams
 from simgan.gaze.standin import RealAppearanceParams
 
 GAZE_COLUMNS = ["gaze_x", "gaze_y", "gaze_z"]
@@ -99,7 +103,8 @@ class GazeTask(Task):
             ("pct_within", f"% within {p.evaluate.within_deg:g} deg"),
         )
 
-    def _plans(self, p: GazeParams, section: Any, appearance: Any, domain: str) -> dict:
+    def _plans(self, p: GazeParams, section: Any, domain: EyeDomain, name: str
+               ) -> dict[str, SplitPlan]:
         from simgan.gaze.render import iter_eye_chunks
 
         eye = p.render.eye
@@ -112,9 +117,9 @@ class GazeTask(Task):
                 image_shape=shape,
                 dtype="uint8",
                 chunks=lambda: iter_eye_chunks(
-                    eye, n, section.seed, section.chunk_size, start=start, appearance=appearance
+                    eye, n, section.seed, section.chunk_size, start=start, domain=domain
                 ),
-                meta={"source": f"builtin-{domain}", "seed": section.seed, "first_index": start,
+                meta={"source": f"builtin-{name}", "seed": section.seed, "first_index": start,
                       "value_scaling": "uint8 gray [0, 255]"},
             )
 
@@ -135,7 +140,9 @@ class GazeTask(Task):
 
     def synthetic_splits(self, p: GazeParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if not is_file_source(p.render.source):
-            return self._plans(p, p.render, None, "synthetic")
+            from simgan.gaze.render import synthetic_domain
+
+            return self._plans(p, p.render, synthetic_domain(p.render.eye), "synthetic")
         plans = self._file_plans(p, p.render, root)
         for split, plan in plans.items():
             if plan.meta.get("labelled") is False:
@@ -149,7 +156,9 @@ class GazeTask(Task):
 
     def real_splits(self, p: GazeParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if not is_file_source(p.real.source):
-            return self._plans(p, p.real, p.real.appearance, "standin-real")
+            from simgan.gaze.standin import standin_domain
+
+            return self._plans(p, p.real, standin_domain(p.real.appearance), "standin-real")
         return self._file_plans(p, p.real, root)
 
     def has_labels(self, labels: pd.DataFrame) -> bool:

@@ -3,7 +3,8 @@
 Mirrors :mod:`simgan.gaze.estimator` (the gaze estimator) so that the same comparison holds:
 one estimator, one set of params, trained on synthetic, refined or real images; the validation
 split is a seeded fraction of the training source itself; the best epoch is chosen on it (mean
-joint error in px after decoding); training resumes per epoch from ``last.pt``.
+joint error in px after decoding); training resumes per epoch from ``last.pt``. Both run the
+one epoch loop of :mod:`simgan.core.epochs`; this module adds only the hourglass's parts.
 
 Targets: a Gaussian per joint (``sigma`` heatmap px) at the joint's heatmap position; heatmap
 pixel j of a stride-s net covers image pixels [s j, s j + s), so its centre is at image
@@ -21,9 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
-import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -32,29 +31,29 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from tqdm import tqdm
 
-from simgan.core.epochs import EpochCheckpoint, data_fingerprint, lr_schedule, split_indices
+from simgan.core.epochs import (
+    CHECKPOINT,
+    EpochCheckpoint,
+    check_finite,
+    check_images,
+    params_fingerprint,
+    train_epochs,
+)
 from simgan.core.images import pick_device, to_tensor
+from simgan.core.task import MetricsCallback
 from simgan.hand.hourglass import StackedHourglass
 
 log = logging.getLogger(__name__)
 
-MetricsCallback = Callable[[dict[str, float], int], None]
-CHECKPOINT = "last.pt"
 _FORMAT = 1
-_CADENCE = {"device", "compile"}
 Decode = Literal["quadratic", "soft_argmax"]
 
 
 class PoseEstimatorParams(BaseModel):
-    """Hourglass size, heatmap targets, augmentation and schedule.
-
-    The default is sized for the CPU budget (a 10-minute hand pipeline on 2 cores): width 32,
-    depth 2, stem stride 4 (16x16 heatmaps from 64 px crops), which trained at ~290 img/s per
-    core here against ~100 for stride 2 (32x32 heatmaps). Paper-like: width 256, depth 4,
-    stride 4 on 224 px crops (see :data:`simgan.hand.hourglass.PAPER`).
-    """
+    """Hourglass size, heatmap targets, augmentation and schedule. The default is sized for
+    the CPU budget (docs/hand.md, "The hourglass's CPU size"); paper-like sizes are
+    :data:`simgan.hand.hourglass.PAPER`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -211,12 +210,6 @@ def warp(
 # ----------------------------------------------------------------------------- training
 
 
-def _fingerprint(params: PoseEstimatorParams, images: np.ndarray, kp: np.ndarray) -> str:
-    spec = {"format": _FORMAT, "params": params.model_dump(mode="json", exclude=_CADENCE),
-            "shape": list(images.shape), "targets": list(kp.shape)}
-    return data_fingerprint(spec, images, kp)
-
-
 def _optimizer(params: PoseEstimatorParams, model: nn.Module) -> torch.optim.Optimizer:
     if params.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
@@ -255,8 +248,57 @@ def predict_keypoints(
 def _val_error(model: StackedHourglass, images: np.ndarray, kp: np.ndarray, idx: np.ndarray,
                device: torch.device, decode: Decode) -> float:
     pred = predict_keypoints(model, images[idx], 256, device, decode)
-    model.train()
     return float(np.linalg.norm(pred - kp[idx], axis=-1).mean())
+
+
+@dataclass
+class _PoseTask:
+    """The hourglass's part of the epoch loop: batches are randomly rotated and cropped
+    (images and keypoints by the same map) and turned into heatmap targets; the best epoch
+    has the lowest validation mean joint error in px."""
+
+    images: np.ndarray
+    keypoints: np.ndarray
+    params: PoseEstimatorParams
+    device: torch.device
+    fmt: torch.memory_format
+    name: str = "pose estimator"
+    score_key: str = "val_mean_px"
+    stride: int = field(default=1, init=False)
+    hm_size: tuple[int, int] = field(default=(0, 0), init=False)
+
+    def build_model(self, train_idx: np.ndarray) -> nn.Module:
+        model = build_hourglass(self.params, self.keypoints.shape[1])
+        model = model.to(self.device, memory_format=self.fmt)
+        self.stride = model.stride  # the heatmap grid follows from the built net
+        h, w = self.images.shape[1:]
+        self.hm_size = (math.ceil(h / self.stride), math.ceil(w / self.stride))
+        return model
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return _optimizer(self.params, model)
+
+    def make_batch(
+        self, rows: np.ndarray, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params
+        x = to_tensor(self.images[rows], self.device).contiguous()
+        kp = torch.from_numpy(self.keypoints[rows]).to(self.device)
+        if p.rotation_deg > 0 or p.scale_jitter > 0 or p.shift_px > 0:
+            m = random_affine(rows.shape[0], self.images.shape[1:], p.rotation_deg,
+                              p.scale_jitter, p.shift_px, generator)
+            x, kp = warp(x, kp, m, p.interpolation)
+        target = heatmap_targets(image_to_heatmap(kp, self.stride), self.hm_size, p.sigma)
+        return x.contiguous(memory_format=self.fmt), target
+
+    def loss(self, output: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        return heatmap_loss(output, target)
+
+    def validate(self, model: nn.Module, val_idx: np.ndarray) -> dict[str, float]:
+        assert isinstance(model, StackedHourglass)
+        err = _val_error(model, self.images, self.keypoints, val_idx, self.device,
+                         self.params.decode)
+        return {"val_mean_px": err}
 
 
 def train_pose_estimator(
@@ -271,74 +313,15 @@ def train_pose_estimator(
     epoch if ``val_fraction`` is 0) and one history row per epoch (also sent to
     ``on_metrics(row, epoch)``)."""
     kp_all = np.asarray(keypoints, dtype=np.float32)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"images: expected uint8 (N, H, W), got {images.dtype} {images.shape}")
+    check_images(images)
     if kp_all.ndim != 3 or kp_all.shape[0] != images.shape[0] or kp_all.shape[2] != 2:
         raise ValueError(f"keypoints: expected ({images.shape[0]}, J, 2), got {kp_all.shape}")
-    if not np.isfinite(kp_all).all():
-        raise ValueError("keypoints contain NaN or inf")
-    checkpoint_dir = Path(checkpoint_dir)
-    device = pick_device(params.device)
-    fmt = torch.channels_last if params.channels_last else torch.contiguous_format
-    train_idx, val_idx = split_indices(images.shape[0], params.val_fraction, params.seed)
-    if train_idx.shape[0] == 0:
-        raise ValueError("no training images left after the validation split")
-    steps_per_epoch = math.ceil(train_idx.shape[0] / params.batch_size)
-    size = images.shape[1:]
+    check_finite(kp_all, "keypoints")
     # Measured here: with denormals (tiny gradients, Adam's second moments) the first training
     # steps took 3-7 s instead of 0.1 s. Flushing them to zero changes nothing that matters.
     torch.set_flush_denormal(True)
-
-    torch.manual_seed(params.seed)
-    model = build_hourglass(params, kp_all.shape[1]).to(device, memory_format=fmt)
-    stride = model.stride
-    hm_size = (math.ceil(size[0] / stride), math.ceil(size[1] / stride))
-    opt = _optimizer(params, model)
-    total_steps = params.epochs * steps_per_epoch
-    sched = lr_schedule(opt, params.lr_schedule, total_steps)
-    ckpt = EpochCheckpoint(checkpoint_dir / CHECKPOINT, _fingerprint(params, images, kp_all))
-    ckpt.resume(model, opt, sched, "pose estimator")
-
-    fwd = torch.compile(model) if params.compile else model
-    augment = params.rotation_deg > 0 or params.scale_jitter > 0 or params.shift_px > 0
-    bar = tqdm(total=total_steps, initial=ckpt.epoch * steps_per_epoch, desc="pose estimator",
-               unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-    model.train()
-    while ckpt.epoch < params.epochs:
-        epoch = ckpt.epoch
-        t0 = time.perf_counter()
-        order = train_idx[
-            np.random.default_rng([params.seed, 1, epoch]).permutation(train_idx.shape[0])
-        ]
-        gen = torch.Generator().manual_seed(params.seed * 100_003 + epoch)
-        loss_sum = 0.0
-        for s in range(0, order.shape[0], params.batch_size):
-            rows = np.sort(order[s : s + params.batch_size])
-            x = to_tensor(images[rows], device).contiguous()
-            kp = torch.from_numpy(kp_all[rows]).to(device)
-            if augment:
-                m = random_affine(rows.shape[0], size, params.rotation_deg, params.scale_jitter,
-                                  params.shift_px, gen)
-                x, kp = warp(x, kp, m, params.interpolation)
-            target = heatmap_targets(image_to_heatmap(kp, stride), hm_size, params.sigma)
-            loss = heatmap_loss(fwd(x.contiguous(memory_format=fmt)), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * rows.shape[0]
-            bar.update(1)
-        row: dict[str, float] = {"epoch": float(epoch + 1),
-                                 "train_loss": loss_sum / order.shape[0],
-                                 "lr": float(opt.param_groups[0]["lr"])}
-        if val_idx.shape[0]:
-            row["val_mean_px"] = _val_error(model, images, kp_all, val_idx, device, params.decode)
-        row["epoch_seconds"] = time.perf_counter() - t0
-        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"}, refresh=False)
-        ckpt.end_epoch(row, row.get("val_mean_px", -float(epoch + 1)), model)
-        if on_metrics is not None:
-            on_metrics({k: v for k, v in row.items() if k != "epoch"}, ckpt.epoch)
-        ckpt.save(model, opt, sched)
-    bar.close()
-    assert ckpt.best is not None
-    return ckpt.best["state"], ckpt.history
+    fmt = torch.channels_last if params.channels_last else torch.contiguous_format
+    task = _PoseTask(images, kp_all, params, pick_device(params.device), fmt)
+    fingerprint = params_fingerprint(params, images, kp_all, _FORMAT)
+    ckpt = EpochCheckpoint(Path(checkpoint_dir) / CHECKPOINT, fingerprint)
+    return train_epochs(images.shape[0], params, task, ckpt, on_metrics)

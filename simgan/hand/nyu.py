@@ -5,7 +5,7 @@ Layout read: ``<root>/{train,test}/joint_data.mat`` and ``<kind>_<K>_<NNNNNNN>.p
 Kinect K in 1..3 and frame N from 1. A PNG holds depth in mm as ``(G << 8) | B``.
 ``joint_data.mat`` holds ``joint_uvd`` and ``joint_xyz`` of shape (kinects, frames, 36, 3)
 (uvd: pixel u, v and depth mm); the 14 evaluated joints are
-:data:`simgan.hand.render.NYU_EVAL_JOINTS`, in that order (our label columns j00..j13).
+:data:`simgan.hand.joints.NYU_EVAL_JOINTS`, in that order (our label columns j00..j13).
 
 Crop (the common NYU protocol, e.g. DeepPrior's, and the same one the renderer emulates):
 centre = mean of the 14 joints' (u, v, d) (``crop="joints"``) or the centroid and median depth
@@ -13,9 +13,10 @@ of the synthetic render's hand mask (``crop="synth_mask"``, the paper's choice; 
 outside the dilated mask are then cleared); a cube of ``cube_mm`` around the centre, i.e. a
 square of ``cube_mm * f / d`` Kinect px, resampled to ``size`` px by nearest neighbour (depth
 must not be interpolated across edges); depths outside the cube and missing readings (0) are
-background; foreground coded by :func:`simgan.hand.render.normalise_depth` (depth minus a
+background; foreground coded by :func:`simgan.hand.joints.normalise_depth` (depth minus a
 reference, as the paper's depth - 2000). Labels are the joints in crop px (pixel centres at
-integers) and depth mm, with the crop's intrinsics (see the renderer's label columns).
+integers) and depth mm, with the crop's intrinsics (the columns of every hand source, see
+:mod:`simgan.hand.joints`), numbered 0.. in output order.
 
 Params: :class:`NyuSource` holds what is particular to reading NYU (``path``, views, crop
 centre, frame step, bad inputs, workers); the crop format (``size``, ``cube_mm``,
@@ -30,37 +31,45 @@ neighbours are near duplicates; a step > 1 thins them out evenly), each from eve
 (the task's ``n_train`` / ``n_test``) then keeps a seeded subset, in file order
 (:meth:`NyuPlan.take`).
 
+Streaming: the same driver as the gaze readers (:mod:`simgan.core.ingest.driver`): a unit is
+one row (a frame seen from one view, :class:`NyuFrame`), decoded by :func:`decode_frame`,
+``chunk_frames`` per pool task, in spawned processes if ``workers > 0``, in order either way;
+:func:`plan_nyu_splits` gives the task's split plans
+(:func:`~simgan.core.ingest.driver.ingest_plan`).
+
 Bad inputs, as the gaze readers report them (:mod:`simgan.core.ingest.common`): with
 ``skip_bad=False`` the first problem raises :class:`~simgan.core.ingest.common.IngestError`
-(``"<file>: <field>: <problem>"``); with ``skip_bad=True`` the row (a frame seen from one
-view) is skipped and counted in an :class:`~simgan.core.ingest.common.IngestReport`: problems found
-when planning are :class:`~simgan.core.ingest.common.BadInput` items kept in ``NyuPlan.skipped`` and
-counted first, as the driver's ``known_bad`` (whole split, before any row cap); those found when
-decoding follow, in row order. The task's plan holds the report in an
-:class:`~simgan.core.ingest.driver.IngestRun` (``late_meta``), so meta.json, MLflow and the stage's
-log line get the same keys as gaze. Decoding runs in a process pool if ``workers > 0``
-(spawned, as in :mod:`simgan.core.ingest.driver`: a fork of a stage holding MLflow or torch threads
-can deadlock); chunks come back in order either way.
+(``"<file>: <field>: <problem>"``); with ``skip_bad=True`` the row is skipped and counted in an
+:class:`~simgan.core.ingest.common.IngestReport`: problems found when planning are
+:class:`~simgan.core.ingest.common.BadInput` items kept in ``NyuPlan.skipped`` and counted first,
+as the driver's ``known_bad`` (whole split, before any row cap); those found when decoding
+follow, in row order. The plan holds the report in an
+:class:`~simgan.core.ingest.driver.IngestRun` (``late_meta``), so meta.json, MLflow and the
+stage's log line get the same keys as gaze.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from simgan.core.ingest.common import BadInput, IngestError, IngestReport, IngestSourceBase
-from simgan.hand.render import (
+from simgan.core.ingest.common import (
+    BadInput,
+    IngestError,
+    IngestReport,
+    IngestSourceBase,
+    PlanSettings,
+)
+from simgan.core.ingest.driver import ingest_plan, stream_chunks
+from simgan.core.task import SplitPlan
+from simgan.hand.joints import (
     N_JOINTS,
     NYU_CX,
     NYU_CY,
@@ -98,7 +107,7 @@ class NyuSource(IngestSourceBase):
 @dataclass(frozen=True)
 class CropFormat:
     """The crops every hand source produces: ``size`` px of a ``cube_mm`` cube, depth coded
-    by :func:`simgan.hand.render.normalise_depth` with ``depth_reference``."""
+    by :func:`simgan.hand.joints.normalise_depth` with ``depth_reference``."""
 
     size: int = 64
     cube_mm: float = 300.0
@@ -266,6 +275,36 @@ class NyuPlan:
         return NyuPlan(self.split_dir, self.kind, self.kinect[rows], self.frame[rows],
                        self.uvd[rows], list(self.skipped))
 
+    def units(self) -> NyuUnits:
+        """The planned rows as the driver's unit sequence."""
+        return NyuUnits(self)
+
+
+class NyuFrame(NamedTuple):
+    """The driver's unit: one planned row (a frame seen from one view), picklable."""
+
+    split_dir: Path
+    kind: Kind
+    kinect: int
+    frame: int
+    uvd: np.ndarray  # (14, 3) Kinect-frame labels
+    samples: int = 1
+
+
+class NyuUnits:
+    """A plan's rows as :class:`NyuFrame` units, made when sliced (a split can hold 10^5)."""
+
+    def __init__(self, plan: NyuPlan):
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, rows: slice) -> list[NyuFrame]:
+        p = self.plan
+        return [NyuFrame(p.split_dir, p.kind, int(k), int(f), uvd)
+                for k, f, uvd in zip(p.kinect[rows], p.frame[rows], p.uvd[rows], strict=True)]
+
 
 def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
     """List the frames to ingest from ``split_dir`` (NYU's ``train/`` or ``test/``).
@@ -316,81 +355,75 @@ def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
 # ----------------------------------------------------------------------------- decoding
 
 
-def _process_frame(
-    split_dir: Path, kind: Kind, kinect: int, frame: int, uvd: np.ndarray, p: NyuSource,
-    fmt: CropFormat,
-) -> tuple[np.ndarray, np.ndarray, Crop]:
+@dataclass(frozen=True)
+class NyuOptions:
+    """What decoding a frame needs besides the frame (sent to the workers): the crop centre
+    rule and the crop format."""
+
+    crop: Literal["joints", "synth_mask"]
+    mask_dilate_px: int
+    fmt: CropFormat
+
+    @classmethod
+    def of(cls, params: NyuSource, fmt: CropFormat) -> NyuOptions:
+        return cls(params.crop, params.mask_dilate_px, fmt)
+
+
+def _process_frame(unit: NyuFrame, opt: NyuOptions) -> tuple[np.ndarray, np.ndarray, Crop]:
     """One frame -> (crop codes (S, S) uint8, crop labels (14, 3), crop)."""
-    depth = decode_depth_png(split_dir / png_name(kind, kinect, frame))
+    fmt = opt.fmt
+    depth = decode_depth_png(unit.split_dir / png_name(unit.kind, unit.kinect, unit.frame))
     mask = None
-    if p.crop == "synth_mask":
-        synth_path = split_dir / png_name("synthdepth", kinect, frame)
-        synth = depth if kind == "synthdepth" else decode_depth_png(synth_path)
+    if opt.crop == "synth_mask":
+        synth_path = unit.split_dir / png_name("synthdepth", unit.kinect, unit.frame)
+        synth = depth if unit.kind == "synthdepth" else decode_depth_png(synth_path)
         if synth.shape != depth.shape:
             raise IngestError(synth_path, "shape", f"{synth.shape} differs from {depth.shape}")
         centre = mask_centre(synth)
         if centre is None:
             raise IngestError(synth_path, "mask", "no hand pixels")
-        mask = _dilate(synth > 0, p.mask_dilate_px)
+        mask = _dilate(synth > 0, opt.mask_dilate_px)
     else:
-        centre = tuple(uvd.mean(axis=0))
+        centre = tuple(unit.uvd.mean(axis=0))
     crop = crop_from_centre(*centre, fmt.cube_mm, fmt.size)
     if mask is not None:
         depth = np.where(mask, depth, 0)
     z = crop_depth(depth, crop, fmt.size)
     codes = normalise_depth(z[None], np.array([crop.ref_depth]), fmt.cube_mm,
                             fmt.depth_reference)
-    return codes[0], to_crop_uv(uvd, crop), crop
+    return codes[0], to_crop_uv(unit.uvd, crop), crop
 
 
-def _decode_chunk(
-    split_dir: Path, kind: Kind, kinect: np.ndarray, frame: np.ndarray, uvd: np.ndarray,
-    p: NyuSource, fmt: CropFormat,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[BadInput]]:
-    """Worker task: frames -> (images (m, S, S), labels (m, 14, 3), crop table (m, 5) of the
-    m kept frames, keep mask (n,), the skipped frames' problems). Picklable arguments only (it
-    may run in another process); without ``skip_bad`` the first IngestError propagates."""
-    n = frame.shape[0]
-    images = np.zeros((n, fmt.size, fmt.size), dtype=np.uint8)
-    labels = np.zeros((n, N_JOINTS, 3))
-    crops = np.zeros((n, 5))
-    keep = np.ones(n, dtype=bool)
-    problems: list[BadInput] = []
-    for i in range(n):
-        try:
-            img, lab, c = _process_frame(split_dir, kind, int(kinect[i]), int(frame[i]), uvd[i],
-                                         p, fmt)
-        except IngestError as e:
-            if not p.skip_bad:
-                raise
-            keep[i] = False
-            problems.append(BadInput.from_error(e))
-            continue
-        images[i], labels[i] = img, lab
-        crops[i] = (c.left, c.top, c.scale_u, c.scale_v, c.ref_depth)
-    return images[keep], labels[keep], crops[keep], keep, problems
+def decode_frame(unit: NyuFrame, opt: NyuOptions, skip_bad: bool = False
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[BadInput]]:
+    """The driver's decode: one row -> (image (1, S, S), its label columns, no problems).
+
+    Columns: the 14 joints in crop px and mm (NYU order), the crop's reference depth, scale
+    (crop px per Kinect px) and intrinsics, kinect, frame and file; the driver numbers the
+    rows (``id``). A bad file raises :class:`IngestError` (the driver counts or raises it).
+    """
+    code, labels, c = _process_frame(unit, opt)
+    cols: dict[str, np.ndarray] = dict(zip(joint_columns(), labels.reshape(-1, 1), strict=True))
+    cols.update({
+        "ref_depth_mm": np.array([c.ref_depth], dtype=np.float64),
+        "crop_scale": np.array([c.scale_u], dtype=np.float64),
+        "focal_u": np.array([NYU_FX * c.scale_u], dtype=np.float64),
+        "focal_v": np.array([NYU_FY * c.scale_v], dtype=np.float64),
+        "center_u": np.array([(NYU_CX - c.left) * c.scale_u - 0.5], dtype=np.float64),
+        "center_v": np.array([(NYU_CY - c.top) * c.scale_v - 0.5], dtype=np.float64),
+        "kinect": np.array([unit.kinect], dtype=np.int64),
+        "frame": np.array([unit.frame], dtype=np.int64),
+        "file": np.array([png_name(unit.kind, unit.kinect, unit.frame)]),
+    })
+    return code[None], cols, []
 
 
-def labels_frame(
-    plan: NyuPlan, rows: np.ndarray, labels: np.ndarray, crops: np.ndarray, first_id: int
-) -> pd.DataFrame:
-    """Label table in the renderer's columns (id, j00_u .. j13_d, crop intrinsics) plus
-    kinect, frame and file."""
-    n = rows.shape[0]
-    left, top, su, sv, ref = (crops[:, i] for i in range(5))
-    frame = pd.DataFrame(labels.reshape(n, -1), columns=joint_columns())
-    frame.insert(0, "id", np.arange(first_id, first_id + n, dtype=np.int64))
-    frame["ref_depth_mm"] = ref
-    frame["crop_scale"] = su
-    frame["focal_u"] = NYU_FX * su
-    frame["focal_v"] = NYU_FY * sv
-    frame["center_u"] = (NYU_CX - left) * su - 0.5
-    frame["center_v"] = (NYU_CY - top) * sv - 0.5
-    frame["kinect"] = plan.kinect[rows]
-    frame["frame"] = plan.frame[rows]
-    frame["file"] = [png_name(plan.kind, int(k), int(f))
-                     for k, f in zip(plan.kinect[rows], plan.frame[rows], strict=True)]
-    return frame
+def _driver_args(plan: NyuPlan, params: NyuSource, fmt: CropFormat) -> dict[str, Any]:
+    """The driver's arguments for a plan (shared by the task's plans and iter_nyu_chunks)."""
+    return dict(units=plan.units(), decode=decode_frame, options=NyuOptions.of(params, fmt),
+                out_shape=(fmt.size, fmt.size), workers=params.workers,
+                skip_bad=params.skip_bad, known_bad=plan.skipped,
+                task_size=params.chunk_frames, number_rows="id")
 
 
 def iter_nyu_chunks(
@@ -400,102 +433,39 @@ def iter_nyu_chunks(
     report: IngestReport | None = None,
     chunk_size: int | None = None,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """Yield ``(images uint8 (n, S, S), labels)`` for the planned frames, in plan order.
+    """Yield ``(images uint8 (n, S, S), labels)`` for the planned frames, in plan order, in
+    chunks of ``chunk_size`` rows (default: ``params.chunk_frames``; the last one shorter).
 
-    Frames are decoded ``params.chunk_frames`` per task (per worker process, if any); the
-    chunks yielded hold ``chunk_size`` rows (the last one fewer), or, with None, one decoding
-    task's frames (fewer if frames were skipped).
-
-    ``report`` gets the run's counts, with the meaning the shared driver gives them
-    (:func:`simgan.core.ingest.driver.stream_chunks`): the planning problems (``plan.skipped``) are
-    counted first, as its ``known_bad`` (without ``skip_bad`` the first one raises), then
-    ``units`` = rows (frame x view) handed to decoding, ``rows`` = rows yielded, each frame
-    that failed decoding one skip, and ``seconds``.
+    ``report`` gets the run's counts, as for every reader
+    (:func:`simgan.core.ingest.driver.stream_chunks`): the planning problems (``plan.skipped``)
+    first (without ``skip_bad`` the first one raises), then ``units`` = rows handed to
+    decoding, ``rows`` = rows yielded, each frame that failed decoding one skip, and
+    ``seconds``.
     """
-    report = report if report is not None else IngestReport()
-    return _counted(plan, params, fmt, report, chunk_size)
+    return stream_chunks(**_driver_args(plan, params, fmt),
+                         chunk_size=chunk_size or params.chunk_frames,
+                         report=report if report is not None else IngestReport())
 
 
-def _counted(
-    plan: NyuPlan, params: NyuSource, fmt: CropFormat, report: IngestReport,
-    chunk_size: int | None,
-) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    t0 = time.perf_counter()
-    try:
-        for bad in plan.skipped:
-            if not params.skip_bad:
-                raise bad.error()
-            report.skip(bad)
-        decoded = _iter_decoded(plan, params, fmt, report)
-        for images, labels in decoded if chunk_size is None else _regroup(decoded, chunk_size):
-            report.rows += int(images.shape[0])
-            yield images, labels
-    finally:
-        report.seconds = time.perf_counter() - t0
+def plan_nyu_splits(src: NyuSource, kind: Kind, fmt: CropFormat, settings: PlanSettings
+                    ) -> dict[str, SplitPlan]:
+    """train/test plans of ``src.path/{train,test}`` (planned now, decoded when iterated).
+
+    A row cap (``settings.max_train`` / ``max_test``) keeps a seeded subset in file order
+    (:meth:`NyuPlan.take`); a split without any usable frame is an error.
+    """
+    return {split: _split_plan(src, kind, fmt, settings, split) for split in ("train", "test")}
 
 
-def _iter_decoded(
-    plan: NyuPlan, params: NyuSource, fmt: CropFormat, report: IngestReport
-) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    bounds = [(lo, min(lo + params.chunk_frames, len(plan)))
-              for lo in range(0, len(plan), params.chunk_frames)]
-
-    def args(lo: int, hi: int) -> tuple:
-        return (plan.split_dir, plan.kind, plan.kinect[lo:hi], plan.frame[lo:hi],
-                plan.uvd[lo:hi], params, fmt)
-
-    next_id = 0
-
-    def emit(lo: int, hi: int, result: tuple) -> tuple[np.ndarray, pd.DataFrame]:
-        nonlocal next_id
-        images, labels, crops, keep, problems = result
-        report.units += hi - lo
-        for bad in problems:
-            report.skip(bad)
-        rows = np.arange(lo, hi)[keep]
-        frame = labels_frame(plan, rows, labels, crops, next_id)
-        next_id += rows.shape[0]
-        return images, frame
-
-    if params.workers == 0:
-        for lo, hi in bounds:
-            yield emit(lo, hi, _decode_chunk(*args(lo, hi)))
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(params.workers, mp_context=ctx) as pool:
-        pending: deque[tuple[int, int, Future]] = deque()
-        todo = iter(bounds)
-        for lo, hi in todo:
-            pending.append((lo, hi, pool.submit(_decode_chunk, *args(lo, hi))))
-            if len(pending) >= 2 * params.workers:
-                break
-        while pending:
-            lo, hi, fut = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((*nxt, pool.submit(_decode_chunk, *args(*nxt))))
-            yield emit(lo, hi, fut.result())
-
-
-def _regroup(
-    chunks: Iterator[tuple[np.ndarray, pd.DataFrame]], size: int
-) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """The same rows in chunks of ``size`` (the last one fewer): the writer's chunk size is
-    the task's ``chunk_size`` whatever the decoding task size."""
-    if size <= 0:
-        raise ValueError(f"chunk_size must be > 0 (got {size})")
-    images: list[np.ndarray] = []
-    labels: list[pd.DataFrame] = []
-    pending = 0
-    for img, lab in chunks:
-        images.append(img)
-        labels.append(lab)
-        pending += img.shape[0]
-        while pending >= size:
-            allimg = np.concatenate(images)
-            alllab = pd.concat(labels, ignore_index=True)
-            yield allimg[:size], alllab.iloc[:size].reset_index(drop=True)
-            images, labels = [allimg[size:]], [alllab.iloc[size:]]
-            pending -= size
-    if pending:
-        yield np.concatenate(images), pd.concat(labels, ignore_index=True)
+def _split_plan(src: NyuSource, kind: Kind, fmt: CropFormat, settings: PlanSettings,
+                split: str) -> SplitPlan:
+    usable = plan_nyu(src.path / split, kind, src)
+    if len(usable) == 0:
+        first = f", first: {usable.skipped[0]}" if usable.skipped else ""
+        raise ValueError(f"{src.path / split}: no usable frames "
+                         f"({len(usable.skipped)} skipped{first})")
+    plan = usable.take(settings.subset(split, len(usable)))
+    meta = {"source": f"nyu-{kind}", "source_path": str(src.path), "nyu_split": split,
+            **settings.rows_meta(split, len(usable))}
+    return ingest_plan(**_driver_args(plan, src, fmt), n_upper=len(plan),
+                       chunk_size=settings.chunk_size, meta=meta)

@@ -13,11 +13,8 @@ in the synthetic domain, continuing off-frame in the stand-in real one). Joint l
 :data:`LIMITS_DEG`; flexion bends toward +z (the palm), finger flexions share one axis per finger
 (planar fingers), DIP flexion is coupled to PIP flexion as in real fingers.
 
-Labels: the 14 joints NYU evaluates (its joint indices [0, 3, 6, 9, 12, 15, 18, 21, 24, 25,
-27, 30, 31, 32]), in that order, see :data:`JOINT_NAMES`. NYU names each finger bone KNU1..3
-(proximal..distal) with ends A (distal) and B (proximal), so F*_KNU3_A is a fingertip and
-F*_KNU2_B the PIP joint; TH_KNU3_B is the thumb IP joint and TH_KNU2_B its MCP joint. PALM_1/2
-are the two sides of the wrist (ulnar, radial) and PALM_3 a point on the palm's long axis.
+Labels: the 14 joints NYU evaluates, in NYU's evaluation order, with NYU's camera and the
+crop's depth coding: the conventions every hand source shares, in :mod:`simgan.hand.joints`.
 
 Camera (NYU-like, then cropped): the hand is placed in NYU's 640x480 Kinect frame (fx 588.03,
 fy 587.07, principal point (320, 240)) at a centre depth Zc, and the crop is the common NYU
@@ -36,31 +33,41 @@ separable in u and v, so most per-pixel terms are one broadcast add. Intersectio
 relative to a point near the capsule (the ray point at the capsule's depth) so float32 is
 accurate to well under a millimetre at 1 m.
 
-Normalisation (:func:`normalise_depth`): background 0, foreground = (reference - depth) *
-scale as the paper's "depth - 2000" with the sign flipped so nearer is brighter in a uint8
-image; the reference is the back face of the crop cube (so a background "wall" at the
-reference would be 0, continuous with the hand) and depths outside the cube are background, as
-in NYU crops. ``depth_reference="paper"`` uses the paper's fixed 2000 mm reference instead.
+Depth coding: :func:`simgan.hand.joints.normalise_depth` (background 0, nearer is brighter,
+depths outside the crop cube are background).
+
+Domains: a :class:`HandDomain` says what differs between the images drawn from the shared
+geometry: its seed code, pose distribution, forearm, and an optional sensor model applied to
+the clean depth. This module knows only the synthetic one (:func:`synthetic_domain`); the
+stand-in Kinect domain is composed in :mod:`simgan.hand.standin`.
 
 Determinism: geometry is drawn in blocks of :data:`BLOCK` images, block ``b`` seeded by
 ``(seed, domain code, b)``, and rasterised in fixed sub-blocks, so image ``i`` has the same
-bytes whatever range or chunking it was rendered with (index-range sharding).
+bytes whatever range, chunking or thread count it was rendered with (index-range sharding,
+:func:`simgan.core.stream.block_range`).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Literal
+from functools import partial
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-if TYPE_CHECKING:
-    from simgan.hand.standin import RealDepthParams
+from simgan.core.stream import block_range
+from simgan.hand.joints import (
+    N_JOINTS,
+    NYU_CX,
+    NYU_CY,
+    NYU_FX,
+    NYU_FY,
+    joint_columns,
+    normalise_depth,
+)
 
 BLOCK = 256
 """Images per random block. Changing it changes every rendered byte: it is part of the format."""
@@ -69,29 +76,8 @@ SUB_BLOCK = 64
 format: the artefact model draws its random numbers sub-block by sub-block."""
 
 DOMAIN_SYNTHETIC = 3
-DOMAIN_REAL = 4
-N_JOINTS = 14
+"""Seed code of the synthetic domain (part of the format; the stand-in's is in its module)."""
 _F = np.float32
-
-NYU_FX, NYU_FY, NYU_CX, NYU_CY = 588.03, 587.07, 320.0, 240.0
-NYU_WIDTH, NYU_HEIGHT = 640, 480
-NYU_EVAL_JOINTS = (0, 3, 6, 9, 12, 15, 18, 21, 24, 25, 27, 30, 31, 32)
-"""Indices of the 14 evaluated joints among NYU's 36 (Tompson et al.), in evaluation order."""
-JOINT_NAMES = (
-    "F1_KNU3_A", "F1_KNU2_B", "F2_KNU3_A", "F2_KNU2_B", "F3_KNU3_A", "F3_KNU2_B",
-    "F4_KNU3_A", "F4_KNU2_B", "TH_KNU3_A", "TH_KNU3_B", "TH_KNU2_B",
-    "PALM_1", "PALM_2", "PALM_3",
-)
-"""NYU names of the 14 labels (F1 pinky, F2 ring, F3 middle, F4 index, TH thumb):
-tip and PIP per finger; thumb tip, IP and MCP; wrist ulnar, wrist radial, palm axis."""
-
-PAPER_REFERENCE_MM = 2000.0
-"""The paper's foreground offset: depth - 2000 mm."""
-
-
-def joint_columns(suffixes: str = "uvd") -> list[str]:
-    """Label column names ``j00_u, j00_v, j00_d, ..., j13_d`` in NYU evaluation order."""
-    return [f"j{k:02d}_{c}" for k in range(N_JOINTS) for c in suffixes]
 
 
 # ----------------------------------------------------------------------------- hand model
@@ -560,47 +546,6 @@ def render_depth(
     return zbuf, part
 
 
-def normalise_depth(
-    depth_mm: np.ndarray,
-    ref_depth: np.ndarray,
-    cube_mm: float,
-    mode: Literal["cube", "paper"] = "cube",
-) -> np.ndarray:
-    """Depth (B, H, W) mm (0 or inf = no depth) -> uint8 codes: background 0, foreground 1-255.
-
-    ``cube`` (default): code = (Zc + cube/2 - z) * 255 / cube, i.e. depth minus the back face of
-    the crop cube, negated and scaled (1.18 mm per level at 300 mm, finer than Kinect's depth
-    step at 0.5-1 m); depths outside the cube are background. ``paper``: code = (2000 - z) *
-    255 / 2000 (the paper's "depth - 2000", negated); 7.8 mm per level, coarse for fingers,
-    offered for fidelity. Foreground is at least 1 so it never reads as background.
-    """
-    z = np.asarray(depth_mm, dtype=_F)
-    ref = np.asarray(ref_depth, dtype=_F)[:, None, None]
-    half = _F(cube_mm / 2.0)
-    if mode == "cube":
-        back, scale = ref + half, _F(255.0 / cube_mm)
-    elif mode == "paper":
-        back, scale = np.full_like(ref, PAPER_REFERENCE_MM), _F(255.0 / PAPER_REFERENCE_MM)
-    else:
-        raise ValueError(f"mode must be 'cube' or 'paper', got {mode!r}")
-    inside = (z > 0) & np.isfinite(z) & (z >= ref - half) & (z <= ref + half)
-    code = np.clip(np.rint((back - np.where(inside, z, back)) * scale), 1.0, 255.0)
-    return np.where(inside, code, 0.0).astype(np.uint8)
-
-
-def code_to_depth(
-    code: np.ndarray, ref_depth: np.ndarray, cube_mm: float, mode: Literal["cube", "paper"] = "cube"
-) -> np.ndarray:
-    """Inverse of :func:`normalise_depth` for foreground codes (mm, float32); NaN for 0."""
-    c = np.asarray(code, dtype=_F)
-    ref = np.asarray(ref_depth, dtype=_F).reshape(-1, *([1] * (c.ndim - 1)))
-    if mode == "cube":
-        z = ref + _F(cube_mm / 2.0) - c * _F(cube_mm / 255.0)
-    else:
-        z = _F(PAPER_REFERENCE_MM) - c * _F(PAPER_REFERENCE_MM / 255.0)
-    return np.where(c > 0, z, np.nan).astype(_F)
-
-
 # ----------------------------------------------------------------------------- labels
 
 
@@ -619,33 +564,46 @@ def labels_frame(geom: HandGeometry, start: int) -> pd.DataFrame:
     return frame
 
 
-def keypoints_from_labels(labels: pd.DataFrame) -> np.ndarray:
-    """(N, 14, 2) float32 crop (u, v) of a labels table (the estimator's targets)."""
-    uv = labels[joint_columns("uv")].to_numpy(np.float32)
-    return uv.reshape(len(labels), N_JOINTS, 2)
-
-
 # ----------------------------------------------------------------------------- public API
 
 
-def render_block(
-    params: HandRenderParams, seed: int, block: int, real: RealDepthParams | None = None
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Render block ``block`` (images ``block*BLOCK .. +BLOCK``) of a domain in full."""
-    code = DOMAIN_SYNTHETIC if real is None else DOMAIN_REAL
-    rng = np.random.default_rng([int(seed), code, int(block)])
-    if real is None:
-        geom = sample_geometry(params, rng, BLOCK)
-    else:
-        from simgan.hand.standin import apply_kinect_artifacts
+SensorModel = Callable[[np.ndarray, HandGeometry, np.random.Generator], np.ndarray]
+"""Clean depth (B, S, S) mm of a sub-block, its geometry, the block's generator -> the depth
+a sensor would give (mm, 0 or inf = no reading)."""
 
-        geom = sample_geometry(params, rng, BLOCK, real.pose, real.arm_length_mm)
+
+@dataclass(frozen=True)
+class HandDomain:
+    """What differs between two domains drawn from the shared geometry: the seed ``code``
+    (blocks of different domains never share random numbers), the pose distribution and
+    forearm length (None: ``render.hand``'s), and a ``sensor`` model applied to the clean
+    depth of each sub-block (None: the clean depth, as the synthetic domain)."""
+
+    code: int
+    pose: HandPoseDistribution | None = None
+    forearm_length_mm: float | None = None
+    sensor: SensorModel | None = None
+
+
+def synthetic_domain() -> HandDomain:
+    """The clean synthetic domain: ``render.hand``'s pose and forearm, no sensor model."""
+    return HandDomain(DOMAIN_SYNTHETIC)
+
+
+def render_block(
+    params: HandRenderParams, seed: int, block: int, domain: HandDomain | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Render block ``block`` (images ``block*BLOCK .. +BLOCK``) of a domain (None: the
+    synthetic one) in full."""
+    domain = domain or synthetic_domain()
+    rng = np.random.default_rng([int(seed), domain.code, int(block)])
+    geom = sample_geometry(params, rng, BLOCK, domain.pose, domain.forearm_length_mm)
     images = np.empty((BLOCK, params.size, params.size), dtype=np.uint8)
     for lo in range(0, BLOCK, SUB_BLOCK):
         sub = geom.slice(lo, lo + SUB_BLOCK)
         depth, _ = render_depth(sub, params.size)
-        if real is not None:
-            depth = apply_kinect_artifacts(depth, sub, rng, real)
+        if domain.sensor is not None:
+            depth = domain.sensor(depth, sub, rng)
         images[lo : lo + SUB_BLOCK] = normalise_depth(
             depth, sub.ref_depth, params.cube_mm, params.depth_reference
         )
@@ -657,15 +615,15 @@ def render_hands(
     n: int,
     seed: int,
     start: int = 0,
-    real: RealDepthParams | None = None,
+    domain: HandDomain | None = None,
     threads: int = 1,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Images ``start .. start+n`` of a domain: ((n, S, S) uint8, labels DataFrame).
+    """Images ``start .. start+n`` of a domain (None: synthetic): ((n, S, S) uint8, labels).
 
-    ``real=None`` is the synthetic domain; otherwise the stand-in Kinect domain. The bytes of
-    image i depend only on (params, real, seed, i), not on ``threads`` or the range.
+    The bytes of image i depend only on (params, domain, seed, i), not on ``threads`` or the
+    range.
     """
-    chunks = list(iter_hand_chunks(params, n, seed, max(n, 1), start, real, threads))
+    chunks = list(iter_hand_chunks(params, n, seed, max(n, 1), start, domain, threads))
     if not chunks:
         return np.zeros((0, params.size, params.size), np.uint8), _empty_labels(params, start)
     return chunks[0]
@@ -682,66 +640,16 @@ def iter_hand_chunks(
     seed: int,
     chunk_size: int,
     start: int = 0,
-    real: RealDepthParams | None = None,
+    domain: HandDomain | None = None,
     threads: int = 1,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     """Yield ``(images, labels)`` chunks covering ``start .. start+n_total`` in order.
 
     Blocks are rendered by ``threads`` threads (numpy releases the GIL in its array loops;
     each block has its own generator, so the result does not depend on the thread count).
-    Peak memory: one chunk plus ``threads`` blocks.
+    Peak memory: one chunk plus ``2 * threads`` blocks.
     """
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be > 0 (got {chunk_size})")
     if n_total < 0 or start < 0:
         raise ValueError(f"n_total and start must be >= 0 (got {n_total}, {start})")
-    if n_total == 0:
-        return
-    first, last = start // BLOCK, (start + n_total - 1) // BLOCK
-    end = start + n_total
-    blocks = _blocks(params, seed, real, range(first, last + 1), threads)
-    pend_img: list[np.ndarray] = []
-    pend_lab: list[pd.DataFrame] = []
-    have = 0
-    pos = start  # first index not yet yielded
-    for b, (im, lab) in zip(range(first, last + 1), blocks, strict=True):
-        lo = max(start - b * BLOCK, 0)
-        hi = min(end - b * BLOCK, BLOCK)
-        pend_img.append(im[lo:hi])
-        pend_lab.append(lab.iloc[lo:hi])
-        have += hi - lo
-        while have >= chunk_size or (have > 0 and pos + have == end):
-            k = min(chunk_size, have)
-            imgs = np.concatenate(pend_img) if len(pend_img) > 1 else pend_img[0]
-            labs = pd.concat(pend_lab, ignore_index=True)
-            yield np.ascontiguousarray(imgs[:k]), labs.iloc[:k].reset_index(drop=True)
-            pend_img, pend_lab = [imgs[k:]], [labs.iloc[k:]]
-            have -= k
-            pos += k
-
-
-def _blocks(
-    params: HandRenderParams,
-    seed: int,
-    real: RealDepthParams | None,
-    blocks: range,
-    threads: int,
-) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """Rendered blocks in order; with threads, at most ``2 * threads`` blocks in flight."""
-    if threads <= 1:
-        for b in blocks:
-            yield render_block(params, seed, b, real)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        pending: deque[Future] = deque()
-        it = iter(blocks)
-        for b in it:
-            pending.append(pool.submit(render_block, params, seed, b, real))
-            if len(pending) >= 2 * threads:
-                break
-        while pending:
-            done = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(render_block, params, seed, nxt, real))
-            yield done
+    render = partial(render_block, params, seed, domain=domain)
+    return block_range(render, BLOCK, start, n_total, chunk_size, threads if threads > 1 else 0)

@@ -4,7 +4,9 @@ Why: without NYU, the pipeline needs a target domain whose labels mean the same 
 synthetic ones but whose depth looks the way a structured-light sensor's depth does. The paper
 names jagged, non-smooth object boundaries as the main source of noise in real depth; the other
 artefacts here are the usual ones of Kinect v1 (Khoshelham & Elberink 2012; Nguyen et al.
-2012), all produced from the clean depth (mm) of :func:`simgan.hand.render.render_depth`:
+2012), all produced from the clean depth (mm) of :func:`simgan.hand.render.render_depth`
+(:func:`standin_domain` hands this sensor model, with the stand-in's pose and arm, to the
+renderer, which knows nothing of it):
 
 - a scene behind the hand (body/wall, ``wall_offset_*`` mm behind the crop centre, outside the
   crop cube, so the crop removes it except where pixels mix with it) and an arm that continues
@@ -27,12 +29,17 @@ module's parameters, only its images.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simgan.hand.render import NYU_FX, HandGeometry, HandPoseDistribution
+from simgan.hand.joints import NYU_FX
+from simgan.hand.render import HandDomain, HandGeometry, HandPoseDistribution
 
 _F = np.float32
+DOMAIN_REAL = 4
+"""Seed code of the stand-in real domain (part of the format)."""
 
 
 def _real_pose() -> HandPoseDistribution:
@@ -78,6 +85,12 @@ class RealDepthParams(BaseModel):
             if a > b:
                 raise ValueError(f"{lo}={a} must not exceed {hi}={b}")
         return self
+
+
+def standin_domain(p: RealDepthParams) -> HandDomain:
+    """The stand-in Kinect domain: the shared geometry with the stand-in's pose distribution
+    and arm, seen through :func:`apply_kinect_artifacts`."""
+    return HandDomain(DOMAIN_REAL, p.pose, p.arm_length_mm, partial(apply_kinect_artifacts, p=p))
 
 
 def _col(x: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ frame (``evaluate.unit``); see ``docs/hand.md`` for why the default is crop px.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,13 +25,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simgan.core.realism import RealismParams
-from simgan.core.refiner.apply import RefineParams
-from simgan.core.refiner.trainer import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
+from simgan.core.params import RealismParams
+from simgan.core.refiner.params import (
+    DiscriminatorParams,
+    RefineParams,
+    RefinerNetParams,
+    RefinerTrainParams,
+)
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.hand.estimator import PoseEstimatorParams
+from simgan.hand.joints import N_JOINTS, joint_columns, keypoints_from_labels
 from simgan.hand.nyu import CropFormat, NyuSource
-from simgan.hand.render import N_JOINTS, HandRenderParams, joint_columns
+from simgan.hand.render import HandDomain, HandRenderParams
 from simgan.hand.standin import RealDepthParams
 
 PRED_COLUMNS = [f"pred_{c}" for c in joint_columns("uv")]
@@ -185,8 +191,8 @@ class HandTask(Task):
 
     # ------------------------------------------------------------------------- data
 
-    def _builtin(self, hand: HandRenderParams, section: Any, real: RealDepthParams | None,
-                 domain: str) -> dict[str, SplitPlan]:
+    def _builtin(self, hand: HandRenderParams, section: Any, domain: HandDomain,
+                 name: str) -> dict[str, SplitPlan]:
         from simgan.hand.render import iter_hand_chunks
 
         ranges = {"train": (0, section.n_train), "test": (section.n_train, section.n_test)}
@@ -197,8 +203,9 @@ class HandTask(Task):
                 image_shape=(hand.size, hand.size),
                 dtype="uint8",
                 chunks=lambda: iter_hand_chunks(hand, n, section.seed, section.chunk_size,
-                                                start=start, real=real, threads=section.threads),
-                meta={"source": f"builtin-{domain}", "seed": section.seed, "first_index": start,
+                                                start=start, domain=domain,
+                                                threads=section.threads),
+                meta={"source": f"builtin-{name}", "seed": section.seed, "first_index": start,
                       "value_scaling": _coding(hand.depth_reference, hand.cube_mm)},
             )
 
@@ -206,54 +213,36 @@ class HandTask(Task):
 
     def _nyu(self, p: HandParams, section: RenderSection | RealSection,
              root: Path | None) -> dict[str, SplitPlan]:
-        from simgan.core.ingest.common import IngestReport, PlanSettings
-        from simgan.core.ingest.driver import IngestRun
-        from simgan.hand.nyu import iter_nyu_chunks, plan_nyu
+        """NYU's splits through the readers' driver (:func:`simgan.hand.nyu.plan_nyu_splits`),
+        with what only the task knows added to their meta."""
+        from simgan.core.ingest.common import PlanSettings
+        from simgan.hand.nyu import plan_nyu_splits
 
-        kind = NYU_KINDS[section.source.kind]
         src = section.source if root is None else section.source.with_root(root)
         fmt = crop_format(p.render.hand)
         settings = PlanSettings((fmt.size, fmt.size), section.seed, section.chunk_size,
                                 section.n_train, section.n_test)
-
-        def split_plan(split: str) -> SplitPlan:
-            usable = plan_nyu(src.path / split, kind, src)
-            if len(usable) == 0:
-                first = f", first: {usable.skipped[0]}" if usable.skipped else ""
-                raise ValueError(f"{src.path / split}: no usable frames "
-                                 f"({len(usable.skipped)} skipped{first})")
-            plan = usable.take(settings.subset(split, len(usable)))
-            run = IngestRun()  # late_meta: the gaze readers' counts (meta.json, MLflow, log)
-
-            def chunks():
-                run.report = IngestReport()
-                return iter_nyu_chunks(plan, src, fmt, run.report, section.chunk_size)
-
-            return SplitPlan(
-                n=len(plan),
-                image_shape=(fmt.size, fmt.size),
-                dtype="uint8",
-                chunks=chunks,
-                meta={"source": f"nyu-{kind}", "source_path": str(src.path), "nyu_split": split,
-                      **settings.rows_meta(split, len(usable)),
-                      "value_scaling": _coding(fmt.depth_reference, fmt.cube_mm),
-                      "source_params": section.source.model_dump(mode="json"),
-                      "seed": section.seed},
-                n_is_upper_bound=src.skip_bad,
-                late_meta=run,
-            )
-
-        return {split: split_plan(split) for split in ("train", "test")}
+        plans = plan_nyu_splits(src, NYU_KINDS[section.source.kind], fmt, settings)
+        written = {"value_scaling": _coding(fmt.depth_reference, fmt.cube_mm),
+                   "source_params": section.source.model_dump(mode="json"),
+                   "seed": section.seed}
+        return {split: replace(plan, meta={**plan.meta, **written})
+                for split, plan in plans.items()}
 
     def synthetic_splits(self, p: HandParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if isinstance(p.render.source, NyuSynthSource):
             return self._nyu(p, p.render, root)
-        return self._builtin(p.render.hand, p.render, None, "synthetic")
+        from simgan.hand.render import synthetic_domain
+
+        return self._builtin(p.render.hand, p.render, synthetic_domain(), "synthetic")
 
     def real_splits(self, p: HandParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if isinstance(p.real.source, NyuRealSource):
             return self._nyu(p, p.real, root)
-        return self._builtin(p.render.hand, p.real, p.real.depth, "standin-real")
+        from simgan.hand.standin import standin_domain
+
+        return self._builtin(p.render.hand, p.real, standin_domain(p.real.depth),
+                             "standin-real")
 
     # ------------------------------------------------------------------------- estimator
 
@@ -266,7 +255,6 @@ class HandTask(Task):
         on_metrics: MetricsCallback | None,
     ):
         from simgan.hand.estimator import train_pose_estimator
-        from simgan.hand.render import keypoints_from_labels
 
         state, _ = train_pose_estimator(images, keypoints_from_labels(labels), p.estimator,
                                         checkpoint_dir, on_metrics)
@@ -301,7 +289,6 @@ class HandTask(Task):
                      ) -> tuple[np.ndarray, np.ndarray]:
         """(errors in ``evaluate.unit``, errors in crop px), both (N, 14)."""
         from simgan.hand.metrics import joint_errors_px, to_frame_px
-        from simgan.hand.render import keypoints_from_labels
 
         pred = predictions[PRED_COLUMNS].to_numpy(np.float64).reshape(-1, N_JOINTS, 2)
         crop = joint_errors_px(pred, keypoints_from_labels(labels))

@@ -10,9 +10,8 @@ Why this shape:
 - *Bad inputs never vanish*: a unit that fails raises :class:`IngestError` (file, field,
   problem); with ``skip_bad`` it is counted in an :class:`IngestReport` instead, whose
   deterministic part goes to meta.json.
-- Workers are started with ``spawn``: a fork of a process holding torch or MLflow threads can
-  deadlock, and spawn behaves the same on every platform.
 
+The pool and the regrouping are :mod:`simgan.core.stream`'s (spawned processes: see there).
 A reader supplies a *unit sequence* (anything with ``len`` and slicing; units must pickle and
 may carry ``samples``, the rows they would give) and a module-level
 ``decode(unit, options, skip_bad) -> (images, label columns, bad inputs)``.
@@ -20,18 +19,17 @@ may carry ``samples``, the rows they would give) and a module-level
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from simgan.core.ingest.common import BadInput, IngestError, IngestReport
+from simgan.core.stream import Piece, ordered_map, regroup
 from simgan.core.task import SplitPlan
 
 Decoded = tuple[np.ndarray, dict[str, np.ndarray], list[BadInput]]
@@ -89,35 +87,51 @@ def _batches(units: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield units[lo : lo + size]
 
 
-def _decoded_in_order(
-    decode: DecodeFn, units: Sequence[Any], options: Any, workers: int, skip_bad: bool
-) -> Iterator[BatchResult]:
-    """Batch results in unit order, decoded in-process (workers=0) or in a process pool."""
-    size = _task_size(len(units), workers)
-    if workers <= 0:
-        for batch in _batches(units, size):
-            yield run_batch(decode, batch, options, skip_bad)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    try:
-        queue: deque[Future] = deque()
-        for batch in _batches(units, size):
-            queue.append(pool.submit(run_batch, decode, batch, options, skip_bad))
-            if len(queue) >= workers * IN_FLIGHT:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _concat(cols: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     keys = list(cols[0])
     for c in cols[1:]:
         if list(c) != keys:
             raise RuntimeError(f"label columns differ between units: {keys} vs {list(c)}")
     return {k: np.concatenate([c[k] for c in cols]) for k in keys}
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """How a run decodes: the reader's function and options, the pool and its task size."""
+
+    decode: DecodeFn
+    options: Any
+    out_shape: tuple[int, int]
+    workers: int
+    skip_bad: bool
+    task_size: int | None
+
+    def batches(self, units: Sequence[Any]) -> Iterator[BatchResult]:
+        """Batch results in unit order (decoded here with workers=0, else in processes)."""
+        size = self.task_size or _task_size(len(units), self.workers)
+        work = partial(run_batch, self.decode, options=self.options, skip_bad=self.skip_bad)
+        return ordered_map(work, _batches(units, size), workers=self.workers, kind="process",
+                           in_flight=max(self.workers, 1) * IN_FLIGHT)
+
+    def pieces(self, units: Sequence[Any], report: IngestReport) -> Iterator[Piece]:
+        """Count every unit in ``report`` (raising the first bad one without ``skip_bad``)
+        and yield the rows of each batch as a piece."""
+        for batch in self.batches(units):
+            for item in batch.items:
+                report.units += 1
+                if isinstance(item, BadInput):
+                    if not self.skip_bad:
+                        raise item.error()
+                    report.skip(item)
+                    continue
+                for b in item[1]:
+                    report.skip(b)
+            if batch.images is None:
+                continue
+            if batch.images.shape[1:] != tuple(self.out_shape) or batch.images.dtype != np.uint8:
+                raise RuntimeError(f"decoder gave {batch.images.dtype} {batch.images.shape[1:]}, "
+                                   f"expected uint8 {tuple(self.out_shape)}")
+            yield batch.images, pd.DataFrame(batch.cols)
 
 
 def stream_chunks(
@@ -131,57 +145,34 @@ def stream_chunks(
     skip_bad: bool,
     report: IngestReport,
     known_bad: Sequence[BadInput] = (),
+    task_size: int | None = None,
+    number_rows: str | None = None,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     """Decode ``units`` and yield ``(images (k, H, W) uint8, labels)`` chunks of ``chunk_size``
     rows (the last one shorter), in unit order.
 
     ``known_bad``: problems found while indexing (e.g. a labels.csv row naming no file),
     counted first. Without ``skip_bad`` the first bad input raises its IngestError.
+    ``task_size``: units per pool task (default: sized from the units and workers).
+    ``number_rows``: a label column to insert first, numbering the rows written 0, 1, ...
+    (for sources whose rows have no id of their own).
     """
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be > 0 (got {chunk_size})")
     t0 = time.perf_counter()
-    for bad in known_bad:
-        if not skip_bad:
-            raise bad.error()
-        report.skip(bad)
-    images: list[np.ndarray] = []
-    cols: list[dict[str, np.ndarray]] = []
-    pending = 0
-
-    def take(k: int) -> tuple[np.ndarray, pd.DataFrame]:
-        nonlocal images, cols, pending
-        img = np.concatenate(images) if len(images) > 1 else images[0]
-        lab = _concat(cols) if len(cols) > 1 else cols[0]
-        images = [img[k:]] if img.shape[0] > k else []
-        cols = [{c: v[k:] for c, v in lab.items()}] if img.shape[0] > k else []
-        pending -= k
-        report.rows += k
-        return img[:k], pd.DataFrame({c: v[:k] for c, v in lab.items()})
-
     try:
-        for batch in _decoded_in_order(decode, units, options, workers, skip_bad):
-            for item in batch.items:
-                report.units += 1
-                if isinstance(item, BadInput):
-                    if not skip_bad:
-                        raise item.error()
-                    report.skip(item)
-                    continue
-                for b in item[1]:
-                    report.skip(b)
-            if batch.images is None:
-                continue
-            if batch.images.shape[1:] != tuple(out_shape) or batch.images.dtype != np.uint8:
-                raise RuntimeError(f"decoder gave {batch.images.dtype} {batch.images.shape[1:]}, "
-                                   f"expected uint8 {tuple(out_shape)}")
-            images.append(batch.images)
-            cols.append(batch.cols)
-            pending += batch.images.shape[0]
-            while pending >= chunk_size:
-                yield take(chunk_size)
-        if pending:
-            yield take(pending)
+        for bad in known_bad:
+            if not skip_bad:
+                raise bad.error()
+            report.skip(bad)
+        decoding = _Decoding(decode, options, out_shape, workers, skip_bad, task_size)
+        for images, labels in regroup(decoding.pieces(units, report), chunk_size):
+            k = images.shape[0]
+            if number_rows is not None:
+                labels.insert(0, number_rows, np.arange(report.rows, report.rows + k,
+                                                        dtype=np.int64))
+            report.rows += k
+            yield images, labels
     finally:
         report.seconds = time.perf_counter() - t0
 
@@ -209,12 +200,15 @@ def ingest_plan(
     skip_bad: bool,
     meta: dict[str, Any],
     known_bad: Sequence[BadInput] = (),
+    task_size: int | None = None,
+    number_rows: str | None = None,
 ) -> SplitPlan:
     """A :class:`SplitPlan` whose chunks come from :func:`stream_chunks`.
 
     ``n_upper`` is the row count if nothing is skipped; with ``skip_bad`` the plan says it is
     an upper bound. Each ``chunks()`` call is a fresh run with a fresh report;
-    ``plan.late_meta`` is an :class:`IngestRun` holding the latest one.
+    ``plan.late_meta`` is an :class:`IngestRun` holding the latest one. ``task_size`` and
+    ``number_rows``: see :func:`stream_chunks`.
     """
     run = IngestRun()
 
@@ -223,6 +217,7 @@ def ingest_plan(
         return stream_chunks(
             units, decode, options, out_shape=out_shape, workers=workers,
             chunk_size=chunk_size, skip_bad=skip_bad, report=run.report, known_bad=known_bad,
+            task_size=task_size, number_rows=number_rows,
         )
 
     return SplitPlan(

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from simgan.core.images import pick_device, to_tensor, to_uint8
-
-
-class RefineParams(BaseModel):
-    """The ``refine`` stage's section, the same for every task: batch size and device."""
-
-    model_config = ConfigDict(extra="forbid")
-    batch_size: int = Field(gt=0)
-    device: Literal["auto", "cpu", "cuda"]
+from simgan.core.refiner.net import apply_refiner
 
 
 def refine_images(
@@ -41,10 +32,9 @@ def refine_images(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     refiner = refiner.to(dev, memory_format=fmt).eval()
     gen = torch.Generator().manual_seed(seed)
-    noisy = getattr(refiner, "noise_channels", 0) > 0
     with torch.inference_mode():
         for start in range(0, images_uint8.shape[0], batch_size):
             x = to_tensor(images_uint8[start : start + batch_size], dev).contiguous(
                 memory_format=fmt
             )
-            yield to_uint8(refiner(x, generator=gen) if noisy else refiner(x))
+            yield to_uint8(apply_refiner(refiner, x, gen))

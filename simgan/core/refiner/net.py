@@ -8,10 +8,13 @@ both are this class with other arguments.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from simgan.core.refiner.params import RefinerNetParams
 
 Output = Literal["residual", "tanh"]
 
@@ -95,3 +98,30 @@ class Refiner(nn.Module):
         if self.output == "residual":
             return (x + r).clamp(-1.0, 1.0)
         return torch.tanh(r)
+
+
+def apply_refiner(
+    refiner: nn.Module, x: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """R(x), with noise inputs (if any) drawn from ``generator`` instead of the global RNG, so
+    that scoring, samples and refinement give the same output whenever they are repeated."""
+    if getattr(refiner, "noise_channels", 0):
+        return refiner(x, generator=generator)
+    return refiner(x)
+
+
+def refiner_file(
+    state: dict[str, torch.Tensor], net: RefinerNetParams, selection: dict[str, Any]
+) -> dict[str, Any]:
+    """The content of a trained refiner's file: weights, architecture, how it was selected.
+
+    The architecture travels with the weights so that :func:`load_refiner` needs no params.
+    """
+    return {"state_dict": state, "net": net.model_dump(mode="json"), "selection": selection}
+
+
+def load_refiner(saved: dict[str, Any], device: torch.device | str = "cpu") -> Refiner:
+    """The refiner of a file written from :func:`refiner_file`, on ``device``, in eval mode."""
+    refiner = Refiner(**saved["net"])
+    refiner.load_state_dict(saved["state_dict"])
+    return refiner.to(device).eval()

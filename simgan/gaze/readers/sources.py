@@ -3,8 +3,9 @@
 ``gaze.render.source`` (synthetic) is ``builtin | unityeyes | folder`` and ``gaze.real.source``
 is ``standin | mpiigaze | folder``, discriminated by ``kind``. ``builtin`` and ``standin`` are
 the procedural renderer and stand-in appearance, planned by the task itself; the others are
-files read by :mod:`simgan.ingest`. Changing params is all it takes to swap one for another:
-the splits they plan have the same image format and label columns.
+files read by :mod:`simgan.gaze.readers` (on :mod:`simgan.core.ingest`). Changing params is all
+it takes to swap one for another: the splits they plan have the same image format and label
+columns.
 """
 
 from __future__ import annotations

@@ -1,0 +1,26 @@
+"""Params models of core parts that a task's params sections embed (the realism test), kept
+free of torch: validating params.yaml must not import the code it configures, so that a
+stage's DVC deps do not include code it never runs. The refiner's are in
+:mod:`simgan.core.refiner.params` for the same reason."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RealismParams(BaseModel):
+    """Knobs of the two-sample test; the defaults take ~10 s for 35x55 eyes on one thread."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_per_set: int = Field(4000, ge=4, description="images drawn from each set (or all)")
+    epochs: int = Field(4, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(2e-3, gt=0, description="Adam learning rate")
+    widths: tuple[int, ...] = Field((16, 32, 64), min_length=1, description="conv channels")
+    first_stride: int = Field(2, ge=1, description="first conv stride; 4 for 224 px depth")
+    seed: int = 0
+    device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads during the test (None: leave as is)"
+    )
