@@ -4,7 +4,8 @@ real train split (never real labels); writes the selected refiner and its traini
 from __future__ import annotations
 
 from simgan.core.dataset import open_images
-from stages.artifacts import example_batch, save_torch, write_json
+from simgan.core.ingest.common import NoLabelsError
+from stages.artifacts import example_batch, load_torch, save_torch, write_json
 from stages.common import StageContext, main
 
 
@@ -35,6 +36,7 @@ def run(ctx: StageContext) -> None:
             on_metrics=tracking.log_metrics,
             on_samples=on_samples,
             select_by=ctx.task.refiner_select_by(ctx.params),
+            label_model=label_model(ctx),
         )
         saved = refiner_file(result.selected_state, section.net, result.selection)
         save_torch(ctx.layout.refiner_model, saved)
@@ -42,6 +44,18 @@ def run(ctx: StageContext) -> None:
         tracking.log_metrics({f"selected_{k}": v for k, v in result.selection.items()
                               if isinstance(v, (int, float))})
         tracking.log_torch_model(load_refiner(saved), "refiner", example_batch(synthetic))
+
+
+def label_model(ctx: StageContext):
+    """The frozen synthetic-trained estimator, when the label-consistency term is on. It was
+    trained on synthetic labels only: real labels still never reach the refiner."""
+    if ctx.params.refiner.train.lambda_label <= 0:
+        return None
+    saved = load_torch(ctx.layout.estimator_model("synthetic"))
+    if saved.get("state_dict") is None:
+        raise NoLabelsError(f"{ctx.layout.estimator_model('synthetic')}: no trained estimator "
+                         "(its training set has no labels); set refiner.train.lambda_label: 0")
+    return ctx.task.label_model(ctx.params, saved["state_dict"])
 
 
 if __name__ == "__main__":

@@ -189,6 +189,11 @@ class GazeTask(Task):
         model.load_state_dict(state)
         return model.eval()
 
+    def label_model(self, p: GazeParams, state: dict[str, Any]):
+        from simgan.gaze.estimator import GazeReading
+
+        return GazeReading(self.load_estimator(p, state))
+
     def predict(self, p: GazeParams, model, images: np.ndarray) -> pd.DataFrame:
         from simgan.core.images import pick_device
         from simgan.gaze.estimator import predict

@@ -270,6 +270,11 @@ class HandTask(Task):
     def refiner_select_by(self, p: HandParams) -> str:
         return p.refiner.select_by
 
+    def label_model(self, p: HandParams, state: dict[str, Any]):
+        from simgan.hand.hourglass import LastStack
+
+        return LastStack(self.load_estimator(p, state))
+
     def loggable_estimator(self, model):
         from simgan.hand.hourglass import LastStack
 

@@ -84,6 +84,9 @@ class RefinerTrainParams(BaseModel):
     lr_discriminator: float | None = Field(1e-3, gt=0, le=1)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     lambda_reg: float = Field(0.5, ge=0)
+    lambda_label: float = Field(
+        0.0, ge=0, description="weight of label consistency: the frozen synthetic-trained "
+        "estimator must read R(x) as it reads x (0: off; the paper has no such term)")
     reg_feature: Literal["identity", "local_mean"] = "identity"
     reg_kernel: int = Field(3, ge=1, le=31)
     reg_reduction: Literal["mean", "sum"] = "mean"
