@@ -24,6 +24,10 @@ class RealismParams(BaseModel):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads during the test (None: leave as is)"
     )
+    negligible_auc: float = Field(
+        0.6, gt=0.5, lt=1.0, description="separability below this AUC counts as "
+        "'indistinguishable'; the verdict needs the AUC's 95% interval entirely below it"
+    )
 
 
 class KidParams(BaseModel):
