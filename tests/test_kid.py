@@ -89,11 +89,13 @@ def test_one_distribution_is_near_zero_and_a_shift_is_not() -> None:
 def test_kid_is_deterministic_and_pairs_like_with_like() -> None:
     a, b = _eyes(300, seed=3), _eyes(300, seed=4)
     noisy = np.clip(b + np.random.default_rng(0).normal(0, 6, b.shape), 0, 255).astype(np.uint8)
+    params = SMALL.model_copy(update={"threads": 2})
     torch.manual_seed(123)  # the features must not depend on torch's global seed
-    r1 = kid_against(a, {"b": b, "noisy": noisy, "b_again": b.copy()}, SMALL)
+    r1 = kid_against(a, {"b": b, "noisy": noisy, "b_again": b.copy()}, params)
     torch.manual_seed(7)
-    r2 = kid_against(a.copy(), {"b": b.copy(), "noisy": noisy, "b_again": b}, SMALL)
+    r2 = kid_against(a.copy(), {"b": b.copy(), "noisy": noisy, "b_again": b}, params)
     assert r1 == r2
+    assert torch.get_num_threads() == 1  # the caller's (fixture's) setting is restored
     assert r1["b"] == r1["b_again"]  # same rows and subsets drawn for every compared set
     assert isinstance(r1["b"], KidResult) and r1["b"].subset_size == 150  # half of 300
 

@@ -52,6 +52,7 @@ class KidResult(BaseModel):
     n_subsets: int
 
 
+@torch.inference_mode()
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
     """Unbiased MMD^2 of feature rows x (m, d) and y (n, d), cubic polynomial kernel:
     sum_{i!=j} k(x_i, x_j) / (m(m-1)) + sum_{i!=j} k(y_i, y_j) / (n(n-1)) - 2 mean k(x_i, y_j).
@@ -64,6 +65,7 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(off_x + off_y - 2 * kxy.mean())
 
 
+@torch.inference_mode()
 def kid(
     fa: torch.Tensor, fb: torch.Tensor, n_subsets: int, subset_size: int, seed: int
 ) -> KidResult:
@@ -75,6 +77,7 @@ def kid(
     return kid_from_indicators(fa, fb, sa, sb)
 
 
+@torch.inference_mode()
 def kid_from_indicators(
     fa: torch.Tensor, fb: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor,
     within_a: torch.Tensor | None = None,
@@ -98,6 +101,7 @@ def kid_from_indicators(
     )
 
 
+@torch.inference_mode()
 def within_sums(f: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """sum_{i != j in subset} k(f_i, f_j) for every subset (0/1 row of s)."""
     f = f.double()
@@ -112,6 +116,7 @@ def kid_against(
     ``others`` are paired sets of one length (refined[i] is synthetic[i] refined): the same
     rows and the same subsets are drawn from each, so their KIDs differ by the sets only.
     uint8 images use the project's [-1, 1] scaling, other dtypes one min/max over all samples.
+    Deterministic for given bytes, params and device (torch threads pinned by ``threads``).
     """
     params = params or KidParams()
     lengths = {len(v) for v in others.values()}
@@ -124,11 +129,18 @@ def kid_against(
     m = _subset_size(params.subset_size, len(ref), len(rows))
     samples = {k: np.asarray(v[rows]) for k, v in others.items()}
     device = pick_device(params.device)
-    feats = _all_features([ref, *samples.values()], params, device)
     sa, sb = _indicators(len(ref), len(rows), params.n_subsets, m, rng, device)
-    within_ref = within_sums(feats[0], sa)
-    pairs = zip(samples, feats[1:], strict=True)
-    return {k: kid_from_indicators(feats[0], f, sa, sb, within_ref) for k, f in pairs}
+    threads_before = torch.get_num_threads()
+    if params.threads is not None:
+        torch.set_num_threads(params.threads)
+    try:
+        with torch.inference_mode():
+            feats = _all_features([ref, *samples.values()], params, device)
+            within_ref = within_sums(feats[0], sa)
+            pairs = zip(samples, feats[1:], strict=True)
+            return {k: kid_from_indicators(feats[0], f, sa, sb, within_ref) for k, f in pairs}
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 def random_features(x: torch.Tensor, widths: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -156,22 +168,15 @@ def _random_weights(widths: tuple[int, ...], seed: int, device: torch.device) ->
 def _all_features(
     sets: list[np.ndarray], params: KidParams, device: torch.device
 ) -> list[torch.Tensor]:
-    """Features of every set in batches, with the threads pinned as the params say."""
+    """Features of every set, in batches of ``_BATCH`` images."""
     scale = _joint_scale(sets)
-    threads_before = torch.get_num_threads()
-    if params.threads is not None:
-        torch.set_num_threads(params.threads)
-    try:
-        with torch.inference_mode():
-            return [
-                torch.cat([
-                    random_features(scale(s[i : i + _BATCH], device), params.widths, params.seed)
-                    for i in range(0, len(s), _BATCH)
-                ])
-                for s in sets
-            ]
-    finally:
-        torch.set_num_threads(threads_before)
+    return [
+        torch.cat([
+            random_features(scale(s[i : i + _BATCH], device), params.widths, params.seed)
+            for i in range(0, len(s), _BATCH)
+        ])
+        for s in sets
+    ]
 
 
 def _joint_scale(sets: list[np.ndarray]):
