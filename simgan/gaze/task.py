@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from simgan.core.ingest.common import NoLabelsError
-from simgan.core.params import RealismParams
+from simgan.core.params import KidParams, RealismParams
 from simgan.core.refiner.params import (
     DiscriminatorParams,
     RefineParams,
@@ -76,6 +76,7 @@ class EvaluateSection(_Strict):
 
 class CompareSection(_Strict):
     realism: RealismParams
+    kid: KidParams
     marker: float = Field(ge=0, description="threshold marked on the curve plot")
 
 
