@@ -1,8 +1,10 @@
 """sha256 of the built-in eye domains' bytes: proves a refactor left the byte format alone.
 
 Run before and after a change to :mod:`simgan.gaze.render` / :mod:`simgan.gaze.standin` and
-diff the output: ``python benchmarks/render_hashes.py > before.txt``. Covers two seeds, a range
-that starts mid-block and both the images and the label tables of each domain.
+diff the output: ``python -m benchmarks.render_hashes > before.txt``. Covers two seeds, a range
+that starts mid-block and both the images and the label tables of each domain. Run it with
+``-m`` from the checkout to measure: as ``python benchmarks/render_hashes.py`` the import of
+``simgan`` goes to wherever the environment's editable install points (another worktree).
 """
 
 from __future__ import annotations
