@@ -37,7 +37,13 @@ from simgan.gaze.render import (
     fine_texture,
     to_uint8,
 )
-from simgan.gaze.standin import gaussian_blur, glints, smooth_noise
+from simgan.gaze.standin import (
+    check_ranges,
+    gaussian_blur,
+    glints,
+    smooth_noise,
+    triangular_noise,
+)
 
 _F = np.float32
 DOMAIN_MPII_LIKE = 3
@@ -111,10 +117,7 @@ class MpiiLikeParams(BaseModel):
 
     @model_validator(mode="after")
     def _ranges(self) -> MpiiLikeParams:
-        for name in _RANGES:
-            lo, hi = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
-            if lo > hi:
-                raise ValueError(f"{name}_min={lo} must not exceed {name}_max={hi}")
+        check_ranges(self, _RANGES)
         return self
 
 
@@ -276,11 +279,7 @@ def _camera(img: np.ndarray, draw: _Draw, app: MpiiLikeParams) -> np.ndarray:
     img = gaussian_blur(img, draw(app.blur_sigma_min, app.blur_sigma_max)[:, 0, 0])
     read = draw(app.noise_std_min, app.noise_std_max)
     sigma = np.sqrt(read * read + app.shot_noise * np.clip(img, 0.0, 255.0))
-    noise = draw.rng.random((n, height, width), dtype=_F)
-    noise += draw.rng.random((n, height, width), dtype=_F)
-    noise -= 1.0
-    noise *= _F(np.sqrt(6.0))  # triangular, unit variance: near-Gaussian, cheap to draw
-    img += sigma * noise
+    img += sigma * triangular_noise(draw.rng, (n, height, width))
     img = gaussian_blur(img, draw(0.3, 0.6)[:, 0, 0], radius=2)
     out = to_uint8(img)
     if app.equalize:

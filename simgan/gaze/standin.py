@@ -111,11 +111,8 @@ class RealAppearanceParams(BaseModel):
 
     @model_validator(mode="after")
     def _ranges(self) -> RealAppearanceParams:
-        for name in ("skin", "sclera", "iris", "pupil", "blur_sigma", "gamma", "contrast",
-                     "noise_std", "jpeg_quality"):
-            lo, hi = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
-            if lo > hi:
-                raise ValueError(f"{name}_min={lo} must not exceed {name}_max={hi}")
+        check_ranges(self, ("skin", "sclera", "iris", "pupil", "blur_sigma", "gamma", "contrast",
+                            "noise_std", "jpeg_quality"))
         return self
 
 
@@ -262,14 +259,27 @@ def shade_real(
     img += _col(rng.normal(0.0, app.brightness_std, n))
     read = uni(app.noise_std_min, app.noise_std_max)
     sigma = np.sqrt(read * read + app.shot_noise * np.clip(img, 0.0, 255.0))
-    # triangular noise (sum of two uniforms, unit variance): near-Gaussian, 3x cheaper to draw.
-    noise = rng.random((n, height, width), dtype=_F)
-    noise += rng.random((n, height, width), dtype=_F)
-    noise -= 1.0
-    noise *= _F(np.sqrt(6.0))
-    img += sigma * noise
+    img += sigma * triangular_noise(rng, (n, height, width))
     quality = rng.integers(app.jpeg_quality_min, app.jpeg_quality_max + 1, n)
     return jpeg_like(np.clip(img, 0.0, 255.0), quality)
+
+
+def triangular_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Zero-mean, unit-variance float32 noise, the sum of two uniforms: near-Gaussian and 3x
+    cheaper to draw than normals."""
+    noise = rng.random(shape, dtype=_F)
+    noise += rng.random(shape, dtype=_F)
+    noise -= 1.0
+    noise *= _F(np.sqrt(6.0))
+    return noise
+
+
+def check_ranges(model: BaseModel, names: tuple[str, ...]) -> None:
+    """Every ``<name>_min`` must not exceed its ``<name>_max`` (the message names both)."""
+    for name in names:
+        lo, hi = getattr(model, f"{name}_min"), getattr(model, f"{name}_max")
+        if lo > hi:
+            raise ValueError(f"{name}_min={lo} must not exceed {name}_max={hi}")
 
 
 def response_curve(img: np.ndarray, gamma: np.ndarray) -> np.ndarray:
