@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,11 +22,15 @@ from simgan.core.refiner.params import (
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.gaze.estimator import EstimatorParams
 from simgan.gaze.labels import has_gaze_labels, require_gaze_labels
+from simgan.gaze.mpii_like import MpiiLikeParams
 from simgan.gaze.readers.sources import RealSource, SyntheticSource, is_file_source
 from simgan.gaze.render import EyeDomain, EyeRenderParams
 from simgan.gaze.standin import RealAppearanceParams
 
 GAZE_COLUMNS = ["gaze_x", "gaze_y", "gaze_z"]
+RealAppearance = Annotated[RealAppearanceParams | MpiiLikeParams, Field(discriminator="kind")]
+"""The built-in real appearance, by ``kind``: ``standin`` (:mod:`simgan.gaze.standin`) or the
+harder ``mpii_like`` (:mod:`simgan.gaze.mpii_like`)."""
 
 
 class _Strict(BaseModel):
@@ -49,15 +53,27 @@ class RenderSection(_Strict):
 
 
 class RealSection(_Strict):
-    """The real domain: the stand-in appearance model or files (MPIIGaze, a folder); the
-    other keys apply as in :class:`RenderSection` (``appearance``: the stand-in only)."""
+    """The real domain: a built-in appearance model or files (MPIIGaze, a folder); the
+    other keys apply as in :class:`RenderSection` (``appearance``: the ``standin`` source only;
+    its ``kind`` chooses the model, see :data:`RealAppearance`)."""
 
     source: RealSource
     seed: int = Field(ge=0)
     n_train: int = Field(gt=0)
     n_test: int = Field(gt=0)
     chunk_size: int = Field(gt=0, le=65536)
-    appearance: RealAppearanceParams
+    appearance: RealAppearance
+
+
+def real_domain(appearance: RealAppearanceParams | MpiiLikeParams) -> EyeDomain:
+    """The built-in real domain ``appearance.kind`` names."""
+    if isinstance(appearance, MpiiLikeParams):
+        from simgan.gaze.mpii_like import mpii_like_domain
+
+        return mpii_like_domain(appearance)
+    from simgan.gaze.standin import standin_domain
+
+    return standin_domain(appearance)
 
 
 class RefinerSection(_Strict):
@@ -157,9 +173,9 @@ class GazeTask(Task):
 
     def real_splits(self, p: GazeParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if not is_file_source(p.real.source):
-            from simgan.gaze.standin import standin_domain
-
-            return self._plans(p, p.real, standin_domain(p.real.appearance), "standin-real")
+            app = p.real.appearance
+            name = "standin-real" if app.kind == "standin" else f"{app.kind}-real"
+            return self._plans(p, p.real, real_domain(app), name)
         return self._file_plans(p, p.real, root)
 
     def has_labels(self, labels: pd.DataFrame) -> bool:
