@@ -33,7 +33,7 @@ def run(ctx: StageContext) -> None:
         write_figures(ctx, evals, unavailable)
         md = render_markdown(ctx.task, evals, metrics["refined_vs_synthetic_relative_pct"],
                              metrics["label_preservation"], metrics["realism"], ctx,
-                             kid=metrics["kid"])
+                             kid=metrics["kid"], selection=metrics["refiner"])
         atomic_write_text(ctx.layout.reports / "comparison.md", md)
         log_comparison(ctx, evals, unavailable, metrics)
     print(md)
@@ -68,6 +68,7 @@ def comparison_metrics(ctx: StageContext, evals: dict, unavailable: dict) -> dic
         "realism": realism,
         "kid": kid,
         "kid_ratio_refined_over_synthetic": kid_ratio(kid),
+        "refiner": refiner_summary(read_json(ctx.layout.refiner_report / "selection.json")),
     }
     if unavailable:
         metrics["unavailable"] = unavailable
@@ -95,6 +96,17 @@ def kid_ratio(kid: dict) -> float | None:
     None when synthetic->real is not above 0 (no gap to close)."""
     syn = kid["synthetic_vs_real"]["mean"]
     return kid["refined_vs_real"]["mean"] / syn if syn > 0 else None
+
+
+def refiner_summary(selection: dict) -> dict:
+    """The selection record without its curve: which checkpoint, and whether it is the
+    identity (``identity``/``identity_reason`` are written by train_refiner)."""
+    from simgan.core.refiner.identity import identity_reason
+
+    out = {k: v for k, v in selection.items() if k != "curve"}
+    reason = out.get("identity_reason") or identity_reason(selection) or ""
+    out.update(identity=bool(reason), identity_reason=reason)
+    return out
 
 
 def write_figures(ctx: StageContext, evals: dict, unavailable: dict) -> None:
@@ -159,6 +171,10 @@ def log_comparison(ctx: StageContext, evals: dict, unavailable: dict, metrics: d
         tracking.log_metrics(
             {"kid_ratio_refined_over_synthetic": metrics["kid_ratio_refined_over_synthetic"]})
     mlflow.set_tags({f"realism.{k}.verdict": v["verdict"] for k, v in realism.items()})
+    refiner = metrics["refiner"]
+    tracking.log_metrics({"refiner.selected_step": float(refiner["selected_step"]),
+                          "refiner.drift": float(refiner["drift"])})
+    mlflow.set_tag("refiner_identity", str(refiner["identity"]).lower())
     for name in ("comparison.md", "curves.png", "samples.png"):
         mlflow.log_artifact(str(out / name))
 
@@ -174,7 +190,8 @@ def unavailable_reason(entry: dict, headline: str) -> str | None:
     return f"no {headline} in the evaluation"
 
 
-def render_markdown(task, evals, relative, preservation, realism, ctx, kid=None) -> str:
+def render_markdown(task, evals, relative, preservation, realism, ctx, kid=None,
+                    selection=None) -> str:
     lines = [
         f"# {task.name}: trained on synthetic vs refined vs real",
         "",
@@ -184,6 +201,7 @@ def render_markdown(task, evals, relative, preservation, realism, ctx, kid=None)
         *_results_table(task, evals, ctx),
         *_relative_lines(task, evals, relative),
         "",
+        *_refiner_lines(selection or {}),
         "## Label preservation",
         "",
         *[f"- {k}: {v:.3f}" for k, v in preservation.items()],
@@ -197,6 +215,25 @@ def render_markdown(task, evals, relative, preservation, realism, ctx, kid=None)
         "",
     ]
     return "\n".join(lines)
+
+
+def _refiner_lines(selection: dict) -> list[str]:
+    """Which refiner checkpoint was used and whether it changed anything (never silent)."""
+    if not selection:
+        return []
+    lines = [
+        "## Refiner",
+        "",
+        f"Selected checkpoint: adversarial step {selection['selected_step']} of "
+        f"{selection['last_step']} ({selection.get('criterion', '?')}); structure "
+        f"{selection['structure']:.3f}, mean change {selection['drift']:.2f} gray levels"
+        + (f", label shift {selection['label_shift']:.4g}" if "label_shift" in selection else "")
+        + ".",
+    ]
+    if selection.get("identity"):
+        lines += ["", f"**The refiner made no change**: {selection['identity_reason']}. The "
+                  "'refined' estimator was trained on (in effect) synthetic images."]
+    return lines + [""]
 
 
 def _realism_lines(realism: dict, kid: dict, negligible_auc: float) -> list[str]:

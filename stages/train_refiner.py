@@ -38,12 +38,32 @@ def run(ctx: StageContext) -> None:
             select_by=ctx.task.refiner_select_by(ctx.params),
             label_model=label_model(ctx),
         )
+        warn_if_identity(ctx, result.selection)
         saved = refiner_file(result.selected_state, section.net, result.selection)
         save_torch(ctx.layout.refiner_model, saved)
         write_json(report_dir / "selection.json", result.selection)
         tracking.log_metrics({f"selected_{k}": v for k, v in result.selection.items()
                               if isinstance(v, (int, float))})
         tracking.log_torch_model(load_refiner(saved), "refiner", example_batch(synthetic))
+
+
+def warn_if_identity(ctx: StageContext, selection: dict) -> None:
+    """A refiner that made no change is a result, not a silent success: say so in the log,
+    in selection.json (``identity``, ``identity_reason``) and as an MLflow tag."""
+    import sys
+
+    import mlflow
+
+    from simgan.core.refiner.identity import identity_reason
+
+    reason = identity_reason(selection)
+    selection["identity"] = reason is not None
+    selection["identity_reason"] = reason or ""
+    mlflow.set_tag("refiner_identity", str(reason is not None).lower())
+    if reason is not None:
+        print(f"[simgan] WARNING: train_refiner@{ctx.task.name}: the refiner made no change: "
+              f"{reason}. The refined dataset will equal the synthetic one; see "
+              f"reports/{ctx.task.name}/refiner/selection.json", file=sys.stderr)
 
 
 def label_model(ctx: StageContext):

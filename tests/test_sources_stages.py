@@ -200,6 +200,21 @@ def test_compare_shows_na_and_says_why_without_real_labels():
     labelled = {s: {"real_test": measured, "synthetic_test": measured} for s in evals}
     md = render_markdown(task, labelled, -10.0, {}, {}, ctx)
     assert "n/a" not in md and "Refined vs synthetic on real test (mean_deg): -10.0%" in md
+    from stages.compare import refiner_summary
+
+    curve = [{"step": 0, "eligible": 1.0}, {"step": 50, "eligible": 0.0}]
+    stuck = refiner_summary({"selected_step": 0, "last_step": 100, "structure": 1.0,
+                             "drift": 0.0, "criterion": "mmd_local_statistics", "curve": curve})
+    assert stuck["identity"] and "curve" not in stuck
+    md = render_markdown(task, labelled, -10.0, {}, {}, ctx, selection=stuck)
+    assert "Selected checkpoint: adversarial step 0 of 100" in md
+    assert "**The refiner made no change**: the selected checkpoint is the untrained refiner " \
+        "(adversarial step 0); 1 later checkpoint(s) failed the structure/drift guards" in md
+    moved = refiner_summary({"selected_step": 50, "last_step": 100, "structure": 0.97,
+                             "drift": 3.2, "criterion": "mmd_local_statistics", "curve": curve})
+    md = render_markdown(task, labelled, -10.0, {}, {}, ctx, selection=moved)
+    assert not moved["identity"] and "made no change" not in md
+    assert "mean change 3.20 gray levels" in md
 
 
 def test_an_unlabelled_synthetic_folder_stops_render_with_a_clear_message(tmp_path):

@@ -393,3 +393,17 @@ def test_label_model_weights_are_part_of_the_fingerprint(data, tmp_path):
     ta = RefinerTrainer(synthetic, real, NET, DISC, params, label_model=a)
     tb = RefinerTrainer(synthetic, real, NET, DISC, params, label_model=b)
     assert ta.fingerprint != tb.fingerprint
+
+
+def test_identity_reason_names_step_zero_and_negligible_change():
+    from simgan.core.refiner.identity import identity_reason
+
+    curve = [{"step": 0, "eligible": 1.0}, {"step": 40, "eligible": 0.0},
+             {"step": 80, "eligible": 0.0}]
+    step0 = identity_reason({"selected_step": 0, "last_step": 80, "drift": 0.0, "curve": curve})
+    assert step0 is not None and "adversarial step 0" in step0 and "2 later" in step0
+    tiny = identity_reason({"selected_step": 40, "last_step": 80, "drift": 0.3, "curve": curve})
+    assert tiny is not None and "0.30 gray levels" in tiny
+    assert identity_reason({"selected_step": 40, "last_step": 80, "drift": 2.0}) is None
+    # no adversarial training asked for (steps: 0): step 0 is the only candidate, not a failure
+    assert identity_reason({"selected_step": 0, "last_step": 0, "drift": 1.0}) is None
