@@ -72,9 +72,9 @@ def prepare_queue(names: Sequence[str]) -> None:
     """The queue must hold nothing else (``--run-all`` would run it too), dvc.lock must be in
     git (a queued experiment is built from git: without the lock, every stage reruns), and
     earlier experiments with our names go (DVC refuses a duplicate name)."""
-    status = dvc("queue", "status").stdout.splitlines()
-    others = [line.split()[1] for line in status[1:] if line.split()[-1:] in (["Queued"],
-                                                                              ["Running"])]
+    pending = [line.split() for line in dvc("queue", "status").stdout.splitlines()[1:]
+               if line.split()[-1:] in (["Queued"], ["Running"])]
+    others = [f[1] for f in pending if f[1] not in names]  # ours (an interrupted run) go
     if others:
         raise SystemExit(f"stages.seeds: the experiment queue already holds {others}: run or "
                          "remove them first (dvc queue status; dvc exp remove --queue)")
