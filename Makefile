@@ -17,7 +17,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: setup run test test-fast lint bench flow mlflow-ui clean-runs
+.PHONY: setup run seeds test test-fast lint bench flow mlflow-ui clean-runs
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,16 @@ run: setup
 	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro $(addprefix compare@,$(TASKS))
 	@for t in $(TASKS); do echo "== $$t"; sed -n '/^| trained on/,/^Refined vs/p' reports/$$t/comparison.md; done
 	@echo "Reports: reports/<task>/comparison.md   All metrics: dvc metrics show   MLflow: make mlflow-ui"
+
+# The refiner-seed spread: the workspace run (`make run`, seed of params.yaml) plus one queued
+# DVC experiment per other seed and task, unchanged stages restored from the cache; then
+# reports/<task>/seeds.md and seeds.json. E.g. `make seeds SEEDS="0 1 2" TASKS=gaze`.
+SEEDS ?= 0 1 2
+
+seeds: setup
+	SIMGAN_PIPELINE_ID=seeds-$$(date +%Y%m%dT%H%M%S) $(PY) -m stages.seeds --tasks $(TASKS) --seeds $(SEEDS)
+	@for t in $(TASKS); do echo "== $$t"; sed -n '/^| trained on/,/^Refined vs/p' reports/$$t/seeds.md; done
+	@echo "Reports: reports/<task>/seeds.md, seeds.json   Experiments: dvc exp show"
 
 # One pytest worker per core; a test file stays on one worker (the end-to-end DVC graph is
 # the critical path: ~5.5 of the ~7 minutes on 2 cores, the rest runs beside it).

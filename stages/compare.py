@@ -1,5 +1,6 @@
 """compare: synthetic vs refined vs real in one table (comparison.md, DVC metrics, MLflow),
-plus what the paper measured by hand: label preservation and realism.
+plus what the paper measured by hand: label preservation and realism (a classifier
+two-sample test with a verdict, and KID in a fixed random feature space).
 
 An evaluation without numbers (a real test set without labels, or no 'real' reference because
 the real train set has none) is shown as n/a with the reason, in comparison.md and under
@@ -31,7 +32,8 @@ def run(ctx: StageContext) -> None:
         write_json(ctx.layout.reports / "comparison.json", metrics)
         write_figures(ctx, evals, unavailable)
         md = render_markdown(ctx.task, evals, metrics["refined_vs_synthetic_relative_pct"],
-                             metrics["label_preservation"], metrics["realism"], ctx)
+                             metrics["label_preservation"], metrics["realism"], ctx,
+                             kid=metrics["kid"], selection=metrics["refiner"])
         atomic_write_text(ctx.layout.reports / "comparison.md", md)
         log_comparison(ctx, evals, unavailable, metrics)
     print(md)
@@ -40,9 +42,7 @@ def run(ctx: StageContext) -> None:
 def comparison_metrics(ctx: StageContext, evals: dict, unavailable: dict) -> dict:
     """comparison.json: every source's evaluation, refined vs synthetic, label preservation
     and realism (the last two need no real labels)."""
-    from simgan.core.realism import two_sample_test
-
-    task, section = ctx.task, ctx.params.compare
+    task = ctx.task
     synthetic = open_dataset(ctx.layout.synthetic("train"))
     refined = open_dataset(ctx.layout.refined())
     real_test = open_dataset(ctx.layout.real("test"))
@@ -54,11 +54,7 @@ def comparison_metrics(ctx: StageContext, evals: dict, unavailable: dict) -> dic
     preservation = task.label_preservation(
         ctx.params, synthetic.images, refined.images, synthetic.labels, estimator=estimator
     )
-    realism = {
-        "synthetic_vs_real": two_sample_test(real_test.images, synthetic.images,
-                                             section.realism),
-        "refined_vs_real": two_sample_test(real_test.images, refined.images, section.realism),
-    }
+    realism, kid = realism_metrics(ctx.params.compare, synthetic, refined, real_test)
     syn = evals["synthetic"]["real_test"].get(task.headline)
     ref = evals["refined"]["real_test"].get(task.headline)
     if syn is None or ref is None:
@@ -69,11 +65,48 @@ def comparison_metrics(ctx: StageContext, evals: dict, unavailable: dict) -> dic
         "sources": {s: evals[s] for s in SOURCES},
         "refined_vs_synthetic_relative_pct": relative,
         "label_preservation": preservation,
-        "realism": {k: _realism_dict(v) for k, v in realism.items()},
+        "realism": realism,
+        "kid": kid,
+        "kid_ratio_refined_over_synthetic": kid_ratio(kid),
+        "refiner": refiner_summary(read_json(ctx.layout.refiner_report / "selection.json")),
     }
     if unavailable:
         metrics["unavailable"] = unavailable
     return metrics
+
+
+def realism_metrics(section, synthetic, refined, real_test) -> tuple[dict, dict]:
+    """The two-sample test and KID of synthetic and of refined images against real test
+    images (pairs ``synthetic_vs_real``, ``refined_vs_real``), as JSON-ready dicts."""
+    from simgan.core.kid import kid_against
+    from simgan.core.realism import two_sample_test
+
+    sets = {"synthetic_vs_real": synthetic.images, "refined_vs_real": refined.images}
+    realism = {
+        pair: two_sample_test(real_test.images, images, section.realism).model_dump()
+        for pair, images in sets.items()
+    }
+    kid = {pair: r.model_dump() for pair, r in
+           kid_against(real_test.images, sets, section.kid).items()}
+    return realism, kid
+
+
+def kid_ratio(kid: dict) -> float | None:
+    """KID refined->real over synthetic->real (below 1: refinement moved towards real), or
+    None when synthetic->real is not above 0 (no gap to close)."""
+    syn = kid["synthetic_vs_real"]["mean"]
+    return kid["refined_vs_real"]["mean"] / syn if syn > 0 else None
+
+
+def refiner_summary(selection: dict) -> dict:
+    """The selection record without its curve: which checkpoint, and whether it is the
+    identity (``identity``/``identity_reason`` are written by train_refiner)."""
+    from simgan.core.refiner.identity import identity_reason
+
+    out = {k: v for k, v in selection.items() if k != "curve"}
+    reason = out.get("identity_reason") or identity_reason(selection) or ""
+    out.update(identity=bool(reason), identity_reason=reason)
+    return out
 
 
 def write_figures(ctx: StageContext, evals: dict, unavailable: dict) -> None:
@@ -128,9 +161,20 @@ def log_comparison(ctx: StageContext, evals: dict, unavailable: dict, metrics: d
         mlflow.set_tag("real_test_labels", "absent")
     tracking.log_metrics(
         {f"label_preservation.{k}": v for k, v in metrics["label_preservation"].items()})
+    realism = metrics["realism"]
     tracking.log_metrics(
-        {f"realism.{k}.accuracy": v["accuracy"] for k, v in metrics["realism"].items()}
+        {f"realism.{k}.{m}": v[m] for k, v in realism.items() for m in ("accuracy", "auc")}
     )
+    tracking.log_metrics({f"kid.{k}": v["mean"] for k, v in metrics["kid"].items()})
+    tracking.log_metrics({f"kid.{k}.std": v["std"] for k, v in metrics["kid"].items()})
+    if metrics["kid_ratio_refined_over_synthetic"] is not None:
+        tracking.log_metrics(
+            {"kid_ratio_refined_over_synthetic": metrics["kid_ratio_refined_over_synthetic"]})
+    mlflow.set_tags({f"realism.{k}.verdict": v["verdict"] for k, v in realism.items()})
+    refiner = metrics["refiner"]
+    tracking.log_metrics({"refiner.selected_step": float(refiner["selected_step"]),
+                          "refiner.drift": float(refiner["drift"])})
+    mlflow.set_tag("refiner_identity", str(refiner["identity"]).lower())
     for name in ("comparison.md", "curves.png", "samples.png"):
         mlflow.log_artifact(str(out / name))
 
@@ -146,11 +190,8 @@ def unavailable_reason(entry: dict, headline: str) -> str | None:
     return f"no {headline} in the evaluation"
 
 
-def _realism_dict(result) -> dict[str, float]:
-    return {k: float(v) for k, v in result.model_dump().items()}
-
-
-def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
+def render_markdown(task, evals, relative, preservation, realism, ctx, kid=None,
+                    selection=None) -> str:
     lines = [
         f"# {task.name}: trained on synthetic vs refined vs real",
         "",
@@ -160,19 +201,12 @@ def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
         *_results_table(task, evals, ctx),
         *_relative_lines(task, evals, relative),
         "",
+        *_refiner_lines(selection or {}),
         "## Label preservation",
         "",
         *[f"- {k}: {v:.3f}" for k, v in preservation.items()],
         "",
-        "## Realism (classifier two-sample test, 0.5 = indistinguishable)",
-        "",
-        "| pair | accuracy | 95% CI | AUC |",
-        "|---|---|---|---|",
-        *[
-            f"| {k.replace('_', ' ')} | {v['accuracy']:.3f} | "
-            f"{v['ci95_low']:.3f}-{v['ci95_high']:.3f} | {v['auc']:.3f} |"
-            for k, v in realism.items()
-        ],
+        *_realism_lines(realism, kid or {}, ctx.params.compare.realism.negligible_auc),
         "",
         "![cumulative curves](curves.png)",
         "",
@@ -181,6 +215,58 @@ def render_markdown(task, evals, relative, preservation, realism, ctx) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _refiner_lines(selection: dict) -> list[str]:
+    """Which refiner checkpoint was used and whether it changed anything (never silent)."""
+    if not selection:
+        return []
+    lines = [
+        "## Refiner",
+        "",
+        f"Selected checkpoint: adversarial step {selection['selected_step']} of "
+        f"{selection['last_step']} ({selection.get('criterion', '?')}); structure "
+        f"{selection['structure']:.3f}, mean change {selection['drift']:.2f} gray levels"
+        + (f", label shift {selection['label_shift']:.4g}" if "label_shift" in selection else "")
+        + ".",
+    ]
+    if selection.get("identity"):
+        lines += ["", f"**The refiner made no change**: {selection['identity_reason']}. The "
+                  "'refined' estimator was trained on (in effect) synthetic images."]
+    return lines + [""]
+
+
+def _realism_lines(realism: dict, kid: dict, negligible_auc: float) -> list[str]:
+    """The realism table (AUC first, with the rule to read it, the verdict and KID), then the
+    KID ratio."""
+    lines = [
+        "## Realism: read the AUC",
+        "",
+        "A small CNN is trained to tell each set from the real test images and scored on "
+        "held-out halves. **Read the AUC**: 0.5 = indistinguishable, 1.0 = perfectly "
+        "separable. The accuracy thresholds the classifier's logit at 0 and can read chance "
+        "while the AUC is high. Verdict: *distinguishable* if the AUC's 95% interval lies above "
+        f"0.5, *indistinguishable* if it lies below {negligible_auc:g}, else *too few images to "
+        "tell* (with the test-set size that would decide). KID: unbiased MMD^2 (cubic kernel) "
+        "in a fixed random-conv feature space, mean +- std over subsets; 0 = same distribution.",
+        "",
+        "| pair | AUC | AUC 95% CI | accuracy | accuracy 95% CI | n test | verdict | KID |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pair, v in realism.items():
+        k = kid.get(pair)
+        kid_cell = f"{k['mean']:.3e} +- {k['std']:.1e}" if k else "n/a"
+        lines.append(
+            f"| {pair.replace('_', ' ')} | {v['auc']:.3f} | {v['auc_ci95_low']:.3f}-"
+            f"{v['auc_ci95_high']:.3f} | {v['accuracy']:.3f} | {v['ci95_low']:.3f}-"
+            f"{v['ci95_high']:.3f} | {v['n_test']} | {v['verdict']} | {kid_cell} |"
+        )
+    if kid:
+        ratio = kid_ratio(kid)
+        said = "n/a (synthetic->real KID not above 0)" if ratio is None else f"{ratio:.3f}"
+        lines += ["", f"KID refined->real / synthetic->real: {said} "
+                  "(below 1: refinement moved the images towards real)."]
+    return lines
 
 
 def _results_table(task, evals: dict, ctx) -> list[str]:

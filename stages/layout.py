@@ -1,6 +1,7 @@
 """Where each stage reads and writes, relative to the project root (the only place that knows).
 
-dvc.yaml spells the same paths; tests/test_dvc_graph.py checks the two agree.
+dvc.yaml spells the same paths; tests/test_dvc_graph.py checks the two agree. Checkpoints
+(resume state) live under ``.checkpoints/<task>/``, outside dvc.yaml.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SOURCES = ("synthetic", "refined", "real")
+#: the directory (under the root) of every task's resume state; in .gitignore and .dvcignore
+CHECKPOINTS = ".checkpoints"
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,20 @@ class Layout:
         return self.models / "refiner" / "refiner.pt"
 
     @property
+    def checkpoints(self) -> Path:
+        """Resume state of the training stages: git- and DVC-ignored, not a DVC output (a
+        killed stage resumes from it; queued experiments start without it and lose nothing)."""
+        return self.root / CHECKPOINTS / self.task
+
+    @property
     def refiner_checkpoints(self) -> Path:
-        return self.models / "refiner_checkpoints"
+        return self.checkpoints / "refiner"
 
     def estimator_model(self, source: str) -> Path:
         return self.models / f"estimator_{source}" / "model.pt"
 
     def estimator_checkpoints(self, source: str) -> Path:
-        return self.models / f"estimator_{source}_checkpoints"
+        return self.checkpoints / f"estimator_{source}"
 
     def eval_dir(self, source: str) -> Path:
         return self.reports / "eval" / source

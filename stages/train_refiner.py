@@ -4,7 +4,8 @@ real train split (never real labels); writes the selected refiner and its traini
 from __future__ import annotations
 
 from simgan.core.dataset import open_images
-from stages.artifacts import example_batch, save_torch, write_json
+from simgan.core.ingest.common import NoLabelsError
+from stages.artifacts import example_batch, load_torch, save_torch, write_json
 from stages.common import StageContext, main
 
 
@@ -35,13 +36,46 @@ def run(ctx: StageContext) -> None:
             on_metrics=tracking.log_metrics,
             on_samples=on_samples,
             select_by=ctx.task.refiner_select_by(ctx.params),
+            label_model=label_model(ctx),
         )
+        warn_if_identity(ctx, result.selection)
         saved = refiner_file(result.selected_state, section.net, result.selection)
         save_torch(ctx.layout.refiner_model, saved)
         write_json(report_dir / "selection.json", result.selection)
         tracking.log_metrics({f"selected_{k}": v for k, v in result.selection.items()
                               if isinstance(v, (int, float))})
         tracking.log_torch_model(load_refiner(saved), "refiner", example_batch(synthetic))
+
+
+def warn_if_identity(ctx: StageContext, selection: dict) -> None:
+    """A refiner that made no change is a result, not a silent success: say so in the log,
+    in selection.json (``identity``, ``identity_reason``) and as an MLflow tag."""
+    import sys
+
+    import mlflow
+
+    from simgan.core.refiner.identity import identity_reason
+
+    reason = identity_reason(selection)
+    selection["identity"] = reason is not None
+    selection["identity_reason"] = reason or ""
+    mlflow.set_tag("refiner_identity", str(reason is not None).lower())
+    if reason is not None:
+        print(f"[simgan] WARNING: train_refiner@{ctx.task.name}: the refiner made no change: "
+              f"{reason}. The refined dataset will equal the synthetic one; see "
+              f"reports/{ctx.task.name}/refiner/selection.json", file=sys.stderr)
+
+
+def label_model(ctx: StageContext):
+    """The frozen synthetic-trained estimator, when the label-consistency term is on. It was
+    trained on synthetic labels only: real labels still never reach the refiner."""
+    if ctx.params.refiner.train.lambda_label <= 0:
+        return None
+    saved = load_torch(ctx.layout.estimator_model("synthetic"))
+    if saved.get("state_dict") is None:
+        raise NoLabelsError(f"{ctx.layout.estimator_model('synthetic')}: no trained estimator "
+                         "(its training set has no labels); set refiner.train.lambda_label: 0")
+    return ctx.task.label_model(ctx.params, saved["state_dict"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """dvc.yaml against the code: every project module a stage's command imports is a dep of the
-stage, no stage depends on another task's package, code deps are not stale, and the paths the
-stages read and write (stages/layout.py) are the ones dvc.yaml declares.
+stage, no stage depends on another task's package, code deps are not stale, the paths the
+stages read and write (stages/layout.py) are the ones dvc.yaml declares, and checkpoints
+(resume state) are neither DVC outputs nor in git.
 
 Imports are read from the source (every ``import`` statement, also inside functions, since a
 deferred import still runs), followed transitively, plus the one dynamic import the project
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import ast
 import shlex
+import subprocess
 from functools import cache
 from pathlib import Path
 
 import pytest
 
 from simgan.tasks import _REGISTRY, task_names
-from stages.layout import SOURCES, Layout
+from stages.layout import CHECKPOINTS, SOURCES, Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("simgan", "stages", "flows")
@@ -219,11 +221,10 @@ def test_layout_paths_are_declared_in_dvc_yaml():
     for task in task_names():
         lay = Layout(ROOT, task)
         paths = [lay.synthetic("train"), lay.synthetic("test"), lay.real("train"),
-                 lay.real("test"), lay.refined(), lay.refiner_model.parent,
-                 lay.refiner_checkpoints]
+                 lay.real("test"), lay.refined(), lay.refiner_model.parent]
         for source in SOURCES:
             paths += [lay.train_set(source), lay.estimator_model(source).parent,
-                      lay.estimator_checkpoints(source), lay.eval_dir(source) / "metrics.json"]
+                      lay.eval_dir(source) / "metrics.json"]
         for path in paths:
             r = str(path.relative_to(ROOT))
             assert r in outs, f"{task}: {r} (stages/layout.py) is not an output in dvc.yaml"
@@ -231,6 +232,26 @@ def test_layout_paths_are_declared_in_dvc_yaml():
     # and every output dvc.yaml declares lies in a task's data/, models/ or reports/
     for o in outs:
         assert o.split("/")[0] in ("data", "models", "reports"), o
+
+
+def test_checkpoints_are_resume_state_outside_dvc_and_git():
+    """Checkpoints are no DVC output (an uncached one changes dvc.lock on every run and makes
+    queued experiments, which start without it, retrain unchanged stages), and git and DVC
+    ignore them."""
+    from dvc.repo import Repo
+
+    declared = {p for s in stages().values() for p in s["outs"] + s["deps"]}
+    with Repo(str(ROOT)) as repo:
+        for task in task_names():
+            lay = Layout(ROOT, task)
+            for path in [lay.refiner_checkpoints,
+                         *(lay.estimator_checkpoints(s) for s in SOURCES)]:
+                r = str(path.relative_to(ROOT))
+                assert r.startswith(f"{CHECKPOINTS}/{task}/"), r
+                assert not any(covered(r, [d]) or covered(d, [r]) for d in declared), r
+                assert repo.dvcignore.is_ignored_dir(str(path)), f"{r} is not in .dvcignore"
+                ignored = subprocess.run(["git", "check-ignore", "-q", r], cwd=ROOT)
+                assert ignored.returncode == 0, f"{r} is not in .gitignore"
 
 
 def test_module_file_resolution_sanity():

@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from simgan.core import realism
 from simgan.core.curves import GAZE_THRESHOLDS_DEG, cumulative_curve
 from simgan.core.params import RealismParams
-from simgan.core.realism import RealismResult, two_sample_test
+from simgan.core.realism import (
+    RealismResult,
+    auc_delong,
+    auc_null_se,
+    summarise,
+    two_sample_test,
+    verdict,
+)
 from simgan.gaze.drift import (
     PupilParams,
     estimate_pupil_centres,
@@ -228,6 +236,8 @@ def test_two_sample_same_distribution_is_chance(one_thread: None) -> None:
     assert isinstance(r, RealismResult) and r.n_test == 300
     assert 0.4 < r.accuracy < 0.6
     assert r.ci95_low < 0.5 < r.ci95_high
+    assert r.auc_ci95_low < 0.5 < r.auc_ci95_high < 0.6
+    assert r.verdict == "indistinguishable (n=300)" and r.n_needed is None
 
 
 def test_two_sample_noise_vs_smooth_is_separable(one_thread: None) -> None:
@@ -235,6 +245,7 @@ def test_two_sample_noise_vs_smooth_is_separable(one_thread: None) -> None:
     noisy = np.random.default_rng(3).integers(0, 256, (300, 35, 55), dtype=np.uint8)
     r = two_sample_test(noisy, smooth, FAST)
     assert r.accuracy > 0.97 and r.auc > 0.99 and r.ci95_low > 0.9
+    assert r.verdict == "distinguishable"
 
 
 def test_two_sample_is_deterministic_and_balanced(one_thread: None) -> None:
@@ -247,3 +258,67 @@ def test_two_sample_is_deterministic_and_balanced(one_thread: None) -> None:
     assert r1.n_test == 150  # 75 + 75 held out
     with pytest.raises(ValueError):
         RealismParams(n_per_set=10, unknown=1)
+
+
+def _smooth_and_noisy(n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    noisy = _smooth_images(n, seed=2) + rng.normal(0, noise, (n, 35, 55))
+    return _smooth_images(n, seed=1), np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def test_precise_bn_removes_the_batchnorm_lag(
+    one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clearly different sets at a high learning rate: with the running statistics as
+    training left them, every held-out logit lands on one side (accuracy 0.5 at AUC 1); with
+    the precise-BN pass the accuracy agrees with the AUC."""
+    a, b = _smooth_and_noisy(300, noise=10.0)
+    params = RealismParams(n_per_set=300, epochs=2, lr=1e-2, widths=(8, 16), seed=0)
+    fixed = two_sample_test(a, b, params)
+    assert fixed.auc > 0.99 and fixed.accuracy > 0.95 and fixed.verdict == "distinguishable"
+    monkeypatch.setattr(realism, "_precise_bn", lambda *args: None)
+    lagged = two_sample_test(a, b, params)
+    assert lagged.auc > 0.99 and lagged.accuracy == 0.5  # the artefact, reproduced
+
+
+def test_auc_delong_by_hand() -> None:
+    # positives 0.9, 0.4; negatives 0.5, 0.1: 3 of 4 pairs ordered, AUC 0.75.
+    # V10 = (1, 0.5), V01 = (0.5, 1): Var = 0.125 / 2 + 0.125 / 2 = 0.125
+    auc, se = auc_delong(np.array([0.9, 0.4, 0.5, 0.1]), np.array([1, 1, 0, 0]))
+    assert auc == pytest.approx(0.75) and se == pytest.approx(math.sqrt(0.125))
+    # ties count half: positives 1, 1; negatives 1, 0. V10 = (0.75, 0.75), V01 = (0.5, 1)
+    auc, se = auc_delong(np.array([1.0, 1.0, 1.0, 0.0]), np.array([1, 1, 0, 0]))
+    assert auc == pytest.approx(0.75) and se == pytest.approx(math.sqrt(0.125 / 2))
+    assert auc_null_se(2, 2) == pytest.approx(math.sqrt(5 / 48))
+
+
+def test_auc_delong_matches_the_null_se_on_one_distribution() -> None:
+    rng = np.random.default_rng(0)
+    scores, labels = rng.normal(size=4000), np.repeat([1, 0], 2000)
+    auc, se = auc_delong(scores, labels)
+    assert abs(auc - 0.5) < 3 * auc_null_se(2000, 2000)
+    assert se == pytest.approx(auc_null_se(2000, 2000), rel=0.05)
+
+
+def test_the_verdict_needs_enough_images() -> None:
+    # at AUC 0.5 the null SE decides: 64 + 64 test images leave 0.6004 as the upper bound
+    # (too few), 65 + 65 give 0.5997 (indistinguishable): n* = 130
+    assert verdict(0.5, auc_null_se(65, 65), 65, 65, 0.6) == ("indistinguishable (n=130)", None)
+    said, need = verdict(0.5, auc_null_se(64, 64), 64, 64, 0.6)
+    assert (said, need) == ("too few images to tell (need n >= 130)", 130)
+    # the 29-image split at AUC 0.947 separates: 0.947 - 1.96 * 0.109 > 0.5
+    assert verdict(0.947, 0.03, 15, 14, 0.6) == ("distinguishable", None)
+    # a significant but small difference is not called indistinguishable
+    assert verdict(0.52, 0.005, 20000, 20000, 0.6)[0] == "distinguishable"
+    # perfect separation of 2 + 2 images: DeLong's SE is 0, the null SE (0.323) is not;
+    # 3 + 3 would do: 1 - 1.96 * sqrt(7 / 108) = 0.501 > 0.5
+    r = summarise(np.array([2.0, 1.0, 0.0, -1.0]), np.array([1, 1, 0, 0]), 0.6)
+    assert r.auc == 1.0 and r.auc_ci95_low == pytest.approx(1 - 1.959964 * math.sqrt(5 / 48))
+    assert r.verdict == "too few images to tell (need n >= 6)" and r.n_needed == 6
+
+
+def test_accuracy_can_read_chance_when_the_auc_does_not() -> None:
+    """Every logit positive, perfectly ordered: accuracy 0.5, AUC 1. The verdict reads the AUC."""
+    scores = np.concatenate([np.linspace(2, 3, 100), np.linspace(0.1, 1, 100)])
+    r = summarise(scores, np.repeat([1, 0], 100), 0.6)
+    assert r.accuracy == 0.5 and r.auc == 1.0 and r.verdict == "distinguishable"

@@ -74,3 +74,44 @@ def test_noise_refiner_is_reproducible_with_a_generator() -> None:
     c = r(x, generator=torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert a[0].std() > 0  # a flat input gets texture
+
+
+def test_multi_scale_noise_keeps_the_single_scale_draws_and_adds_smooth_fields():
+    from simgan.core.refiner.net import Refiner
+
+    torch.manual_seed(0)
+    one = Refiner(width=4, blocks=1, noise_channels=2)
+    x = torch.zeros(3, 1, 7, 10)
+    a = one._noise(x, torch.Generator().manual_seed(5))
+    b = torch.randn(3, 2, 7, 10, generator=torch.Generator().manual_seed(5))
+    assert len(a) == 1 and torch.equal(a[0], b)  # scale 1 alone: the draws of before
+    multi = Refiner(width=4, blocks=1, noise_channels=2, noise_scales=(1, 4))
+    maps = multi._noise(x, torch.Generator().manual_seed(5))
+    assert torch.equal(maps[0], b)  # the per-pixel field comes first, as before
+    coarse = maps[1]
+    assert coarse.shape == (3, 2, 7, 10)
+    # upsampled from a 2x3 field: neighbours are far more alike than in per-pixel noise
+    def roughness(z):
+        return float((z[..., 1:] - z[..., :-1]).abs().mean() / z.std())
+    assert roughness(coarse) < 0.5 * roughness(b)
+    assert multi.head[0].in_channels == 1 + 2 * 2
+    out = multi(x, generator=torch.Generator().manual_seed(1))
+    again = multi(x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out, again) and out.shape == x.shape
+
+
+def test_spectral_norm_bounds_every_conv_of_the_discriminator():
+    from simgan.core.refiner.discriminator import PatchDiscriminator
+
+    torch.manual_seed(0)
+    d = PatchDiscriminator(widths=(8, 8), kernels=(3, 1), strides=(2, 1), pool_after=1,
+                           spectral_norm=True)
+    d.train()
+    x = torch.randn(4, 1, 12, 16)
+    for _ in range(30):  # power iterations converge during forward passes in train mode
+        d(x)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3
+    for conv in convs:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert float(sigma) == pytest.approx(1.0, abs=0.05)

@@ -1,7 +1,8 @@
 """The whole DVC graph on the smoke profile, in a temporary copy of the repo.
 
 Checks every output of the data contract, the metrics DVC sees, the MLflow runs and their
-tags, and that DVC reruns only what a params change touches.
+tags, that DVC reruns only what a params change touches, and `make seeds` (stages.seeds: the
+refiner-seed experiments reuse the unchanged estimators).
 """
 
 from __future__ import annotations
@@ -186,3 +187,35 @@ def test_repro_is_incremental(repo):
                                   for s in ("real", "refined", "synthetic")]
     finally:
         (repo / "params.yaml").write_text(params)
+
+
+def test_seeds_rerun_only_what_the_refiner_seed_touches(repo):
+    """`make seeds` on one task and two seeds (last: it adds runs): the seed-1 experiment
+    reruns the refiner and what follows it, restores the synthetic and real estimators from
+    DVC's cache, and the workspace stays the seed-0 run; seeds.json has its shape."""
+    import mlflow
+
+    params = (repo / "params.yaml").read_bytes()
+    _run([sys.executable, "-m", "stages.seeds", "--tasks", "gaze", "--seeds", "0", "1"], repo,
+         timeout=600)
+    report = json.loads((repo / "reports/gaze/seeds.json").read_text())
+    assert report["metric"] == "real_test.mean_deg"
+    assert report["seeds"] == [0, 1] and report["failed"] == []
+    assert report["per_seed"]["0"]["experiment"] == "workspace"
+    assert set(report["per_seed"]["1"]["stages_run"]) == {
+        "train_refiner@gaze", "refine@gaze", "train_estimator@gaze-refined",
+        "evaluate@gaze-refined", "compare@gaze"}
+    summary = report["summary"]
+    assert all({"mean", "sd"} <= set(summary[s]) for s in SOURCES)
+    assert summary["synthetic"]["sd"] == 0.0 and summary["real"]["sd"] == 0.0  # same models
+    assert summary["refined"]["worst_seed"] in (0, 1)
+    for pair in ("refined_vs_real", "synthetic_vs_real"):
+        assert 0.0 <= summary[f"realism_auc_{pair}"]["mean"] <= 1.0
+    assert "±" in (repo / "reports/gaze/seeds.md").read_text()
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    trained = mlflow.search_runs(experiment_names=["simgan-gaze"],
+                                 filter_string="tags.stage = 'train_estimator'")
+    assert trained["tags.train_source"].value_counts().to_dict() == {
+        "synthetic": 1, "real": 1, "refined": 2}
+    assert (repo / "params.yaml").read_bytes() == params
+    assert "up to date" in _run(["dvc", "status"], repo)

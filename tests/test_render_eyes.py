@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -77,6 +79,23 @@ def test_same_seed_same_bytes_other_seed_differs(domain: EyeDomain | None) -> No
     pd.testing.assert_frame_equal(la, lb)
     assert (a != c).any(axis=(1, 2)).all()
     assert not np.allclose(la["pitch"], lc["pitch"])
+
+
+# sha256 of images 0..511 (seed 0) and their labels (CSV, %.17g), the first lines of
+# `python -m benchmarks.render_hashes`: the byte format of the default domains.
+PINNED = {
+    "synthetic": "0e054a5fab6d8c6a3d31b4bb6ee7ded5e9193d63490972ab5e4ed9a5e688f358",
+    "standin": "4e0fdcdc09949c36eecda5ab93eb7ecb2bf97f7c9648704be8d76290c623e862",
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_default_domains_bytes_are_pinned(name: str) -> None:
+    """Adding domains (mpii_like) or hooks (head pose) must not move a byte of these two."""
+    images, labels = render_eyes(PARAMS, 512, seed=0, domain=STANDIN if name == "standin" else None)
+    h = hashlib.sha256(images.tobytes())
+    h.update(labels.to_csv(index=False, float_format="%.17g").encode())
+    assert h.hexdigest() == PINNED[name]
 
 
 def test_domains_use_different_streams(synthetic, real) -> None:

@@ -182,16 +182,39 @@ def test_compare_shows_na_and_says_why_without_real_labels():
              "real": {"real_test": untrained, "synthetic_test": untrained}}
     assert unavailable_reason(measured, "mean_deg") is None
     assert unavailable_reason(no_labels, "mean_deg") == "the test set has no labels"
-    md = render_markdown(task, evals, None, {"pupil_drift_mean_px": 0.1},
-                         {"refined_vs_real": {"accuracy": 0.9, "ci95_low": 0.8, "ci95_high": 1.0,
-                                              "auc": 0.95}}, ctx)
+    realism = {"refined_vs_real": {
+        "accuracy": 0.5, "ci95_low": 0.45, "ci95_high": 0.55, "auc": 0.95, "auc_ci95_low": 0.93,
+        "auc_ci95_high": 0.97, "n_test": 400, "verdict": "distinguishable", "n_needed": None}}
+    md = render_markdown(task, evals, None, {"pupil_drift_mean_px": 0.1}, realism, ctx)
     assert "| synthetic | n/a | n/a | n/a | 2.00 |" in md
     assert "| real | n/a | n/a | n/a | n/a |" in md
     assert "**The real test set has no labels**" in md
     assert "- real / synthetic test: n/a, no estimator: its training set has no labels." in md
+    row = "| refined vs real | 0.950 | 0.930-0.970 | 0.500 | 0.450-0.550 | 400 | distinguishable |"
+    assert f"{row} n/a |" in md and "**Read the AUC**" in md
+    kid = {"synthetic_vs_real": {"mean": 2e-3, "std": 1e-4, "subset_size": 4, "n_subsets": 2},
+           "refined_vs_real": {"mean": 5e-4, "std": 2e-5, "subset_size": 4, "n_subsets": 2}}
+    md = render_markdown(task, evals, None, {}, realism, ctx, kid=kid)
+    assert f"{row} 5.000e-04 +- 2.0e-05 |" in md
+    assert "KID refined->real / synthetic->real: 0.250" in md
     labelled = {s: {"real_test": measured, "synthetic_test": measured} for s in evals}
     md = render_markdown(task, labelled, -10.0, {}, {}, ctx)
     assert "n/a" not in md and "Refined vs synthetic on real test (mean_deg): -10.0%" in md
+    from stages.compare import refiner_summary
+
+    curve = [{"step": 0, "eligible": 1.0}, {"step": 50, "eligible": 0.0}]
+    stuck = refiner_summary({"selected_step": 0, "last_step": 100, "structure": 1.0,
+                             "drift": 0.0, "criterion": "mmd_local_statistics", "curve": curve})
+    assert stuck["identity"] and "curve" not in stuck
+    md = render_markdown(task, labelled, -10.0, {}, {}, ctx, selection=stuck)
+    assert "Selected checkpoint: adversarial step 0 of 100" in md
+    assert "**The refiner made no change**: the selected checkpoint is the untrained refiner " \
+        "(adversarial step 0); 1 later checkpoint(s) failed the structure/drift guards" in md
+    moved = refiner_summary({"selected_step": 50, "last_step": 100, "structure": 0.97,
+                             "drift": 3.2, "criterion": "mmd_local_statistics", "curve": curve})
+    md = render_markdown(task, labelled, -10.0, {}, {}, ctx, selection=moved)
+    assert not moved["identity"] and "made no change" not in md
+    assert "mean change 3.20 gray levels" in md
 
 
 def test_an_unlabelled_synthetic_folder_stops_render_with_a_clear_message(tmp_path):

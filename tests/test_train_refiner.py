@@ -228,8 +228,10 @@ def test_selection_reports_curve_and_samples(data, tmp_path: Path) -> None:
 
 
 def test_selection_never_takes_labels() -> None:
+    """No label array reaches the refiner; ``label_model`` is a frozen estimator, a function
+    of images (trained on synthetic labels by another stage)."""
     for fn in (train_refiner, RefinerTrainer.__init__, Selector.__init__, Selector.score):
-        names = inspect.signature(fn).parameters
+        names = [n for n in inspect.signature(fn).parameters if n != "label_model"]
         assert not any("label" in n or "target" in n for n in names), fn
 
 
@@ -328,3 +330,80 @@ def test_validation_split_is_deterministic_and_disjoint() -> None:
     tr2, va2 = split_indices(100, 0.1, 7)
     assert np.array_equal(va, va2) and len(va) == 10
     assert not set(tr) & set(va) and len(tr) + len(va) == 100
+
+
+# ---------------------------------------------------------------------------- label consistency
+
+
+class _LeftRightReading(torch.nn.Module):
+    """A frozen 'estimator' whose reading is the mean of the left and of the right half:
+    something a refiner can move, and that a label-consistency term should hold in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.shape[-1] // 2
+        return self.scale * torch.stack([x[..., :w].mean((1, 2, 3)), x[..., w:].mean((1, 2, 3))], 1)
+
+
+def test_label_distance_is_the_mean_squared_l2_over_the_batch():
+    from simgan.core.refiner.trainer import label_distance
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    b = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    assert float(label_distance(a, b)) == pytest.approx((1.0 + 4.0) / 2)
+    heat = torch.zeros(1, 2, 3, 3)
+    heat[0, 1, 1, 1] = 3.0
+    assert float(label_distance(heat, torch.zeros_like(heat))) == pytest.approx(9.0)
+
+
+def test_label_consistency_needs_a_model_and_holds_the_reading(data, tmp_path):
+    synthetic, real = data  # real is 40 gray levels brighter: R is pushed to brighten
+    with pytest.raises(ValueError, match="label model"):
+        train_refiner(synthetic, real, NET, DISC, _params(lambda_label=1.0), tmp_path / "x")
+    reading = _LeftRightReading()
+    shifts = {}
+    for weight in (0.0, 1000.0):
+        params = _params(lambda_label=weight, steps=20, select_every=0, lr=3e-3)
+        result = train_refiner(synthetic, real, NET, DISC, params, tmp_path / f"w{weight}",
+                               label_model=reading)
+        refiner = Refiner(in_channels=1, **NET.model_dump())
+        refiner.load_state_dict(result.selected_state)
+        refiner.eval()
+        x = torch.from_numpy(synthetic[:64]).float().div(127.5).sub(1).unsqueeze(1)
+        with torch.no_grad():
+            r = refiner(x, generator=torch.Generator().manual_seed(0))
+            shifts[weight] = float((reading(r) - reading(x)).abs().mean())
+        if weight > 0:
+            assert "label_shift" in result.selection
+            assert any("loss_r_label" in row for row in result.history)
+    assert shifts[1000.0] < 0.5 * shifts[0.0], shifts
+    assert reading.scale.requires_grad  # the caller's module is not frozen in place ...
+    assert reading.scale.grad is None  # ... and never received a gradient
+
+
+def test_label_model_weights_are_part_of_the_fingerprint(data, tmp_path):
+    synthetic, real = data
+    params = _params(lambda_label=1.0, steps=2)
+    a, b = _LeftRightReading(), _LeftRightReading()
+    with torch.no_grad():
+        b.scale.fill_(2.0)
+    ta = RefinerTrainer(synthetic, real, NET, DISC, params, label_model=a)
+    tb = RefinerTrainer(synthetic, real, NET, DISC, params, label_model=b)
+    assert ta.fingerprint != tb.fingerprint
+
+
+def test_identity_reason_names_step_zero_and_negligible_change():
+    from simgan.core.refiner.identity import identity_reason
+
+    curve = [{"step": 0, "eligible": 1.0}, {"step": 40, "eligible": 0.0},
+             {"step": 80, "eligible": 0.0}]
+    step0 = identity_reason({"selected_step": 0, "last_step": 80, "drift": 0.0, "curve": curve})
+    assert step0 is not None and "adversarial step 0" in step0 and "2 later" in step0
+    tiny = identity_reason({"selected_step": 40, "last_step": 80, "drift": 0.3, "curve": curve})
+    assert tiny is not None and "0.30 gray levels" in tiny
+    assert identity_reason({"selected_step": 40, "last_step": 80, "drift": 2.0}) is None
+    # no adversarial training asked for (steps: 0): step 0 is the only candidate, not a failure
+    assert identity_reason({"selected_step": 0, "last_step": 0, "drift": 1.0}) is None

@@ -1,4 +1,4 @@
-"""Params models of core parts that a task's params sections embed (the realism test), kept
+"""Params models of core parts that a task's params sections embed (the realism test, KID), kept
 free of torch: validating params.yaml must not import the code it configures, so that a
 stage's DVC deps do not include code it never runs. The refiner's are in
 :mod:`simgan.core.refiner.params` for the same reason."""
@@ -23,4 +23,29 @@ class RealismParams(BaseModel):
     device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'")
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads during the test (None: leave as is)"
+    )
+    negligible_auc: float = Field(
+        0.6, gt=0.5, lt=1.0, description="separability below this AUC counts as "
+        "'indistinguishable'; the verdict needs the AUC's 95% interval entirely below it"
+    )
+
+
+class KidParams(BaseModel):
+    """Kernel inception distance in a fixed random-conv feature space (:mod:`simgan.core.kid`);
+    the defaults take a few seconds for 3 x 2000 eye images on one thread."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_per_set: int = Field(2000, ge=4, description="images drawn from each set (or all)")
+    subset_size: int = Field(
+        1000, ge=2, description="images per subset (capped at half the smaller set)"
+    )
+    n_subsets: int = Field(100, ge=2, description="subsets averaged; their std is the error bar")
+    widths: tuple[int, ...] = Field(
+        (16, 32, 64, 128), min_length=1, description="random conv channels per scale (stride 2)"
+    )
+    seed: int = Field(0, description="seeds the feature weights and the draws")
+    device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads during the features (None: leave as is)"
     )

@@ -111,6 +111,12 @@ class Task(ABC):
         :class:`simgan.core.refiner.selection.Selector`)."""
         return "mmd"
 
+    @abstractmethod
+    def label_model(self, p: Any, state: dict[str, Any]) -> Any:
+        """The estimator (weights ``state``, trained on synthetic images) as a torch module
+        from a (B, 1, H, W) batch in [-1, 1] to its label reading (B, ...), for the refiner's
+        label-consistency term: gaze, unit vectors; hand pose, joint heatmaps."""
+
     def loggable_estimator(self, model: Any) -> Any:
         """The module logged to MLflow (one tensor in, one out): the estimator by default."""
         return model

@@ -199,6 +199,18 @@ def train_estimator(
     return train_epochs(images.shape[0], params, task, ckpt, on_metrics)
 
 
+class GazeReading(nn.Module):
+    """A gaze CNN whose output is the unit gaze vector (B, 3): what the refiner's
+    label-consistency term compares between x and R(x), so that only the direction counts."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.model(x).float(), dim=1, eps=1e-8)
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,

@@ -14,9 +14,10 @@ The inner corner (caruncle) is on the image left, as for a left eye in MPIIGaze'
 images (which mirror right eyes to look the same).
 
 Domains: an :class:`EyeDomain` says what differs between the images drawn from the shared
-geometry: its seed code, gaze distribution and shading. This module knows only the synthetic
-one (:func:`synthetic_domain`); the stand-in real appearance is composed in
-:mod:`simgan.gaze.standin`, which applies its own shading to the fields rasterised here.
+geometry: its seed code, gaze distribution, shading and (optionally) head pose. This module
+knows only the synthetic one (:func:`synthetic_domain`); the stand-in real appearances are
+composed in :mod:`simgan.gaze.standin` and :mod:`simgan.gaze.mpii_like`, which apply their own
+shading (and pose) to the fields rasterised here.
 
 Speed: everything is vectorised numpy over a block of images with implicit shapes
 (signed distances, anti-aliased by a 1 px ramp). Determinism: images are produced in fixed
@@ -28,7 +29,7 @@ has the same bytes whatever range or chunking it was rendered with (index-range 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 
 import numpy as np
@@ -71,6 +72,20 @@ class GazeDistribution(BaseModel):
             if abs(getattr(self, key)) >= self.max_abs_deg:
                 raise ValueError(f"{key}: |mean| must be below max_abs_deg={self.max_abs_deg}")
         return self
+
+
+class HeadPose(GazeDistribution):
+    """Head pose of a domain whose heads turn (pitch, yaw) as well as roll, in degrees.
+
+    The pitch/yaw are the face direction in the roll-free camera frame, independent truncated
+    normals as the gaze's. The eyelids follow the gaze *relative to the head*, so a domain whose
+    people look down with a lowered head (laptop users) has more open lids than the camera-frame
+    gaze alone would give; see :func:`turn_head` for what the turn does to the drawing.
+    """
+
+    pitch_std_deg: float = Field(0.0, ge=0.0, le=60.0)
+    yaw_std_deg: float = Field(0.0, ge=0.0, le=60.0)
+    roll_std_deg: float = Field(4.0, ge=0.0, le=30.0, description="in-plane head roll")
 
 
 class EyeRenderParams(BaseModel):
@@ -170,23 +185,73 @@ def truncated_normal(
     return np.clip(x, -bound, bound)
 
 
-def sample_geometry(
-    params: EyeRenderParams, gaze: GazeDistribution, rng: np.random.Generator, n: int
-) -> EyeGeometry:
-    """Draw ``n`` eye geometries; the draw order is fixed (it is part of the byte format)."""
-    p = params
-    lim = np.deg2rad(gaze.max_abs_deg)
+def _sample_angles(
+    dist: GazeDistribution, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pitch, yaw) in radians from a truncated-normal angle distribution (pitch drawn first)."""
+    lim = np.deg2rad(dist.max_abs_deg)
     pitch = truncated_normal(
-        rng, np.deg2rad(gaze.pitch_mean_deg), np.deg2rad(gaze.pitch_std_deg), lim, n
+        rng, np.deg2rad(dist.pitch_mean_deg), np.deg2rad(dist.pitch_std_deg), lim, n
     )
-    yaw = truncated_normal(rng, np.deg2rad(gaze.yaw_mean_deg), np.deg2rad(gaze.yaw_std_deg), lim, n)
-    g = pitchyaw_to_vector(pitch, yaw)
+    yaw = truncated_normal(rng, np.deg2rad(dist.yaw_mean_deg), np.deg2rad(dist.yaw_std_deg), lim, n)
+    return pitch, yaw
 
-    roll_lim = np.deg2rad(max(2.5 * p.roll_std_deg, 1e-6))
-    roll = np.clip(rng.normal(0.0, np.deg2rad(p.roll_std_deg), n), -roll_lim, roll_lim)
+
+def _sample_roll(std_deg: float, rng: np.random.Generator, n: int) -> np.ndarray:
+    """In-plane head roll (radians), a normal clipped at 2.5 std."""
+    roll_lim = np.deg2rad(max(2.5 * std_deg, 1e-6))
+    return np.clip(rng.normal(0.0, np.deg2rad(std_deg), n), -roll_lim, roll_lim)
+
+
+def _eye_in_head(gh: np.ndarray, head_pitch: np.ndarray, head_yaw: np.ndarray) -> np.ndarray:
+    """The gaze relative to a turned head (angles subtracted): what the eyelids follow."""
+    pitch = np.arcsin(np.clip(-gh[:, 1], -1.0, 1.0)) - head_pitch
+    yaw = np.arctan2(-gh[:, 0], -gh[:, 2]) - head_yaw
+    return pitchyaw_to_vector(pitch, yaw)
+
+
+def _sample_lids(
+    p: EyeRenderParams, rng: np.random.Generator, radius: np.ndarray, lid_dir: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lid heights and skews (h_up, h_lo, skew_up, skew_lo) following ``lid_dir``, the gaze
+    in the head frame; blinks close the upper lid onto the lower one."""
+    n = radius.shape[0]
+    openness = np.clip(rng.normal(1.0, p.openness_std, n), 0.6, 1.4)
+    blink = rng.uniform(0, 1, n) < p.blink_prob
+    closure = np.where(blink, rng.uniform(0.55, 1.0, n), 0.0)
+    sin_ph = -lid_dir[:, 1]  # sin(pitch) in the head frame
+    h_up = radius * (p.lid_upper + p.lid_follow_upper * sin_ph) * openness
+    h_lo = radius * (p.lid_lower - p.lid_follow_lower * sin_ph)
+    h_lo = np.maximum(h_lo, 0.15 * radius)
+    # a blink brings the upper lid down to the lower one.
+    h_up = (1.0 - closure) * h_up - closure * 0.95 * h_lo
+    h_up = np.maximum(h_up, 0.03 * radius - h_lo)  # keep a sliver of opening
+    # the upper lid peaks nasally, the lower lid temporally; both lean toward the gaze.
+    skew_up = rng.normal(-0.12, 0.05, n) + 0.35 * lid_dir[:, 0]
+    skew_lo = rng.normal(0.12, 0.05, n) + 0.25 * lid_dir[:, 0]
+    return h_up, h_lo, np.clip(skew_up, -0.4, 0.4), np.clip(skew_lo, -0.4, 0.4)
+
+
+def sample_geometry(
+    params: EyeRenderParams,
+    gaze: GazeDistribution,
+    rng: np.random.Generator,
+    n: int,
+    pose: HeadPose | None = None,
+) -> EyeGeometry:
+    """Draw ``n`` eye geometries; the draw order is fixed (it is part of the byte format).
+
+    ``pose`` None: a frontal head with ``params.roll_std_deg`` (no extra draws, so the bytes
+    of domains without a pose never change); else see :class:`HeadPose`.
+    """
+    p = params
+    pitch, yaw = _sample_angles(gaze, rng, n)
+    g = pitchyaw_to_vector(pitch, yaw)
+    roll = _sample_roll(p.roll_std_deg if pose is None else pose.roll_std_deg, rng, n)
     c, s = np.cos(roll), np.sin(roll)
     # head frame = Rot(-roll) camera frame (rotation about the optical axis).
     gh = np.stack([c * g[:, 0] + s * g[:, 1], -s * g[:, 0] + c * g[:, 1], g[:, 2]], axis=1)
+    head = None if pose is None else _sample_angles(pose, rng, n)
 
     scale = 1.0 + rng.uniform(-p.scale_jitter, p.scale_jitter, n)
     radius = p.eyeball_radius_frac * p.width * scale
@@ -206,41 +271,40 @@ def sample_geometry(
     open_b = off[:, 1] + 0.02 * radius
     # outer corner (t = +1, image right) a little higher than the inner one (b is down).
     tilt = -radius * np.clip(rng.normal(0.06, 0.04, n), -0.05, 0.18)
-
-    openness = np.clip(rng.normal(1.0, p.openness_std, n), 0.6, 1.4)
-    blink = rng.uniform(0, 1, n) < p.blink_prob
-    closure = np.where(blink, rng.uniform(0.55, 1.0, n), 0.0)
-    sin_ph = -gh[:, 1]  # sin(pitch) in the head frame
-    h_up = radius * (p.lid_upper + p.lid_follow_upper * sin_ph) * openness
-    h_lo = radius * (p.lid_lower - p.lid_follow_lower * sin_ph)
-    h_lo = np.maximum(h_lo, 0.15 * radius)
-    # a blink brings the upper lid down to the lower one.
-    h_up = (1.0 - closure) * h_up - closure * 0.95 * h_lo
-    h_up = np.maximum(h_up, 0.03 * radius - h_lo)  # keep a sliver of opening
-    # the upper lid peaks nasally, the lower lid temporally; both lean toward the gaze.
-    skew_up = rng.normal(-0.12, 0.05, n) + 0.35 * gh[:, 0]
-    skew_lo = rng.normal(0.12, 0.05, n) + 0.25 * gh[:, 0]
-    skew_up = np.clip(skew_up, -0.4, 0.4)
-    skew_lo = np.clip(skew_lo, -0.4, 0.4)
-    return EyeGeometry(
-        eyeball_u=eyeball_u,
-        eyeball_v=eyeball_v,
-        radius=radius,
-        roll=roll,
-        gaze=g,
-        gaze_head=gh,
-        pitch=pitch,
-        yaw=yaw,
-        iris_r=iris_r,
-        pupil_r=pupil_r,
-        open_a=open_a,
-        open_b=open_b,
-        halfwidth=halfwidth,
-        tilt=tilt,
-        h_up=h_up,
-        h_lo=h_lo,
-        skew_up=skew_up,
+    lid_dir = gh if head is None else _eye_in_head(gh, *head)
+    h_up, h_lo, skew_up, skew_lo = _sample_lids(p, rng, radius, lid_dir)
+    geom = EyeGeometry(
+        eyeball_u=eyeball_u, eyeball_v=eyeball_v, radius=radius, roll=roll, gaze=g,
+        gaze_head=gh, pitch=pitch, yaw=yaw, iris_r=iris_r, pupil_r=pupil_r, open_a=open_a,
+        open_b=open_b, halfwidth=halfwidth, tilt=tilt, h_up=h_up, h_lo=h_lo, skew_up=skew_up,
         skew_lo=skew_lo,
+    )
+    return geom if head is None else turn_head(geom, *head)
+
+
+def turn_head(geom: EyeGeometry, head_pitch: np.ndarray, head_yaw: np.ndarray) -> EyeGeometry:
+    """The eye of a head turned by (pitch, yaw), re-centred on its lid opening.
+
+    Orthographic view of a turned head: the lid opening, about 0.9 R in front of the eyeball
+    centre, moves by 0.9 R times the face direction's (x, y), and the opening foreshortens by
+    the cosines. As MPIIGaze's normalisation crops around the eye corners, the crop follows
+    the opening and the eyeball centre moves the other way (labels move with it: they are
+    drawn from the eyeball centre and the camera-frame gaze).
+    """
+    face = pitchyaw_to_vector(head_pitch, head_yaw)
+    da, db = 0.9 * geom.radius * face[:, 0], 0.9 * geom.radius * face[:, 1]
+    c, s = np.cos(geom.roll), np.sin(geom.roll)
+    cos_p, cos_y = np.cos(head_pitch), np.cos(head_yaw)
+    return replace(
+        geom,
+        eyeball_u=geom.eyeball_u - (c * da - s * db),
+        eyeball_v=geom.eyeball_v - (s * da + c * db),
+        open_a=geom.open_a + da,
+        open_b=geom.open_b + db,
+        halfwidth=geom.halfwidth * cos_y,
+        tilt=geom.tilt * cos_y,
+        h_up=geom.h_up * cos_p,
+        h_lo=geom.h_lo * cos_p,
     )
 
 
@@ -487,12 +551,14 @@ grey levels in [0, 255]."""
 @dataclass(frozen=True)
 class EyeDomain:
     """What differs between two domains drawn from the shared geometry: the seed ``code``
-    (blocks of different domains never share random numbers), the ``gaze`` distribution and
-    the ``shade`` function."""
+    (blocks of different domains never share random numbers), the ``gaze`` distribution, the
+    ``shade`` function and the head ``pose`` (None: frontal heads with ``params.roll_std_deg``,
+    as the synthetic domain)."""
 
     code: int
     gaze: GazeDistribution
     shade: Shader
+    pose: HeadPose | None = None
 
 
 def synthetic_domain(params: EyeRenderParams) -> EyeDomain:
@@ -508,7 +574,7 @@ def render_block(
     synthetic one) in full."""
     domain = domain or synthetic_domain(params)
     rng = np.random.default_rng([int(seed), domain.code, int(block)])
-    geom = sample_geometry(params, domain.gaze, rng, BLOCK)
+    geom = sample_geometry(params, domain.gaze, rng, BLOCK, domain.pose)
     images = np.empty((BLOCK, params.height, params.width), dtype=np.uint8)
     visible = np.empty(BLOCK, dtype=np.float64)
     for lo in range(0, BLOCK, SUB_BLOCK):

@@ -20,6 +20,7 @@ generator after the geometry, in a fixed order (part of the byte format).
 from __future__ import annotations
 
 from functools import cache, partial
+from typing import Literal, Protocol
 
 import numpy as np
 import scipy.fft
@@ -65,7 +66,9 @@ def _real_gaze() -> GazeDistribution:
 
 
 class RealAppearanceParams(BaseModel):
-    """Appearance of the stand-in real domain; each strength at 0 switches its effect off.
+    """Appearance of the stand-in real domain (``kind: standin``, the default; the harder
+    ``mpii_like`` is :class:`simgan.gaze.mpii_like.MpiiLikeParams`); each strength at 0
+    switches its effect off.
 
     ``x_min``/``x_max`` pairs are ranges drawn uniformly per image; grey levels are 0-255.
     The defaults were tuned so that a small gaze CNN trained on the synthetic domain does
@@ -74,6 +77,7 @@ class RealAppearanceParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["standin"] = "standin"
     gaze: GazeDistribution = Field(default_factory=_real_gaze)
     skin_min: float = Field(70.0, ge=0.0, le=255.0)
     skin_max: float = Field(175.0, ge=0.0, le=255.0)
@@ -107,11 +111,8 @@ class RealAppearanceParams(BaseModel):
 
     @model_validator(mode="after")
     def _ranges(self) -> RealAppearanceParams:
-        for name in ("skin", "sclera", "iris", "pupil", "blur_sigma", "gamma", "contrast",
-                     "noise_std", "jpeg_quality"):
-            lo, hi = getattr(self, f"{name}_min"), getattr(self, f"{name}_max")
-            if lo > hi:
-                raise ValueError(f"{name}_min={lo} must not exceed {name}_max={hi}")
+        check_ranges(self, ("skin", "sclera", "iris", "pupil", "blur_sigma", "gamma", "contrast",
+                            "noise_std", "jpeg_quality"))
         return self
 
 
@@ -249,7 +250,7 @@ def shade_real(
     ramp = _col(light[:, 0] / width) * (f.u - width / 2.0)
     ramp += _col(light[:, 1] / height) * (f.v - height / 2.0)
     img *= 1.0 + app.light_strength * 2.0 * ramp
-    img += _glints(geom, f, rng, app, light)
+    img += glints(geom, f, rng, app, light)
 
     # camera: optics blur, response curve, noise, compression.
     img = gaussian_blur(img, rng.uniform(app.blur_sigma_min, app.blur_sigma_max, n))
@@ -258,14 +259,27 @@ def shade_real(
     img += _col(rng.normal(0.0, app.brightness_std, n))
     read = uni(app.noise_std_min, app.noise_std_max)
     sigma = np.sqrt(read * read + app.shot_noise * np.clip(img, 0.0, 255.0))
-    # triangular noise (sum of two uniforms, unit variance): near-Gaussian, 3x cheaper to draw.
-    noise = rng.random((n, height, width), dtype=_F)
-    noise += rng.random((n, height, width), dtype=_F)
-    noise -= 1.0
-    noise *= _F(np.sqrt(6.0))
-    img += sigma * noise
+    img += sigma * triangular_noise(rng, (n, height, width))
     quality = rng.integers(app.jpeg_quality_min, app.jpeg_quality_max + 1, n)
     return jpeg_like(np.clip(img, 0.0, 255.0), quality)
+
+
+def triangular_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Zero-mean, unit-variance float32 noise, the sum of two uniforms: near-Gaussian and 3x
+    cheaper to draw than normals."""
+    noise = rng.random(shape, dtype=_F)
+    noise += rng.random(shape, dtype=_F)
+    noise -= 1.0
+    noise *= _F(np.sqrt(6.0))
+    return noise
+
+
+def check_ranges(model: BaseModel, names: tuple[str, ...]) -> None:
+    """Every ``<name>_min`` must not exceed its ``<name>_max`` (the message names both)."""
+    for name in names:
+        lo, hi = getattr(model, f"{name}_min"), getattr(model, f"{name}_max")
+        if lo > hi:
+            raise ValueError(f"{name}_min={lo} must not exceed {name}_max={hi}")
 
 
 def response_curve(img: np.ndarray, gamma: np.ndarray) -> np.ndarray:
@@ -279,11 +293,20 @@ def response_curve(img: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     return 255.0 * x / (x + c * (1.0 - x))
 
 
-def _glints(
+class GlintParams(Protocol):
+    """What :func:`glints` reads (both stand-in appearances have these keys)."""
+
+    glint_prob: float
+    second_glint_prob: float
+    glint_intensity: float
+    glint_radius_px: float
+
+
+def glints(
     geom: EyeGeometry,
     f: EyeFields,
     rng: np.random.Generator,
-    app: RealAppearanceParams,
+    app: GlintParams,
     light: np.ndarray,
 ) -> np.ndarray:
     """Corneal reflections of one or two lights (only where the eyeball is visible).

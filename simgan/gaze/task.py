@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from simgan.core.ingest.common import NoLabelsError
-from simgan.core.params import RealismParams
+from simgan.core.params import KidParams, RealismParams
 from simgan.core.refiner.params import (
     DiscriminatorParams,
     RefineParams,
@@ -22,11 +22,15 @@ from simgan.core.refiner.params import (
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.gaze.estimator import EstimatorParams
 from simgan.gaze.labels import has_gaze_labels, require_gaze_labels
+from simgan.gaze.mpii_like import MpiiLikeParams
 from simgan.gaze.readers.sources import RealSource, SyntheticSource, is_file_source
 from simgan.gaze.render import EyeDomain, EyeRenderParams
 from simgan.gaze.standin import RealAppearanceParams
 
 GAZE_COLUMNS = ["gaze_x", "gaze_y", "gaze_z"]
+RealAppearance = Annotated[RealAppearanceParams | MpiiLikeParams, Field(discriminator="kind")]
+"""The built-in real appearance, by ``kind``: ``standin`` (:mod:`simgan.gaze.standin`) or the
+harder ``mpii_like`` (:mod:`simgan.gaze.mpii_like`)."""
 
 
 class _Strict(BaseModel):
@@ -49,15 +53,27 @@ class RenderSection(_Strict):
 
 
 class RealSection(_Strict):
-    """The real domain: the stand-in appearance model or files (MPIIGaze, a folder); the
-    other keys apply as in :class:`RenderSection` (``appearance``: the stand-in only)."""
+    """The real domain: a built-in appearance model or files (MPIIGaze, a folder); the
+    other keys apply as in :class:`RenderSection` (``appearance``: the ``standin`` source only;
+    its ``kind`` chooses the model, see :data:`RealAppearance`)."""
 
     source: RealSource
     seed: int = Field(ge=0)
     n_train: int = Field(gt=0)
     n_test: int = Field(gt=0)
     chunk_size: int = Field(gt=0, le=65536)
-    appearance: RealAppearanceParams
+    appearance: RealAppearance
+
+
+def real_domain(appearance: RealAppearanceParams | MpiiLikeParams) -> EyeDomain:
+    """The built-in real domain ``appearance.kind`` names."""
+    if isinstance(appearance, MpiiLikeParams):
+        from simgan.gaze.mpii_like import mpii_like_domain
+
+        return mpii_like_domain(appearance)
+    from simgan.gaze.standin import standin_domain
+
+    return standin_domain(appearance)
 
 
 class RefinerSection(_Strict):
@@ -76,6 +92,7 @@ class EvaluateSection(_Strict):
 
 class CompareSection(_Strict):
     realism: RealismParams
+    kid: KidParams
     marker: float = Field(ge=0, description="threshold marked on the curve plot")
 
 
@@ -156,9 +173,9 @@ class GazeTask(Task):
 
     def real_splits(self, p: GazeParams, root: Path | None = None) -> dict[str, SplitPlan]:
         if not is_file_source(p.real.source):
-            from simgan.gaze.standin import standin_domain
-
-            return self._plans(p, p.real, standin_domain(p.real.appearance), "standin-real")
+            app = p.real.appearance
+            name = "standin-real" if app.kind == "standin" else f"{app.kind}-real"
+            return self._plans(p, p.real, real_domain(app), name)
         return self._file_plans(p, p.real, root)
 
     def has_labels(self, labels: pd.DataFrame) -> bool:
@@ -188,6 +205,11 @@ class GazeTask(Task):
         model = self.build_estimator(p)
         model.load_state_dict(state)
         return model.eval()
+
+    def label_model(self, p: GazeParams, state: dict[str, Any]):
+        from simgan.gaze.estimator import GazeReading
+
+        return GazeReading(self.load_estimator(p, state))
 
     def predict(self, p: GazeParams, model, images: np.ndarray) -> pd.DataFrame:
         from simgan.core.images import pick_device

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from simgan.core.params import RealismParams
+from simgan.core.params import KidParams, RealismParams
 from simgan.core.refiner.params import (
     DiscriminatorParams,
     RefineParams,
@@ -141,6 +141,7 @@ class EvaluateSection(_Strict):
 
 class CompareSection(_Strict):
     realism: RealismParams
+    kid: KidParams
     marker: float = Field(ge=0, description="threshold marked on the curve plot")
     preservation_n: int = Field(
         gt=0, description="synthetic train images (and their refined versions) scored for "
@@ -269,6 +270,11 @@ class HandTask(Task):
 
     def refiner_select_by(self, p: HandParams) -> str:
         return p.refiner.select_by
+
+    def label_model(self, p: HandParams, state: dict[str, Any]):
+        from simgan.hand.hourglass import LastStack
+
+        return LastStack(self.load_estimator(p, state))
 
     def loggable_estimator(self, model):
         from simgan.hand.hourglass import LastStack

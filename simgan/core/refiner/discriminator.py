@@ -53,6 +53,7 @@ class PatchDiscriminator(nn.Module):
         pool_kernel: int = 3,
         pool_stride: int = 1,
         pool_after: int = 2,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         if not len(widths) == len(kernels) == len(strides):
@@ -67,12 +68,20 @@ class PatchDiscriminator(nn.Module):
         for i, (w, k, s) in enumerate(zip(widths, kernels, strides, strict=True)):
             if i == pool_after and pool_kernel > 0:
                 layers.append(nn.MaxPool2d(pool_kernel, pool_stride, padding=pool_kernel // 2))
-            layers += [nn.Conv2d(c, w, k, stride=s, padding=k // 2), nn.ReLU(inplace=True)]
+            layers += [_conv(c, w, k, s, spectral_norm), nn.ReLU(inplace=True)]
             c = w
         if pool_after == len(widths) and pool_kernel > 0:
             layers.append(nn.MaxPool2d(pool_kernel, pool_stride, padding=pool_kernel // 2))
-        layers.append(nn.Conv2d(c, 2, 1))
+        layers.append(_conv(c, 2, 1, 1, spectral_norm))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int, spectral_norm: bool) -> nn.Module:
+    """A same-padded conv; with ``spectral_norm`` its weight is divided by its largest singular
+    value (Miyato et al. 2018), which bounds how fast D can sharpen its decision and so keeps
+    it from winning outright within a few dozen steps."""
+    conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
+    return nn.utils.parametrizations.spectral_norm(conv) if spectral_norm else conv

@@ -53,6 +53,10 @@ class Refiner(nn.Module):
     cannot put sensor noise or fine texture on a flat synthetic region (the output of a flat
     patch is flat), so without noise the only "realism" it can add is tone and blur. The
     noise is drawn from ``generator`` (or the global torch RNG), so runs stay reproducible.
+    ``noise_scales``: the noise is drawn at each of these scales (1 = per pixel; s > 1: an
+    (H/s, W/s) field upsampled bilinearly), ``noise_channels`` maps per scale. Coarse noise lets
+    R add blotchy, spatially correlated texture (skin, sensor shading) that per-pixel noise
+    through a few 3x3 layers cannot make.
     """
 
     def __init__(
@@ -63,16 +67,21 @@ class Refiner(nn.Module):
         kernel: int = 3,
         output: Output = "residual",
         noise_channels: int = 0,
+        noise_scales: tuple[int, ...] = (1,),
     ) -> None:
         super().__init__()
         if noise_channels < 0:
             raise ValueError(f"noise_channels must be >= 0, got {noise_channels}")
+        if not noise_scales or min(noise_scales) < 1:
+            raise ValueError(f"noise_scales must be >= 1, got {noise_scales}")
         self.noise_channels = noise_channels
+        self.noise_scales = tuple(noise_scales)
         if output not in ("residual", "tanh"):
             raise ValueError(f"output must be 'residual' or 'tanh', got {output!r}")
         self.output = output
         self.head = nn.Sequential(
-            nn.Conv2d(in_channels + noise_channels, width, kernel, padding=kernel // 2),
+            nn.Conv2d(in_channels + noise_channels * len(self.noise_scales), width, kernel,
+                      padding=kernel // 2),
             nn.ReLU(inplace=True),
         )
         self.blocks = nn.Sequential(*(ResBlock(width, kernel) for _ in range(blocks)))
@@ -84,20 +93,27 @@ class Refiner(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         inp = x
         if self.noise_channels:
-            b, _, h, w = x.shape
-            z = torch.randn(
-                b,
-                self.noise_channels,
-                h,
-                w,
-                generator=generator,
-                device=generator.device if generator is not None else x.device,
-            )
-            inp = torch.cat([x, z.to(x.device, x.dtype)], 1)
+            inp = torch.cat([x, *self._noise(x, generator)], 1)
         r = self.tail(self.blocks(self.head(inp)))
         if self.output == "residual":
             return (x + r).clamp(-1.0, 1.0)
         return torch.tanh(r)
+
+
+    def _noise(self, x: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
+        """Gaussian noise maps at every scale, drawn in scale order from ``generator``."""
+        b, _, h, w = x.shape
+        device = generator.device if generator is not None else x.device
+        maps = []
+        for s in self.noise_scales:
+            size = (-(-h // s), -(-w // s))
+            z = torch.randn(b, self.noise_channels, *size, generator=generator, device=device)
+            z = z.to(x.device, x.dtype)
+            if s > 1:
+                z = nn.functional.interpolate(z, size=(h, w), mode="bilinear",
+                                              align_corners=False)
+            maps.append(z)
+        return maps
 
 
 def apply_refiner(

@@ -29,11 +29,16 @@ class RefinerNetParams(BaseModel):
     kernel: int = Field(3, ge=1, le=15)
     output: Literal["residual", "tanh"] = "residual"
     noise_channels: int = Field(1, ge=0, le=16)
+    noise_scales: tuple[int, ...] = Field(
+        (1,), min_length=1, max_length=8,
+        description="scales of the noise inputs (1 = per pixel; s = an H/s x W/s field)")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd (same padding), got {self.kernel}")
+        if min(self.noise_scales) < 1:
+            raise ValueError(f"noise_scales must all be >= 1, got {list(self.noise_scales)}")
         return self
 
 
@@ -48,6 +53,7 @@ class DiscriminatorParams(BaseModel):
     pool_kernel: int = Field(3, ge=0, le=15)
     pool_stride: int = Field(1, ge=1, le=8)
     pool_after: int = Field(2, ge=0, le=16)
+    spectral_norm: bool = Field(False, description="spectral normalisation of every conv")
 
     @model_validator(mode="after")
     def _consistent(self) -> DiscriminatorParams:
@@ -84,6 +90,9 @@ class RefinerTrainParams(BaseModel):
     lr_discriminator: float | None = Field(1e-3, gt=0, le=1)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     lambda_reg: float = Field(0.5, ge=0)
+    lambda_label: float = Field(
+        0.0, ge=0, description="weight of label consistency: the frozen synthetic-trained "
+        "estimator must read R(x) as it reads x (0: off; the paper has no such term)")
     reg_feature: Literal["identity", "local_mean"] = "identity"
     reg_kernel: int = Field(3, ge=1, le=31)
     reg_reduction: Literal["mean", "sum"] = "mean"

@@ -112,6 +112,7 @@ class Selector:
         max_drift: float,
         batch_size: int = 256,
         select_by: SelectBy = "mmd",
+        label_model: nn.Module | None = None,
     ) -> None:
         if select_by not in ("mmd", "latest"):
             raise ValueError(f"select_by must be 'mmd' or 'latest', got {select_by!r}")
@@ -121,6 +122,7 @@ class Selector:
         self.min_structure = min_structure
         self.max_drift = max_drift
         self.synthetic = synthetic
+        self.label_model = label_model
         real_groups = self._stats(real)
         self.scales = [g.var(0).sum().clamp_min(1e-12).sqrt() for g in real_groups]
         self.center = [g.mean(0) for g in real_groups]
@@ -158,7 +160,7 @@ class Selector:
         """Criterion values of ``refiner`` on the held-out images (see class doc)."""
         was_training = refiner.training
         refiner.eval()
-        refined, structure, drift = [], [], []
+        refined, structure, drift, shift = [], [], [], []
         gen = torch.Generator().manual_seed(0)  # same noise for every candidate
         for s in range(0, self.synthetic.shape[0], self.batch_size):
             x = to_tensor(self.synthetic[s : s + self.batch_size], self.device)
@@ -166,15 +168,21 @@ class Selector:
             refined.append(r)
             structure.append(structure_similarity(r, x))
             drift.append((r - x).abs().flatten(1).mean(1) * 127.5)
+            if self.label_model is not None:
+                a, b = self.label_model(r), self.label_model(x)
+                shift.append((a.float() - b.float()).pow(2).flatten(1).sum(1))
         refiner.train(was_training)
         mmd = self._mmd(self._embed(self._stats(torch.cat(refined))))
-        return {
+        record = {
             "mmd": mmd,
             "mmd_synthetic": self.mmd_synthetic,
             "mmd_ratio": mmd / max(self.mmd_synthetic, 1e-12),
             "structure": float(torch.cat(structure).mean()),
             "drift": float(torch.cat(drift).mean()),
         }
+        if shift:  # how far the frozen estimator's reading moved (reported, not a guard)
+            record["label_shift"] = float(torch.cat(shift).mean())
+        return record
 
     def eligible(self, record: dict[str, float]) -> bool:
         return record["structure"] >= self.min_structure and record["drift"] <= self.max_drift

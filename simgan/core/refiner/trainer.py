@@ -78,8 +78,10 @@ def _fingerprint(
     synthetic: np.ndarray,
     real: np.ndarray,
     select_by: SelectBy,
+    label_model: nn.Module | None = None,
 ) -> str:
-    """Hash of everything that determines the run: params (minus cadence) and a data sample."""
+    """Hash of everything that determines the run: params (minus cadence), a data sample and
+    the weights of the label model, if any."""
     h = hashlib.sha256()
     spec = {
         "format": _FORMAT,
@@ -93,7 +95,17 @@ def _fingerprint(
     for arr in (synthetic, real):
         rows = np.linspace(0, arr.shape[0] - 1, min(64, arr.shape[0])).astype(np.int64)
         h.update(np.ascontiguousarray(arr[rows]).tobytes())
+    if label_model is not None:
+        for name, value in sorted(label_model.state_dict().items()):
+            h.update(name.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def label_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of the squared L2 distance between two label readings (B, ...):
+    for unit gaze vectors ~ the squared angle in radians, for heatmaps their summed squares."""
+    return (a.float() - b.float()).pow(2).flatten(1).sum(1).mean()
 
 
 def _check_images(synthetic: np.ndarray, real: np.ndarray) -> None:
@@ -126,6 +138,16 @@ def _snapshot(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return tuple(_snapshot(v) for v in obj)
     return obj
+
+
+def _frozen(model: nn.Module | None, device: torch.device) -> nn.Module | None:
+    """A copy of the label model in eval mode with no parameter gradients: R is trained
+    through it, it is never trained itself (and the caller's module is left as it was)."""
+    if model is None:
+        return None
+    model = copy.deepcopy(model).to(device).eval()
+    model.requires_grad_(False)
+    return model
 
 
 def _make_optimizer(
@@ -240,8 +262,12 @@ class RefinerTrainer:
         select_by: SelectBy = "mmd",
         on_metrics: MetricsCallback | None = None,
         on_samples: SamplesCallback | None = None,
+        label_model: nn.Module | None = None,
     ) -> None:
         _check_images(synthetic, real)
+        if params.lambda_label > 0 and label_model is None:
+            raise ValueError("lambda_label > 0 needs a label model (the frozen estimator "
+                             "trained on synthetic images)")
         self.synthetic, self.real, self.params = synthetic, real, params
         self.on_metrics, self.on_samples = on_metrics, on_samples
         self.device = pick_device(params.device)
@@ -249,6 +275,7 @@ class RefinerTrainer:
             torch.channels_last if params.channels_last else torch.contiguous_format
         )
         self.held_out = HeldOut.draw(synthetic, real, params)
+        self.label_model = _frozen(label_model, self.device) if params.lambda_label > 0 else None
         self._build_nets(net, disc)
         self.rngs = _Rngs(params.seed, self.device)
         self.buffer = HistoryBuffer(
@@ -257,6 +284,7 @@ class RefinerTrainer:
         self.selector = Selector(
             self.held_out.synthetic, self.held_out.real, self.device,
             params.select_min_structure, params.select_max_drift, select_by=select_by,
+            label_model=self.label_model,
         )
         self.meter = _Meter()
         self.step = 0
@@ -265,7 +293,8 @@ class RefinerTrainer:
         self.best: dict[str, Any] | None = None  # {"record": ..., "state": ...}
         self.adv_start = params.pretrain_refiner_steps + params.pretrain_discriminator_steps
         self.total = self.adv_start + params.steps
-        self.fingerprint = _fingerprint(net, disc, params, synthetic, real, select_by)
+        self.fingerprint = _fingerprint(net, disc, params, synthetic, real, select_by,
+                                        self.label_model)
 
     def _build_nets(self, net: RefinerNetParams, disc: DiscriminatorParams) -> None:
         """R, then D, then their optimisers, from ``seed``: the initial weights depend on it."""
@@ -304,6 +333,12 @@ class RefinerTrainer:
         )
         out = {"loss_r_reg": reg.detach()}
         loss = reg
+        if self.label_model is not None:
+            with torch.no_grad():
+                target = self.label_model(x)
+            label = label_distance(self.label_model(r), target)
+            loss = loss + p.lambda_label * label
+            out["loss_r_label"] = label.detach()
         if adversarial:
             self.discriminator.requires_grad_(False)
             adv = adversarial_loss(self.fwd_d(r), REAL, p.adv_reduction)
@@ -478,8 +513,14 @@ def train_refiner(
     on_metrics: MetricsCallback | None = None,
     on_samples: SamplesCallback | None = None,
     select_by: SelectBy = "mmd",
+    label_model: nn.Module | None = None,
 ) -> RefinerResult:
     """Train a refiner on unlabelled ``synthetic`` and ``real`` uint8 (N, H, W) images.
+
+    ``label_model`` (needed when ``params.lambda_label > 0``): a frozen estimator trained on
+    synthetic images, mapping a (B, 1, H, W) batch to its label reading; R is penalised by
+    how far that reading of R(x) moves from the reading of x, so it may change appearance
+    freely but not what the label describes. It sees no labels itself.
 
     ``select_by`` chooses among the guarded checkpoints (see ``Selector``). Returns the
     selected refiner state (CPU tensors), the selection record and the logged loss history.
@@ -488,7 +529,8 @@ def train_refiner(
     ``on_samples(global_step, synthetic, refined, real)`` receives fixed held-out uint8
     images every ``sample_every`` adversarial steps.
     """
-    t = RefinerTrainer(synthetic, real, net, disc, params, select_by, on_metrics, on_samples)
+    t = RefinerTrainer(synthetic, real, net, disc, params, select_by, on_metrics, on_samples,
+                       label_model)
     ckpt = Path(checkpoint_dir) / CHECKPOINT
     t.resume(ckpt)
     t.refiner.train()

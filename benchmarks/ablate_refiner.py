@@ -1,0 +1,140 @@
+"""Refiner ablations over seeds: one row = params overrides of ``<task>.refiner``, run for
+every seed on the datasets the pipeline already wrote (run `make run` first).
+
+    python benchmarks/ablate_refiner.py --task gaze --name label1000 \
+        --set train.lambda_label=1000 --seeds 0 1 2
+
+Per seed: train the refiner (its own checkpoint dir), refine the synthetic train set, train
+the task's estimator on it, test it on the real test set (the pipeline's metric), and score
+realism (classifier two-sample test, refined vs real). Real labels are used only for that final
+test, as in the pipeline. Rows are appended to ``reports/ablations/<task>.jsonl``; the table
+printed at the end (mean +/- sd over seeds per row) is what docs/science.md and docs/hand.md
+quote. Failed seeds are recorded as failed, not dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from simgan.core.dataset import open_dataset  # noqa: E402
+from simgan.tasks import get_task, load_task_params  # noqa: E402
+from stages.layout import Layout  # noqa: E402
+
+
+def with_overrides(params, task: str, overrides: list[str]):
+    """``params`` with ``key=value`` overrides of the refiner section (values are YAML)."""
+    data = params.model_dump(mode="json")
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = data["refiner"]
+        *path, leaf = key.split(".")
+        for part in path:
+            node = node[part]
+        if leaf not in node:
+            raise SystemExit(f"--set {key}: not a key of {task}.refiner (allowed: {list(node)})")
+        node[leaf] = yaml.safe_load(value)
+    return type(params).model_validate(data)
+
+
+def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
+    """One seed of one row: the refiner, the refined set, the estimator, its real-test error."""
+    import torch
+
+    from simgan.core.realism import two_sample_test
+    from simgan.core.refiner.apply import refine_images
+    from simgan.core.refiner.trainer import train_refiner
+
+    p = p.model_copy(update={"refiner": p.refiner.model_copy(update={
+        "train": p.refiner.train.model_copy(update={"seed": seed})})})
+    syn = open_dataset(layout.synthetic("train"))
+    real_train, real_test = open_dataset(layout.real("train")), open_dataset(layout.real("test"))
+    label_model = None
+    if p.refiner.train.lambda_label > 0:
+        saved = torch.load(layout.estimator_model("synthetic"), map_location="cpu",
+                           weights_only=False)
+        label_model = task.label_model(p, saved["state_dict"])
+    t0 = time.perf_counter()
+    result = train_refiner(syn.images, real_train.images, p.refiner.net,
+                           p.refiner.discriminator, p.refiner.train, work / "refiner",
+                           select_by=task.refiner_select_by(p), label_model=label_model)
+    t_refiner = time.perf_counter() - t0
+    from simgan.core.refiner.net import load_refiner, refiner_file
+
+    refiner = load_refiner(refiner_file(result.selected_state, p.refiner.net, result.selection))
+    refined = np.concatenate(list(refine_images(refiner, syn.images, p.refine.batch_size)))
+    t1 = time.perf_counter()
+    model = task.train_estimator(p, refined, syn.labels, work / "estimator", None)
+    t_est = time.perf_counter() - t1
+    evaluation = task.evaluate(p, task.predict(p, model, real_test.images), real_test.labels)
+    realism = two_sample_test(real_test.images, refined, p.compare.realism)
+    sel = result.selection
+    return {
+        "seed": seed, "status": "ok", task.headline: evaluation.summary[task.headline],
+        "summary": evaluation.summary, "realism_auc": realism.auc,
+        "realism_accuracy": realism.accuracy,
+        "selected_step": sel["selected_step"], "structure": sel["structure"],
+        "drift": sel["drift"], "mmd_ratio": sel["mmd_ratio"],
+        "label_shift": sel.get("label_shift"),
+        "seconds_refiner": t_refiner, "seconds_estimator": t_est,
+    }
+
+
+def table(rows: list[dict], headline: str) -> str:
+    """Mean +/- sd over seeds for every row name, in the order first seen."""
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    keys = (headline, "realism_auc", "drift", "structure", "selected_step")
+    out = [f"| row | n ok / failed | {' | '.join(keys)} |", "|---" * (len(keys) + 2) + "|"]
+    for name in names:
+        ok = [r for r in rows if r["name"] == name and r["status"] == "ok"]
+        failed = sum(1 for r in rows if r["name"] == name and r["status"] != "ok")
+        cells = []
+        for k in keys:
+            v = np.array([r[k] for r in ok if r.get(k) is not None], dtype=float)
+            cells.append(f"{v.mean():.3g} +/- {v.std(ddof=1) if len(v) > 1 else 0:.2g}"
+                         if len(v) else "n/a")
+        out.append(f"| {name} | {len(ok)} / {failed} | {' | '.join(cells)} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", required=True)
+    ap.add_argument("--name", required=True, help="row name in the table")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override of <task>.refiner, e.g. train.lambda_label=1000")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    args = ap.parse_args()
+    task = get_task(args.task)
+    p = with_overrides(load_task_params(args.params, args.task), args.task, args.set)
+    out = ROOT / "reports" / "ablations" / f"{args.task}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                row = run_seed(task, p, Layout(ROOT, args.task), seed, Path(tmp))
+            except Exception as exc:  # a failed seed is a result too
+                traceback.print_exc()
+                row = {"seed": seed, "status": f"failed: {type(exc).__name__}: {exc}"}
+        row.update(name=args.name, overrides=args.set)
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    print(table(rows, task.headline))
+
+
+if __name__ == "__main__":
+    main()

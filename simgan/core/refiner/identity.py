@@ -1,0 +1,29 @@
+"""Whether a selected refiner changed anything: a refiner that became the identity must be
+reported, never pass silently as "refined" (kept free of torch: compare reads it too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+IDENTITY_DRIFT = 0.5
+"""Mean |R(x) - x| (gray levels, held-out synthetic images) below which a refiner counts as
+having made no change: under one quantisation step of a uint8 image on average."""
+
+
+def identity_reason(selection: dict[str, Any]) -> str | None:
+    """Why the selected refiner is (in effect) the identity, or None if it changed the images.
+
+    Two ways to end there silently, both seen on real eye crops: selection kept adversarial
+    step 0 (every trained checkpoint failed a guard, or none scored better), or training
+    moved R so little that refined images equal synthetic ones."""
+    if selection.get("selected_step") == 0 and selection.get("last_step", 0) > 0:
+        failed = [c["step"] for c in selection.get("curve", []) if c["step"] > 0
+                  and not c.get("eligible", 1.0)]
+        why = (f"; {len(failed)} later checkpoint(s) failed the structure/drift guards"
+               if failed else "")
+        return ("the selected checkpoint is the untrained refiner (adversarial step 0)"
+                + why)
+    if selection.get("drift", IDENTITY_DRIFT) < IDENTITY_DRIFT:
+        return (f"the selected refiner changes images by {selection['drift']:.2f} gray levels "
+                f"on average (< {IDENTITY_DRIFT:g}): refined ~= synthetic")
+    return None
