@@ -1,1 +1,1 @@
-"""simgan: Simulated+Unsupervised learning (SimGAN) as a library; see simgan/core and the task packages."""
+"""simgan: Simulated+Unsupervised learning (SimGAN): the core and one package per task."""
