@@ -27,10 +27,13 @@ def run(ctx: StageContext) -> None:
         f"{s}.{t}": why for s in SOURCES for t, entry in evals[s].items()
         if (why := unavailable_reason(entry, ctx.task.headline))
     }
+    data = {"synthetic": open_dataset(ctx.layout.synthetic("train")),
+            "refined": open_dataset(ctx.layout.refined()),
+            "real_test": open_dataset(ctx.layout.real("test"))}
     with tracking.stage_run(ctx.root, ctx.task.name, "compare", section.model_dump(mode="json")):
-        metrics = comparison_metrics(ctx, evals, unavailable)
+        metrics = comparison_metrics(ctx, evals, unavailable, data)
         write_json(ctx.layout.reports / "comparison.json", metrics)
-        write_figures(ctx, evals, unavailable)
+        write_figures(ctx, unavailable, data)
         md = render_markdown(ctx.task, evals, metrics["refined_vs_synthetic_relative_pct"],
                              metrics["label_preservation"], metrics["realism"], ctx,
                              kid=metrics["kid"], selection=metrics["refiner"])
@@ -39,13 +42,12 @@ def run(ctx: StageContext) -> None:
     print(md)
 
 
-def comparison_metrics(ctx: StageContext, evals: dict, unavailable: dict) -> dict:
+def comparison_metrics(ctx: StageContext, evals: dict, unavailable: dict, data: dict) -> dict:
     """comparison.json: every source's evaluation, refined vs synthetic, label preservation
-    and realism (the last two need no real labels)."""
+    and realism (the last two need no real labels). ``data``: the synthetic train, refined
+    and real test datasets, opened once by :func:`run`."""
     task = ctx.task
-    synthetic = open_dataset(ctx.layout.synthetic("train"))
-    refined = open_dataset(ctx.layout.refined())
-    real_test = open_dataset(ctx.layout.real("test"))
+    synthetic, refined, real_test = data["synthetic"], data["refined"], data["real_test"]
 
     def estimator(source: str):
         saved = load_torch(ctx.layout.estimator_model(source))
@@ -100,16 +102,16 @@ def kid_ratio(kid: dict) -> float | None:
 
 def refiner_summary(selection: dict) -> dict:
     """The selection record without its curve: which checkpoint, and whether it is the
-    identity (``identity``/``identity_reason`` are written by train_refiner)."""
+    identity (derived from the record, by the rule train_refiner also logs)."""
     from simgan.core.refiner.identity import identity_reason
 
     out = {k: v for k, v in selection.items() if k != "curve"}
-    reason = out.get("identity_reason") or identity_reason(selection) or ""
+    reason = identity_reason(selection) or ""
     out.update(identity=bool(reason), identity_reason=reason)
     return out
 
 
-def write_figures(ctx: StageContext, evals: dict, unavailable: dict) -> None:
+def write_figures(ctx: StageContext, unavailable: dict, data: dict) -> None:
     """curves.png (cumulative curves on real test) and samples.png (synthetic / refined /
     real rows; fixed seeded picks, so the figure is comparable between runs)."""
     import pandas as pd
@@ -129,9 +131,7 @@ def write_figures(ctx: StageContext, evals: dict, unavailable: dict) -> None:
         columns=task.curve_columns(ctx.params),
         note=None if curves else "no labelled real test set: no errors to plot",
     )
-    synthetic = open_dataset(ctx.layout.synthetic("train"))
-    refined = open_dataset(ctx.layout.refined())
-    real_test = open_dataset(ctx.layout.real("test"))
+    synthetic, refined, real_test = data["synthetic"], data["refined"], data["real_test"]
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(len(synthetic), size=min(12, len(synthetic)), replace=False))
     ridx = np.sort(rng.choice(len(real_test), size=min(12, len(real_test)), replace=False))

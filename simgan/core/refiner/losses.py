@@ -68,3 +68,15 @@ def self_regularisation(
     diff = (features(refined, feature, kernel) - features(synthetic, feature, kernel)).abs()
     per_image = diff.flatten(1).mean(1) if reduction == "mean" else diff.flatten(1).sum(1)
     return lam * per_image.mean()
+
+
+def label_shift(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image squared L2 distance (B,) between two label readings (B, ...) of a frozen
+    estimator: for unit gaze vectors ~ the squared angle in radians, for heatmaps their
+    summed squares. What the label-consistency term penalises and selection reports."""
+    return (a.float() - b.float()).pow(2).flatten(1).sum(1)
+
+
+def label_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The batch mean of :func:`label_shift`: the label-consistency term before its weight."""
+    return label_shift(a, b).mean()

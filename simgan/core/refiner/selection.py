@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simgan.core.images import to_tensor
+from simgan.core.refiner.losses import label_shift
 from simgan.core.refiner.net import apply_refiner
 from simgan.core.refiner.params import SelectBy
 
@@ -123,6 +124,8 @@ class Selector:
         self.max_drift = max_drift
         self.synthetic = synthetic
         self.label_model = label_model
+        # the estimator's reading of the held-out synthetic images, fixed: computed once
+        self.label_readings = self._readings(synthetic) if label_model is not None else []
         real_groups = self._stats(real)
         self.scales = [g.var(0).sum().clamp_min(1e-12).sqrt() for g in real_groups]
         self.center = [g.mean(0) for g in real_groups]
@@ -156,21 +159,27 @@ class Selector:
         return float(k_xx + self.k_real - 2 * k_xy)
 
     @torch.inference_mode()
+    def _readings(self, images: np.ndarray) -> list[torch.Tensor]:
+        """The label model's reading of ``images``, batch by batch as :meth:`score` walks them."""
+        assert self.label_model is not None
+        return [self.label_model(to_tensor(images[s : s + self.batch_size], self.device))
+                for s in range(0, images.shape[0], self.batch_size)]
+
+    @torch.inference_mode()
     def score(self, refiner: nn.Module) -> dict[str, float]:
         """Criterion values of ``refiner`` on the held-out images (see class doc)."""
         was_training = refiner.training
         refiner.eval()
         refined, structure, drift, shift = [], [], [], []
         gen = torch.Generator().manual_seed(0)  # same noise for every candidate
-        for s in range(0, self.synthetic.shape[0], self.batch_size):
+        for i, s in enumerate(range(0, self.synthetic.shape[0], self.batch_size)):
             x = to_tensor(self.synthetic[s : s + self.batch_size], self.device)
             r = apply_refiner(refiner, x, gen).float()
             refined.append(r)
             structure.append(structure_similarity(r, x))
             drift.append((r - x).abs().flatten(1).mean(1) * 127.5)
             if self.label_model is not None:
-                a, b = self.label_model(r), self.label_model(x)
-                shift.append((a.float() - b.float()).pow(2).flatten(1).sum(1))
+                shift.append(label_shift(self.label_model(r), self.label_readings[i]))
         refiner.train(was_training)
         mmd = self._mmd(self._embed(self._stats(torch.cat(refined))))
         record = {

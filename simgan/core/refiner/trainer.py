@@ -39,7 +39,13 @@ from simgan.core.dataset import atomic_write_bytes
 from simgan.core.images import pick_device, to_tensor, to_uint8
 from simgan.core.refiner.discriminator import PatchDiscriminator
 from simgan.core.refiner.history import HistoryBuffer
-from simgan.core.refiner.losses import REAL, REFINED, adversarial_loss, self_regularisation
+from simgan.core.refiner.losses import (
+    REAL,
+    REFINED,
+    adversarial_loss,
+    label_distance,
+    self_regularisation,
+)
 from simgan.core.refiner.net import Refiner, apply_refiner
 from simgan.core.refiner.params import (
     CADENCE,
@@ -100,12 +106,6 @@ def _fingerprint(
             h.update(name.encode())
             h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-def label_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of the squared L2 distance between two label readings (B, ...):
-    for unit gaze vectors ~ the squared angle in radians, for heatmaps their summed squares."""
-    return (a.float() - b.float()).pow(2).flatten(1).sum(1).mean()
 
 
 def _check_images(synthetic: np.ndarray, real: np.ndarray) -> None:
