@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -27,8 +28,18 @@ class StageContext:
     root: Path
 
 
-def parse(stage: str, with_source: bool = False) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=f"python -m stages.{stage}")
+def stage_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of ``python -m stages.<stage>``; ``--help`` shows ``doc`` (the module
+    docstring) as is, so every stage explains itself where people first look."""
+    return argparse.ArgumentParser(
+        prog=f"python -m stages.{stage}",
+        description=inspect.cleandoc(doc) if doc else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def parse(stage: str, with_source: bool = False, doc: str | None = None) -> argparse.Namespace:
+    ap = stage_parser(stage, doc)
     ap.add_argument("--task", required=True, choices=task_names())
     if with_source:
         ap.add_argument("--source", required=True, choices=SOURCES)
@@ -42,7 +53,7 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
     Params errors exit with status 2 and a message naming the keys, without a traceback;
     bad input files and missing labels exit with status 1 and their message.
     """
-    args = parse(stage, with_source)
+    args = parse(stage, with_source, doc=body.__globals__.get("__doc__"))
     root = Path.cwd()
     try:
         params = load_task_params(root / args.params, args.task)

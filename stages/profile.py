@@ -9,7 +9,6 @@ For one-off changes, `dvc exp run -S gaze.refiner.train.lr=3e-4` does the same p
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from simgan.core.config import ParamsError, read_yaml, validate
 from simgan.core.dataset import atomic_write_text
 from simgan.tasks import get_task
+from stages.common import stage_parser
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -53,7 +53,7 @@ def apply_profile(params_path: Path, profile_path: Path, out_path: Path) -> dict
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m stages.profile")
+    ap = stage_parser("profile", __doc__)
     ap.add_argument("profile", type=Path)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--out", type=Path, default=None, help="default: overwrite --params")

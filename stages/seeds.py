@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from typing import Any
 from simgan.core.dataset import atomic_write_text
 from simgan.core.seeds import SeedRun, render_markdown, summarize
 from simgan.tasks import get_task, load_task_params, task_names
+from stages.common import stage_parser
 from stages.layout import Layout
 
 SEED_PARAM = "{task}.refiner.train.seed"
@@ -247,7 +247,7 @@ def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: boo
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m stages.seeds")
+    ap = stage_parser("seeds", __doc__)
     ap.add_argument("--tasks", nargs="+", default=list(task_names()), choices=task_names())
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--report-only", action="store_true",
