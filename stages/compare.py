@@ -1,6 +1,7 @@
-"""compare: synthetic vs refined vs real in one table (comparison.md, DVC metrics, MLflow),
+"""compare: synthetic vs refined vs real in one table (comparison.md, comparison.json, MLflow),
 plus what the paper measured by hand: label preservation and realism (a classifier
-two-sample test with a verdict, and KID in a fixed random feature space).
+two-sample test with a verdict, and KID in a fixed random feature space). headline.json, the
+DVC metrics file, holds the ten numbers of it that people compare between runs.
 
 An evaluation without numbers (a real test set without labels, or no 'real' reference because
 the real train set has none) is shown as n/a with the reason, in comparison.md and under
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from simgan.core.dataset import atomic_write_bytes, atomic_write_text, open_dataset
+from simgan.core.headline import headline_metrics
 from stages.artifacts import load_torch, read_json, write_json
 from stages.common import StageContext, main
 from stages.layout import SOURCES
@@ -33,6 +35,8 @@ def run(ctx: StageContext) -> None:
     with tracking.stage_run(ctx.root, ctx.task.name, "compare", section.model_dump(mode="json")):
         metrics = comparison_metrics(ctx, evals, unavailable, data)
         write_json(ctx.layout.reports / "comparison.json", metrics)
+        write_json(ctx.layout.reports / "headline.json",
+                   headline_metrics(metrics, ctx.task.headline, ctx.task.preservation_headline))
         write_figures(ctx, unavailable, data)
         md = render_markdown(ctx.task, evals, metrics["refined_vs_synthetic_relative_pct"],
                              metrics["label_preservation"], metrics["realism"], ctx,
@@ -71,10 +75,19 @@ def comparison_metrics(ctx: StageContext, evals: dict, unavailable: dict, data: 
         "kid": kid,
         "kid_ratio_refined_over_synthetic": kid_ratio(kid),
         "refiner": refiner_summary(read_json(ctx.layout.refiner_report / "selection.json")),
+        "table": table_spec(task, ctx.params),
     }
     if unavailable:
         metrics["unavailable"] = unavailable
     return metrics
+
+
+def table_spec(task, params) -> dict:
+    """How the task's table reads (its columns and titles, its headline and direction), so
+    that readers of comparison.json (the review page) need no task code."""
+    return {"columns": [list(c) for c in task.table_columns(params)],
+            "headline": task.headline, "higher_is_better": task.headline_higher_is_better,
+            "preservation": task.preservation_headline}
 
 
 def realism_metrics(section, synthetic, refined, real_test) -> tuple[dict, dict]:

@@ -11,11 +11,12 @@
    does not touch (render, real, the synthetic and real estimators and their evaluations) and
    reruns the others; nothing in the workspace changes (params.yaml, which ``-S`` edits while
    queueing, is put back byte for byte and checked).
-3. The report reads each experiment through ``dvc exp show --json``: its comparison.json
-   (a cached metrics file, read through the experiment's lock file), its params (the seed is
-   checked) and its state (a failed experiment is reported as failed); the stages each
-   experiment ran come from its log (``dvc queue logs``). Why exp show and not ``exp apply``:
-   it reads every experiment without touching the workspace, and sees the failed ones.
+3. The report reads each experiment through ``dvc exp show --json``: its params (the seed is
+   checked) and its state (a failed experiment is reported as failed), then its
+   comparison.json (a cached output, read with ``dvc.api.read`` at the experiment's commit,
+   i.e. through its lock file); the stages each experiment ran come from its log (``dvc queue
+   logs``). Why exp show and not ``exp apply``: it reads every experiment without touching the
+   workspace, and sees the failed ones.
 """
 
 from __future__ import annotations
@@ -167,11 +168,19 @@ def read_experiment(exp: dict[str, Any] | None, task: str, seed: int) -> SeedRun
            .get(task, {}).get("refiner", {}).get("train", {}).get("seed"))
     if got != seed:
         return SeedRun(seed, None, name, error=f"its params have seed {got}", stages_run=ran)
-    metrics = data.get("metrics", {}).get(f"reports/{task}/comparison.json", {})
-    if "data" not in metrics:
+    try:
+        comparison = read_comparison(rev["rev"], task)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is that seed's failure
         return SeedRun(seed, None, name, stages_run=ran,
-                       error=f"comparison.json unreadable: {metrics.get('error', 'missing')}")
-    return SeedRun(seed, metrics["data"], name, stages_run=ran)
+                       error=f"comparison.json unreadable: {type(exc).__name__}: {exc}")
+    return SeedRun(seed, comparison, name, stages_run=ran)
+
+
+def read_comparison(rev: str, task: str) -> dict[str, Any]:
+    """An experiment's comparison.json, from DVC's cache through the lock file of ``rev``."""
+    import dvc.api
+
+    return json.loads(dvc.api.read(f"reports/{task}/comparison.json", repo=".", rev=rev))
 
 
 def stages_run(name: str) -> tuple[str, ...] | None:

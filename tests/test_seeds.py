@@ -162,14 +162,16 @@ def test_markdown_has_mean_pm_sd_for_every_headline_figure():
 # ------------------------------------------------------------------------------ stages.seeds
 
 
-def shown_entry(name: str, seed: int, state: str = "success", metrics: dict | None = None,
+#: the comparison.json of each experiment commit, as read from DVC's cache (faked)
+CACHED = {"rev-with-comparison": {"x": 1}}
+
+
+def shown_entry(name: str, seed: int, state: str = "success", rev: str = "rev-with-comparison",
                 error: dict | None = None) -> dict:
     """One experiment as `dvc exp show --json` lists it under its baseline."""
-    data = {"params": {"params.yaml": {"data": {"gaze": {"refiner": {"train": {"seed": seed}}}}}},
-            "metrics": {} if metrics is None else
-            {"reports/gaze/comparison.json": {"data": metrics}}}
+    data = {"params": {"params.yaml": {"data": {"gaze": {"refiner": {"train": {"seed": seed}}}}}}}
     return {"name": name, "executor": {"state": state},
-            "revs": [{"rev": "abc", "name": name, "data": data, "error": error}]}
+            "revs": [{"rev": rev, "name": name, "data": data, "error": error}]}
 
 
 @pytest.fixture
@@ -182,21 +184,66 @@ def no_logs(monkeypatch):
     def fake_dvc(*args, **kwargs):
         import subprocess
         return subprocess.CompletedProcess(["dvc", *args], 0, stdout=log, stderr="")
+    def fake_read(rev: str, task: str) -> dict:
+        assert task == "gaze"
+        if rev not in CACHED:
+            raise FileNotFoundError(f"reports/{task}/comparison.json at {rev}")
+        return CACHED[rev]
     monkeypatch.setattr(seeds, "dvc", fake_dvc)
+    monkeypatch.setattr(seeds, "read_comparison", fake_read)
     return seeds
 
 
 def test_read_experiment_success_failure_and_wrong_seed(no_logs):
     seeds = no_logs
-    good = seeds.read_experiment(shown_entry("seeds-gaze-1", 1, metrics={"x": 1}), "gaze", 1)
+    good = seeds.read_experiment(shown_entry("seeds-gaze-1", 1), "gaze", 1)
     assert not good.failed and good.comparison == {"x": 1}
     assert good.stages_run == ("train_refiner@gaze",)
     bad = seeds.read_experiment(shown_entry("seeds-gaze-2", 2, "failed",
                                             error={"msg": "Experiment run failed"}), "gaze", 2)
     assert bad.failed and bad.error.startswith("failed to reproduce 'train_refiner@gaze'")
-    wrong = seeds.read_experiment(shown_entry("seeds-gaze-1", 0, metrics={"x": 1}), "gaze", 1)
+    wrong = seeds.read_experiment(shown_entry("seeds-gaze-1", 0), "gaze", 1)
     assert wrong.failed and "seed 0" in wrong.error
     missing = seeds.read_experiment(None, "gaze", 3)
     assert missing.failed and missing.experiment == "seeds-gaze-3"
-    no_metrics = seeds.read_experiment(shown_entry("seeds-gaze-1", 1), "gaze", 1)
-    assert no_metrics.failed and "comparison.json" in no_metrics.error
+    no_metrics = seeds.read_experiment(shown_entry("seeds-gaze-1", 1, rev="uncached"), "gaze", 1)
+    assert no_metrics.failed and "comparison.json unreadable" in no_metrics.error
+    assert "uncached" in no_metrics.error
+
+
+def test_read_comparison_reads_a_commits_cached_output(tmp_path, monkeypatch):
+    """The real reader: comparison.json of a commit, from DVC's cache through its lock file,
+    while the workspace holds another version."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import stages.seeds as seeds
+
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+           "DVC_SITE_CACHE_DIR": str(tmp_path / ".dvc" / "site-cache"),
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+
+    def run(*args: str) -> str:
+        return subprocess.run(args, cwd=tmp_path, env=env, check=True, capture_output=True,
+                              text=True, timeout=120).stdout
+
+    (tmp_path / "value.json").write_text('{"x": 1}')
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  compare:\n"
+        "    cmd: mkdir -p reports/gaze && cp value.json reports/gaze/comparison.json\n"
+        "    deps: [value.json]\n    outs: [reports/gaze/comparison.json]\n")
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("dvc", "repro", "-q")
+    run(*git, "add", "-A")
+    run(*git, "commit", "-qm", "one")
+    rev = run("git", "rev-parse", "HEAD").strip()
+    (tmp_path / "value.json").write_text('{"x": 2}')
+    run("dvc", "repro", "-q")
+    assert json.loads((tmp_path / "reports/gaze/comparison.json").read_text()) == {"x": 2}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", env["DVC_SITE_CACHE_DIR"])
+    assert seeds.read_comparison(rev, "gaze") == {"x": 1}

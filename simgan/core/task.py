@@ -61,6 +61,9 @@ class Task(ABC):
     #: the headline metric (a key of Evaluation.summary) and its direction
     headline: str
     headline_higher_is_better: bool
+    #: the label-preservation figure (a key of label_preservation's dict, in px) that
+    #: headline.json shows
+    preservation_headline: str
 
     @abstractmethod
     def table_columns(self, p: Any) -> tuple[tuple[str, str], ...]:

@@ -112,6 +112,7 @@ class GazeTask(Task):
     curve_unit = "deg"
     headline = "mean_deg"
     headline_higher_is_better = False
+    preservation_headline = "pupil_drift_mean_px"
 
     def table_columns(self, p: GazeParams) -> tuple[tuple[str, str], ...]:
         return (

@@ -175,6 +175,7 @@ class HandTask(Task):
     curve_unit = "px"
     headline = "pct_joints_within"
     headline_higher_is_better = True
+    preservation_headline = "delta_mean_px"
 
     def table_columns(self, p: HandParams) -> tuple[tuple[str, str], ...]:
         d, unit = f"{p.evaluate.within_px:g}", p.evaluate.unit.replace("_", " ")
