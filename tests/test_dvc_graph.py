@@ -148,12 +148,42 @@ def rel(name: str) -> str:
 STAGES = sorted(stages())
 
 
+#: stages over every task at once (no --task): they import no task package (checked by
+#: test_stage_depends_on_no_other_task, for which every task is "another") and list every
+#: task's inputs themselves
+CROSS_TASK = {"review"}
+
+
 def test_every_stage_runs_a_stage_module_for_a_known_task():
     assert STAGES, "no stages resolved from dvc.yaml"
     for name in STAGES:
         module, task, _ = parse_cmd(stages()[name]["cmd"])
         assert module_file(module) is not None, f"{name}: {module} is not a project module"
-        assert task in task_names(), f"{name}: --task {task} is not registered"
+        if name in CROSS_TASK:
+            assert task is None, f"{name} is a cross-task stage but has --task {task}"
+        else:
+            assert task in task_names(), f"{name}: --task {task} is not registered"
+
+
+def test_review_reads_every_tasks_reports_and_writes_an_uncached_page():
+    """review's deps name each task's files it reads (a new task adds them), its out is the
+    page, not cached (a view of cached outputs), and its params are every task's section."""
+    from dvc.repo import Repo
+
+    from stages.review import PAGE
+
+    deps = stages()["review"]["deps"]
+    for task in task_names():
+        lay = Layout(ROOT, task)
+        for path in (lay.reports / "comparison.json", lay.reports / "curves.png",
+                     lay.synthetic("train"), lay.refined(), lay.real("test")):
+            assert str(path.relative_to(ROOT)) in deps, f"review: {path} is not a dep"
+    assert stages()["review"]["outs"] == [str(PAGE)]
+    with Repo(str(ROOT)) as repo:
+        review = next(s for s in repo.index.stages if s.addressing == "review")
+        assert [o.use_cache for o in review.outs] == [False]
+        params = {key for d in review.deps if _is_params(d) for key in d.params}
+    assert params == set(task_names())
 
 
 @pytest.mark.parametrize("name", STAGES)
