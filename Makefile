@@ -17,9 +17,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: setup run seeds test test-fast lint bench flow mlflow-ui clean-runs
+.PHONY: help setup run seeds exp test test-fast lint bench flow mlflow-ui clean-runs
 
-setup: $(VENV)/.installed
+help: ## list the targets (this list)
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## create .venv with the pinned dependencies (run and test do it)
 
 # torch first, pinned, from the local CPU wheel: any range pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -30,44 +34,56 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # The tasks `make run` reproduces: all by default, or e.g. `make run TASKS=hand`.
-TASKS ?= gaze hand
+ALL_TASKS := gaze hand
+TASKS ?= $(ALL_TASKS)
+# The review page covers every task: DVC builds it when all tasks run; for a subset it is
+# rebuilt outside DVC from the reports there are (other tasks show as "not run"), since
+# `dvc repro review` would run the other tasks' whole pipelines first.
+SUBSET := $(filter-out $(TASKS),$(ALL_TASKS))
 
-run: setup
-	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro $(addprefix compare@,$(TASKS))
+run: setup ## the whole pipeline for TASKS (default: all), then reports/index.html
+	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro $(addprefix compare@,$(TASKS)) $(if $(SUBSET),,review)
+	$(if $(SUBSET),$(PY) -m stages.review,@true)
 	@for t in $(TASKS); do echo "== $$t"; sed -n '/^| trained on/,/^Refined vs/p' reports/$$t/comparison.md; done
-	@echo "Reports: reports/<task>/comparison.md   All metrics: dvc metrics show   MLflow: make mlflow-ui"
+	@echo "Review page: reports/index.html   Headline metrics: dvc metrics show   MLflow: make mlflow-ui"
 
 # The refiner-seed spread: the workspace run (`make run`, seed of params.yaml) plus one queued
 # DVC experiment per other seed and task, unchanged stages restored from the cache; then
 # reports/<task>/seeds.md and seeds.json. E.g. `make seeds SEEDS="0 1 2" TASKS=gaze`.
 SEEDS ?= 0 1 2
 
-seeds: setup
+seeds: setup ## refiner-seed spread as DVC experiments (SEEDS="0 1 2", TASKS=...)
 	SIMGAN_PIPELINE_ID=seeds-$$(date +%Y%m%dT%H%M%S) $(PY) -m stages.seeds --tasks $(TASKS) --seeds $(SEEDS)
 	@for t in $(TASKS); do echo "== $$t"; sed -n '/^| trained on/,/^Refined vs/p' reports/$$t/seeds.md; done
 	@echo "Reports: reports/<task>/seeds.md, seeds.json   Experiments: dvc exp show"
 
 # One pytest worker per core; a test file stays on one worker (the end-to-end DVC graph is
 # the critical path: ~5.5 of the ~7 minutes on 2 cores, the rest runs beside it).
-test: setup
+# The experiments of HEAD (make seeds, dvc exp run): headline.json of TASKS and the params
+# that differ between them; no dependency hashes.
+exp: setup ## dvc exp show with only the columns that matter (headline metrics, changed params)
+	dvc exp show --no-pager --only-changed --drop 'Created|.*/.*' \
+		--keep 'reports/($(subst $(eval) ,|,$(strip $(TASKS))))/headline\.json:.*' --precision 3
+
+test: setup ## every test (about 6 min on 2 cores)
 	$(PY) -m pytest -q -n auto --dist loadfile
 
-test-fast: setup
+test-fast: setup ## the tests not marked slow (no end-to-end DVC graph)
 	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
-lint: setup
+lint: setup ## ruff check
 	$(VENV)/bin/ruff check .
 
-bench: setup
+bench: setup ## render and training throughput (figures for closing notes)
 	$(PY) benchmarks/bench_render.py
 	$(PY) benchmarks/bench_train.py --quick
 
 # The same stages as a Prefect flow (ephemeral Prefect server, logs per stage).
-flow: setup
+flow: setup ## the same stages as a Prefect flow, per task
 	@for t in $(TASKS); do $(PY) -m flows.pipeline --task $$t; done
 
-mlflow-ui: setup
+mlflow-ui: setup ## the MLflow UI on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
 
-clean-runs:
+clean-runs: ## delete MLflow runs and Prefect state (mlflow.db, mlartifacts, .prefect)
 	rm -rf mlflow.db mlartifacts .prefect

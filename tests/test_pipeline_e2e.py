@@ -112,6 +112,8 @@ def test_reports_and_dvc_metrics_cover_all_sources(repo):
     assert set(headlines[0]) == set(headlines[1]) and len(headlines[0]) <= 10
     assert headlines[0]["metric"] == "mean_deg"
     assert headlines[0]["refined"] == comparison["sources"]["refined"]["real_test"]["mean_deg"]
+    page = (repo / "reports/index.html").read_text()  # the review stage, over both tasks
+    assert '<h2 id="gaze">' in page and '<h2 id="hand">' in page and "not run" not in page
 
 
 def test_hand_reports_the_papers_measures(repo):
