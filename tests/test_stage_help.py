@@ -22,6 +22,8 @@ def test_there_are_runnable_stages():
     assert {"compare", "evaluate", "render", "seeds"} <= set(runnable_stage_modules())
 
 
+# runpy re-executes a module other tests imported already: harmless for --help
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")
 @pytest.mark.parametrize("module", runnable_stage_modules())
 def test_help_shows_the_module_docstring(module: str, monkeypatch, capsys):
     path = ROOT / "stages" / f"{module}.py"
