@@ -66,8 +66,11 @@ bench: setup
 flow: setup
 	@for t in $(TASKS); do $(PY) -m flows.pipeline --task $$t; done
 
+# Artifacts are stored as mlflow-artifacts:/ URIs (portable); the UI serves them from here.
 mlflow-ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
+	@$(PY) -c "from simgan.core import tracking; print(*tracking.ui_links('$(ROOT)'), sep='\n')"
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db \
+		--artifacts-destination $(ROOT)/mlartifacts --host 127.0.0.1 --port 5000
 
 clean-runs:
 	rm -rf mlflow.db mlartifacts .prefect
