@@ -82,8 +82,11 @@ bench: setup ## render and training throughput (figures for closing notes)
 flow: setup ## the same stages as a Prefect flow, per task
 	@for t in $(TASKS); do $(PY) -m flows.pipeline --task $$t; done
 
-mlflow-ui: setup ## the MLflow UI on http://127.0.0.1:5000
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db --host 127.0.0.1 --port 5000
+# Artifacts are stored as mlflow-artifacts:/ URIs (portable); the UI serves them from here.
+mlflow-ui: setup ## the MLflow UI on http://127.0.0.1:5000 (prints each experiment's runs URL)
+	@$(PY) -c "from simgan.core import tracking; print(*tracking.ui_links('$(ROOT)'), sep='\n')"
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(ROOT)/mlflow.db \
+		--artifacts-destination $(ROOT)/mlartifacts --host 127.0.0.1 --port 5000
 
 clean-runs: ## delete MLflow runs and Prefect state (mlflow.db, mlartifacts, .prefect)
 	rm -rf mlflow.db mlartifacts .prefect

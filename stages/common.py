@@ -7,7 +7,8 @@ import inspect
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from typing import Any
 from simgan.core.config import ParamsError
 from simgan.core.ingest.common import IngestError, NoLabelsError
 from simgan.core.task import Task
+from simgan.core.tracking import Provenance, StoreError
 from simgan.tasks import get_task, load_task_params, task_names
 from stages.layout import SOURCES, Layout
+from stages.provenance import provenance
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class StageContext:
     layout: Layout
     source: str | None
     root: Path
+    provenance: Provenance
 
 
 def stage_parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
@@ -51,7 +55,8 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
     """Parse args, validate params before any work, run ``body``, report the wall time.
 
     Params errors exit with status 2 and a message naming the keys, without a traceback;
-    bad input files and missing labels exit with status 1 and their message.
+    bad input files, missing labels and an unwritable MLflow store exit with status 1 and
+    their message.
     """
     args = parse(stage, with_source, doc=body.__globals__.get("__doc__"))
     root = Path.cwd()
@@ -67,16 +72,57 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
         layout=Layout(root, args.task),
         source=getattr(args, "source", None),
         root=root,
+        provenance=provenance(root, params.model_dump(mode="json")),
     )
     t0 = time.perf_counter()
     try:
         body(ctx)
-    except (IngestError, NoLabelsError) as exc:
-        # bad input files or labels that are not there: the message says which and what to do
+    except (IngestError, NoLabelsError, StoreError) as exc:
+        # bad input files, labels that are not there, an MLflow store that cannot be
+        # written: the message says which and what to do
         print(f"stages.{stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     label = f"{stage}@{args.task}" + (f"-{ctx.source}" if ctx.source else "")
     print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+
+@contextmanager
+def tracked(ctx: StageContext, stage: str, params: Mapping[str, Any]) -> Iterator[Any]:
+    """The stage's MLflow run, nested under its pipeline's parent run (simgan.core.tracking)."""
+    from simgan.core import tracking
+
+    with tracking.stage_run(ctx.provenance, ctx.task.name, stage, params,
+                            train_source=ctx.source) as run:
+        yield run
+
+
+def log_datasets(ctx: StageContext, paths: Mapping[str, Path], context: str) -> None:
+    """Record the datasets the stage read as MLflow inputs (name, path, DVC digest)."""
+    from simgan.core import tracking
+    from stages.lineage import dataset_digest
+
+    for name, path in paths.items():
+        rel = path.relative_to(ctx.root) if path.is_relative_to(ctx.root) else path
+        tracking.log_dataset(f"{ctx.task.name}/{name}", rel.as_posix(),
+                             dataset_digest(ctx.root, path), context)
+
+
+def log_model(ctx: StageContext, name: str, path: Path, registered_name: str,
+              input_shape: tuple[int, ...]) -> str:
+    """Log the stage's weights file (the DVC output itself) as an MLflow model and register
+    it; returns the version. The file holds tensors and plain values only: it loads with
+    ``torch.load(path, weights_only=True)``, no pickled classes."""
+    from simgan.core import tracking
+    from stages.lineage import file_sha256
+
+    how = ("simgan.core.refiner.net.load_refiner(saved)" if name == "refiner" else
+           f"simgan.tasks.get_task('{ctx.task.name}').load_estimator(params, saved['state_dict'])")
+    metadata = {"task": ctx.task.name, "input_shape": list(input_shape),
+                "input": "float32 (B, 1, H, W), scaled by simgan.core.images.to_tensor",
+                "load": f"saved = torch.load(file, weights_only=True); {how}"}
+    if ctx.source:
+        metadata["train_source"] = ctx.source
+    return tracking.log_model_file(name, path, registered_name, file_sha256(path), metadata)
 
 
 def _limit_threads() -> None:

@@ -16,13 +16,11 @@ import numpy as np
 from simgan.core.dataset import atomic_write_bytes, atomic_write_text, open_dataset
 from simgan.core.headline import headline_metrics
 from stages.artifacts import load_torch, read_json, write_json
-from stages.common import StageContext, main
+from stages.common import StageContext, log_datasets, main, tracked
 from stages.layout import SOURCES
 
 
 def run(ctx: StageContext) -> None:
-    from simgan.core import tracking
-
     section = ctx.params.compare
     evals = {s: read_json(ctx.layout.eval_dir(s) / "metrics.json") for s in SOURCES}
     unavailable = {
@@ -32,7 +30,10 @@ def run(ctx: StageContext) -> None:
     data = {"synthetic": open_dataset(ctx.layout.synthetic("train")),
             "refined": open_dataset(ctx.layout.refined()),
             "real_test": open_dataset(ctx.layout.real("test"))}
-    with tracking.stage_run(ctx.root, ctx.task.name, "compare", section.model_dump(mode="json")):
+    with tracked(ctx, "compare", section.model_dump(mode="json")):
+        log_datasets(ctx, {"synthetic/train": data["synthetic"].path,
+                           "refined/train": data["refined"].path,
+                           "real/test": data["real_test"].path}, "evaluation")
         metrics = comparison_metrics(ctx, evals, unavailable, data)
         write_json(ctx.layout.reports / "comparison.json", metrics)
         write_json(ctx.layout.reports / "headline.json",
@@ -188,8 +189,42 @@ def log_comparison(ctx: StageContext, evals: dict, unavailable: dict, metrics: d
     tracking.log_metrics({"refiner.selected_step": float(refiner["selected_step"]),
                           "refiner.drift": float(refiner["drift"])})
     mlflow.set_tag("refiner_identity", str(refiner["identity"]).lower())
-    for name in ("comparison.md", "curves.png", "samples.png"):
-        mlflow.log_artifact(str(out / name))
+    log_report(out)
+    crown_refiner(ctx, relative)
+
+
+def log_report(out) -> None:
+    """comparison.md with its images beside it, and comparison.html with the images inside
+    (the MLflow artifact view shows HTML but resolves no relative image links)."""
+    from simgan.core import tracking
+    from simgan.core.report_html import markdown_to_html
+
+    names = ("curves.png", "samples.png")
+    tracking.log_files([out / "comparison.md", *(out / n for n in names)])
+    md = (out / "comparison.md").read_text()
+    html = markdown_to_html(md, images={n: (out / n).read_bytes() for n in names})
+    tracking.log_text(html, "comparison.html")
+
+
+def crown_refiner(ctx: StageContext, relative: float | None) -> None:
+    """Alias ``champion`` on the registered version of the refiner this comparison used,
+    when the estimator trained on its images beat the synthetic-trained one on real test."""
+    import sys
+
+    from simgan.core import tracking
+    from stages.lineage import file_sha256
+
+    higher = ctx.task.headline_higher_is_better
+    if relative is None or not (relative > 0 if higher else relative < 0):
+        return
+    name = tracking.registered_refiner(ctx.task.name)
+    version = tracking.set_champion(name, file_sha256(ctx.layout.refiner_model))
+    if version is None:
+        print(f"[simgan] compare@{ctx.task.name}: refined beats synthetic, but no version of "
+              f"{name} holds {ctx.layout.refiner_model}: no champion alias set", file=sys.stderr)
+    else:
+        print(f"[simgan] compare@{ctx.task.name}: {name} version {version} is the champion",
+              file=sys.stderr)
 
 
 def unavailable_reason(entry: dict, headline: str) -> str | None:

@@ -96,8 +96,9 @@ def write_domain(ctx: Any, stage: str, domain: str, section: Any, splits: dict[s
     import time
 
     from simgan.core import tracking
+    from stages.common import tracked
 
-    with tracking.stage_run(ctx.root, ctx.task.name, stage, section.model_dump(mode="json")):
+    with tracked(ctx, stage, section.model_dump(mode="json")):
         total, t0 = 0, time.perf_counter()
         for split, plan in splits.items():
             meta = {

@@ -18,7 +18,7 @@ import pandas as pd
 
 from simgan.core.dataset import open_dataset
 from stages.artifacts import load_torch, write_csv, write_json
-from stages.common import StageContext, main
+from stages.common import StageContext, log_datasets, main, tracked
 
 CURVE_COLUMNS = ["threshold", "pct_within"]
 
@@ -36,11 +36,11 @@ def run(ctx: StageContext) -> None:
     }
     out = ctx.layout.eval_dir(ctx.source)
     label = f"evaluate@{ctx.task.name}-{ctx.source}"
-    with tracking.stage_run(
-        ctx.root, ctx.task.name, "evaluate", section.model_dump(mode="json"),
-        train_source=ctx.source,
-    ):
+    with tracked(ctx, "evaluate", section.model_dump(mode="json")):
         import mlflow
+
+        log_datasets(ctx, {n.replace("_", "/"): d.path for n, d in test_sets.items()},
+                     "evaluation")
 
         metrics: dict[str, dict] = {}
         if not trained:
@@ -74,6 +74,25 @@ def run(ctx: StageContext) -> None:
                 write_csv(out / "predictions.csv", result.per_image)
             tracking.log_metrics({f"{name}.{k}": v for k, v in result.summary.items()})
         write_json(out / "metrics.json", metrics)
+        log_outputs(ctx, out)
+
+
+def log_outputs(ctx: StageContext, out) -> None:
+    """The evaluation's files in its MLflow run (predictions, curves as CSV and as a PNG,
+    metrics), so a reviewer sees them without DVC."""
+    from simgan.core import plots, tracking
+
+    curves = {n: out / f"curve_{n}.csv" for n in ("real_test", "synthetic_test")}
+    tracking.log_files([out / "predictions.csv", out / "metrics.json", *curves.values()])
+    frames = {n: pd.read_csv(p) for n, p in curves.items()}
+    frames = {n.replace("_", " "): f for n, f in frames.items() if len(f)}
+    png = plots.curves_png(
+        frames, xlabel=ctx.task.curve_xlabel(ctx.params),
+        title=f"{ctx.task.name}: estimator trained on {ctx.source}",
+        columns=ctx.task.curve_columns(ctx.params),
+        note=None if frames else "no labelled test set: no errors to plot",
+    )
+    tracking.log_png(png, "curves.png")
 
 
 def _where(data) -> str:

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from simgan.core.dataset import open_dataset, write_dataset
 from stages.artifacts import load_torch
-from stages.common import StageContext, main
+from stages.common import StageContext, log_datasets, main, tracked
 from stages.datasets_io import params_hash
 
 
@@ -22,7 +22,8 @@ def run(ctx: StageContext) -> None:
     source = open_dataset(ctx.layout.synthetic("train"))
     device = pick_device(section.device)
     refiner = load_refiner(load_torch(ctx.layout.refiner_model), device)
-    with tracking.stage_run(ctx.root, ctx.task.name, "refine", section.model_dump(mode="json")):
+    with tracked(ctx, "refine", section.model_dump(mode="json")):
+        log_datasets(ctx, {"synthetic/train": source.path}, "input")
         t0 = time.perf_counter()
         bar = tqdm(total=len(source), desc="refine", unit="img", mininterval=1.0)
 

@@ -13,7 +13,7 @@ import sys
 
 from simgan.core.dataset import open_dataset
 from stages.artifacts import example_batch, save_torch
-from stages.common import StageContext, main
+from stages.common import StageContext, log_datasets, log_model, main, tracked
 
 
 def run(ctx: StageContext) -> None:
@@ -21,10 +21,8 @@ def run(ctx: StageContext) -> None:
 
     section = ctx.params.estimator
     data = open_dataset(ctx.layout.train_set(ctx.source))
-    with tracking.stage_run(
-        ctx.root, ctx.task.name, "train_estimator", section.model_dump(mode="json"),
-        train_source=ctx.source,
-    ):
+    with tracked(ctx, "train_estimator", section.model_dump(mode="json")):
+        log_datasets(ctx, {f"{ctx.source}/train": data.path}, "training")
         if not ctx.task.has_labels(data.labels):
             no_labels(ctx, data)
             return
@@ -36,9 +34,9 @@ def run(ctx: StageContext) -> None:
             ctx.layout.estimator_model(ctx.source),
             {"state_dict": model.state_dict(), "source": ctx.source, "n_train": len(data)},
         )
-        tracking.log_torch_model(
-            ctx.task.loggable_estimator(model), "estimator", example_batch(data.images)
-        )
+        log_model(ctx, "estimator", ctx.layout.estimator_model(ctx.source),
+                  tracking.registered_estimator(ctx.task.name, ctx.source),
+                  example_batch(data.images).shape)
 
 
 def no_labels(ctx: StageContext, data) -> None:

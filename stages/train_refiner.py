@@ -6,21 +6,21 @@ from __future__ import annotations
 from simgan.core.dataset import open_images
 from simgan.core.ingest.common import NoLabelsError
 from stages.artifacts import example_batch, load_torch, save_torch, write_json
-from stages.common import StageContext, main
+from stages.common import StageContext, log_datasets, log_model, main, tracked
 
 
 def run(ctx: StageContext) -> None:
     from simgan.core import plots, tracking
-    from simgan.core.refiner.net import load_refiner, refiner_file
+    from simgan.core.refiner.net import refiner_file
     from simgan.core.refiner.trainer import train_refiner
 
     section = ctx.params.refiner
     synthetic = open_images(ctx.layout.synthetic("train"))
     real = open_images(ctx.layout.real("train"))
     report_dir = ctx.layout.refiner_report
-    with tracking.stage_run(
-        ctx.root, ctx.task.name, "train_refiner", section.model_dump(mode="json")
-    ):
+    with tracked(ctx, "train_refiner", section.model_dump(mode="json")):
+        log_datasets(ctx, {"synthetic/train": ctx.layout.synthetic("train"),
+                           "real/train": ctx.layout.real("train")}, "training")
 
         def on_samples(step: int, syn, ref, rea) -> None:
             png = plots.grid_png({"synthetic": syn, "refined": ref, "real": rea})
@@ -44,7 +44,8 @@ def run(ctx: StageContext) -> None:
         write_json(report_dir / "selection.json", result.selection)
         tracking.log_metrics({f"selected_{k}": v for k, v in result.selection.items()
                               if isinstance(v, (int, float))})
-        tracking.log_torch_model(load_refiner(saved), "refiner", example_batch(synthetic))
+        log_model(ctx, "refiner", ctx.layout.refiner_model,
+                  tracking.registered_refiner(ctx.task.name), example_batch(synthetic).shape)
 
 
 def warn_if_identity(ctx: StageContext, selection: dict) -> None:

@@ -23,11 +23,11 @@ def test_tracking_uri_defaults_to_project_sqlite(tmp_path, monkeypatch):
     assert tracking.tracking_uri(tmp_path) == "http://127.0.0.1:5000"
 
 
-def test_pipeline_id_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv(tracking.PIPELINE_ENV, "flow-123")
-    assert tracking.pipeline_id() == "flow-123"
-    monkeypatch.delenv(tracking.PIPELINE_ENV)
-    assert tracking.pipeline_id().startswith("adhoc-")
+def test_pipeline_id_comes_from_the_environment(tmp_path):
+    from stages.provenance import provenance
+
+    assert provenance(tmp_path, {}, {tracking.PIPELINE_ENV: "flow-123"}).pipeline_id == "flow-123"
+    assert provenance(tmp_path, {}, {}).pipeline_id.startswith("adhoc-")  # no dvc ancestor
 
 
 def test_image_grid_places_rows_and_columns():

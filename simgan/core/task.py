@@ -120,10 +120,6 @@ class Task(ABC):
         from a (B, 1, H, W) batch in [-1, 1] to its label reading (B, ...), for the refiner's
         label-consistency term: gaze, unit vectors; hand pose, joint heatmaps."""
 
-    def loggable_estimator(self, model: Any) -> Any:
-        """The module logged to MLflow (one tensor in, one out): the estimator by default."""
-        return model
-
     @abstractmethod
     def predict(self, p: Any, model: Any, images: np.ndarray) -> pd.DataFrame: ...
 

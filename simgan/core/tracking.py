@@ -1,38 +1,108 @@
 """MLflow conventions, in one place.
 
-One experiment per task (``simgan-<task>``), one run per stage execution, tagged so that
-runs of one pipeline execution group together and estimators trained on different sources
-sit side by side::
+One experiment per task (``simgan-<task>``). Each pipeline execution gets one *parent* run
+per task (``run_kind = pipeline``), found or created by the first stage that runs under it,
+and each stage execution one run nested under it (``mlflow.parentRunId``). Parent and
+children carry the same provenance tags (``pipeline_id``, git commit and dirty flag, DVC
+experiment and baseline, params hash), so runs group and filter the same way::
 
     mlflow.search_runs(experiment_names=["simgan-gaze"],
                        filter_string="tags.train_source = 'refined'")
 
-The tracking URI defaults to ``sqlite:///<project>/mlflow.db``; MLFLOW_TRACKING_URI overrides.
-A run whose stage raises is ended with status FAILED.
+Where runs go: the tracking URI is ``sqlite:///<store root>/mlflow.db`` unless
+MLFLOW_TRACKING_URI says otherwise. Experiments store ``mlflow-artifacts:/<experiment>``
+as their artifact location, never an absolute path: the process that logs resolves it to
+``<directory of mlflow.db>/mlartifacts`` (what ``mlflow server --artifacts-destination``
+does), so a copied project writes into its own ``mlartifacts/``. A tracking server
+(http URI) resolves the same URIs to its own destination.
+
+Models are logged as MLflow *logged models* holding the stage's own weights file (a
+``torch.save`` of tensors and plain values, loadable with ``weights_only=True``: no pickled
+classes) and registered under a name; model versions carry the file's SHA-256 so that a
+later stage can find the version of the file it read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
-import subprocess
-import uuid
-from collections.abc import Iterator, Mapping
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 EXPERIMENT_PREFIX = "simgan-"
 TAG_TASK = "task"
 TAG_STAGE = "stage"
 TAG_SOURCE = "train_source"
 TAG_COMMIT = "git_commit"
+TAG_DIRTY = "git_dirty"
 TAG_PIPELINE = "pipeline_id"
+TAG_KIND = "run_kind"  # "pipeline" (the parent) or "stage"
+TAG_EXPERIMENT = "dvc_experiment"
+TAG_BASELINE = "dvc_baseline_rev"
+TAG_PARAMS_HASH = "params_hash"
+TAG_FILE_SHA = "file_sha256"
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+#: makes the UI open an experiment on its runs (not the GenAI traces page)
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+ARTIFACT_SCHEME = "mlflow-artifacts"
+ARTIFACT_DIR = "mlartifacts"
+CHAMPION = "champion"
 PIPELINE_ENV = "SIMGAN_PIPELINE_ID"
+
+
+class StoreError(RuntimeError):
+    """The MLflow store cannot be written; the message is one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a stage run comes from; its fields become tags of the run and of its parent.
+
+    ``store_root`` is the project whose store receives the run: the DVC project root even
+    when the stage runs in a queued experiment's temporary workspace."""
+
+    store_root: Path
+    pipeline_id: str
+    git_commit: str = "unknown"
+    git_dirty: bool | None = None
+    experiment: str = "workspace"
+    baseline_rev: str | None = None
+    params_hash: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def tags(self) -> dict[str, str]:
+        tags = {TAG_PIPELINE: self.pipeline_id, TAG_EXPERIMENT: self.experiment,
+                TAG_COMMIT: self.git_commit + ("-dirty" if self.git_dirty else "")}
+        if self.git_commit != "unknown":
+            tags[MLFLOW_GIT_COMMIT] = self.git_commit
+        if self.git_dirty is not None:
+            tags[TAG_DIRTY] = str(self.git_dirty).lower()
+        if self.baseline_rev:
+            tags[TAG_BASELINE] = self.baseline_rev
+        if self.params_hash:
+            tags[TAG_PARAMS_HASH] = self.params_hash
+        return {**tags, **self.extra}
 
 
 def experiment_name(task: str) -> str:
     return f"{EXPERIMENT_PREFIX}{task}"
+
+
+def registered_refiner(task: str) -> str:
+    return f"simgan-refiner-{task}"
+
+
+def registered_estimator(task: str, source: str) -> str:
+    return f"{task}-estimator-{source}"
 
 
 def tracking_uri(root: str | Path) -> str:
@@ -43,26 +113,178 @@ def tracking_uri(root: str | Path) -> str:
     return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
 
 
-def git_commit(root: str | Path) -> str:
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None (a server or another database)."""
+    prefix = "sqlite:///"
+    return Path(unquote(uri[len(prefix):].split("?")[0])) if uri.startswith(prefix) else None
+
+
+def artifact_destination(root: str | Path) -> Path | None:
+    """Where ``mlflow-artifacts:`` URIs resolve locally: beside the sqlite file; None when a
+    tracking server owns the artifacts."""
+    uri = tracking_uri(root)
+    db = sqlite_path(uri)
+    if db is not None:
+        return db.parent / ARTIFACT_DIR
+    if urlparse(uri).scheme in ("http", "https"):
+        return None
+    return Path(root).resolve() / ARTIFACT_DIR
+
+
+def check_writable(root: str | Path) -> None:
+    """Raise StoreError, naming the path and the fix, if the store cannot be written."""
+    db = sqlite_path(tracking_uri(root))
+    needed = [p for p in (db, db.parent if db else None, artifact_destination(root)) if p]
+    for path in needed:
+        bad = _unwritable(path)
+        if bad is not None:
+            raise StoreError(
+                f"MLflow store not writable: {bad}; make it writable (chmod -R u+w {bad}) "
+                "or set MLFLOW_TRACKING_URI to a writable store (e.g. sqlite:////tmp/x/mlflow.db)"
+            )
+
+
+def _unwritable(path: Path) -> Path | None:
+    """``path`` (or, if missing, its nearest existing ancestor) when it is not writable."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return None if os.access(path, os.W_OK) else path
+
+
+def use_store(root: str | Path) -> Any:
+    """Point this process's MLflow at the project store; returns an MlflowClient.
+
+    Readers (notebooks, tests) call this too: ``mlflow-artifacts:`` URIs then resolve to the
+    project's ``mlartifacts/`` without a server."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri(root))
+    if before is None:  # mlflow exports it: the next project in this process must not see it
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    destination = artifact_destination(root)
+    if destination is not None:
+        _resolve_artifacts_locally(destination)
+    return mlflow.MlflowClient()
+
+
+def _resolve_artifacts_locally(destination: Path) -> None:
+    """``mlflow-artifacts:/a/b`` -> ``<destination>/a/b``, as a server with
+    ``--artifacts-destination <destination>`` would serve it."""
+    from mlflow.store.artifact.artifact_repository_registry import (
+        _artifact_repository_registry as registry,
+    )
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    def local(uri: str, tracking_uri: str | None = None, registry_uri: str | None = None):
+        rel = urlparse(uri).path.lstrip("/")
+        return LocalArtifactRepository(str(destination / rel), tracking_uri=tracking_uri,
+                                       registry_uri=registry_uri)
+
+    registry.register(ARTIFACT_SCHEME, local)
+
+
+def experiment_id(client: Any, task: str, root: str | Path) -> str:
+    """The task's experiment, created with a portable artifact location if missing."""
+    from mlflow.exceptions import MlflowException
+
+    name = experiment_name(task)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=f"{ARTIFACT_SCHEME}:/{name}",
+                                            tags=EXPERIMENT_KIND)
+        except MlflowException:  # created meanwhile by another process
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(exp.experiment_id, key, value)
+    _warn_if_not_portable(exp, root)
+    return exp.experiment_id
+
+
+def _warn_if_not_portable(exp: Any, root: str | Path) -> None:
+    """Experiments made before portable locations keep an absolute path: say so when it lies
+    outside this project (a copied mlflow.db would write into the original's files)."""
+    location = exp.artifact_location
+    if location.startswith(f"{ARTIFACT_SCHEME}:") or "://" in location.replace("file://", ""):
+        return
+    path = Path(unquote(urlparse(location).path) if location.startswith("file:") else location)
+    if not path.resolve().is_relative_to(Path(root).resolve()):
+        print(f"[simgan] MLflow experiment {exp.name} keeps its artifacts in {path}, outside "
+              f"this project; `make clean-runs` starts a store with portable locations",
+              file=sys.stderr)
+
+
+@contextmanager
+def _locked(root: str | Path) -> Iterator[None]:
+    """Serialises find-or-create of parent runs between processes of one machine."""
+    destination = artifact_destination(root) or Path(root).resolve() / ARTIFACT_DIR
+    destination.mkdir(parents=True, exist_ok=True)
+    with open(destination / ".pipeline.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def pipeline_parent(client: Any, exp_id: str, task: str, provenance: Provenance) -> str:
+    """The id of the parent run of ``provenance.pipeline_id`` in the task's experiment,
+    created if this is the pipeline's first stage of that task; marked RUNNING."""
+    pid = provenance.pipeline_id.replace("'", "_")
+    with _locked(provenance.store_root):
+        query = f"tags.{TAG_KIND} = 'pipeline' and tags.{TAG_PIPELINE} = '{pid}'"
+        found = client.search_runs([exp_id], filter_string=query, max_results=1,
+                                   order_by=["attributes.start_time ASC"])
+        if found:
+            run = found[0]
+            if run.info.status != "RUNNING":
+                client.update_run(run.info.run_id, status="RUNNING")
+            return run.info.run_id
+        tags = {**provenance.tags(), TAG_PIPELINE: pid, TAG_TASK: task, TAG_KIND: "pipeline"}
+        name = f"pipeline-{provenance.experiment}-{pid}"
+        return client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+
+
+@contextmanager
+def stage_run(
+    provenance: Provenance,
+    task: str,
+    stage: str,
+    params: Mapping[str, Any],
+    train_source: str | None = None,
+    run_name: str | None = None,
+) -> Iterator[Any]:
+    """The MLflow run of one stage execution, nested under its pipeline's parent run.
+
+    The parent is FINISHED after each stage (so it is finished after the last one), FAILED
+    when a stage raises; the stage run is FAILED too.
+    """
+    import mlflow
+
+    check_writable(provenance.store_root)
+    client = use_store(provenance.store_root)
+    exp_id = experiment_id(client, task, provenance.store_root)
+    parent = pipeline_parent(client, exp_id, task, provenance)
+    tags = {**provenance.tags(), TAG_TASK: task, TAG_STAGE: stage, TAG_KIND: "stage"}
+    if train_source is not None:
+        tags[TAG_SOURCE] = train_source
+    name = run_name or (f"{stage}-{train_source}" if train_source else stage)
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    commit = out.stdout.strip()
-    if out.returncode != 0 or not commit:
-        return "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=root, capture_output=True, text=True, timeout=10,
-    ).stdout.strip()
-    return f"{commit}-dirty" if dirty else commit
-
-
-def pipeline_id() -> str:
-    """Set by `make run` and the Prefect flow so all stages of one execution share it."""
-    return os.environ.get(PIPELINE_ENV) or f"adhoc-{uuid.uuid4().hex[:12]}"
+        with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags,
+                              parent_run_id=parent, nested=True) as run:
+            items = list(flatten(params).items())
+            for i in range(0, len(items), 100):
+                mlflow.log_params(dict(items[i : i + 100]))
+            yield run
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+    client.set_terminated(parent, "FINISHED")
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -75,38 +297,6 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-@contextmanager
-def stage_run(
-    root: str | Path,
-    task: str,
-    stage: str,
-    params: Mapping[str, Any],
-    train_source: str | None = None,
-    run_name: str | None = None,
-) -> Iterator[Any]:
-    """Start the MLflow run of one stage execution; FAILED if the body raises."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri(root))
-    mlflow.set_experiment(experiment_name(task))
-    tags = {
-        TAG_TASK: task,
-        TAG_STAGE: stage,
-        TAG_COMMIT: git_commit(root),
-        TAG_PIPELINE: pipeline_id(),
-    }
-    if train_source is not None:
-        tags[TAG_SOURCE] = train_source
-    name = run_name or (f"{stage}-{train_source}" if train_source else stage)
-    with mlflow.start_run(run_name=name, tags=tags) as run:
-        flat = {k: v for k, v in flatten(params).items()}
-        items = list(flat.items())
-        for i in range(0, len(items), 100):
-            mlflow.log_params(dict(items[i : i + 100]))
-        yield run
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -129,20 +319,87 @@ def _png_to_pil(png: bytes):
     return Image.open(io.BytesIO(png))
 
 
-def log_torch_model(model: Any, name: str, input_example: Any) -> None:
-    """Log a torch model with its signature (inferred from ``input_example``, a numpy batch).
+def log_files(paths: Sequence[Path], artifact_path: str | None = None) -> None:
+    """Log files as artifacts under ``artifact_path`` (missing files are skipped)."""
+    import mlflow
 
-    Pickled, not MLflow's default pt2 export: torch.export cannot trace the refiner's noise
-    input (a tensor whose shape follows the batch). pip_requirements are given so MLflow skips
-    its ~11 s requirements inference.
-    """
-    import mlflow.pytorch
-    import torch
+    for path in paths:
+        if path.is_file():
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    mlflow.pytorch.log_model(
-        model.cpu().eval(),
-        name=name,
-        input_example=input_example,
-        serialization_format="pickle",
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-    )
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_dataset(name: str, path: str, digest: str, context: str) -> None:
+    """Record a dataset the stage read (``path`` relative to the project, ``digest`` its DVC
+    hash) as a run input; the UI lists it under the run's datasets."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # two local-path source classes match; both are the same
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(path)
+    mlflow.log_input(MetaDataset(source, name=name, digest=digest[:36]), context=context)
+
+
+def log_model_file(
+    name: str,
+    path: Path,
+    registered_name: str,
+    sha256: str,
+    metadata: Mapping[str, Any],
+) -> str:
+    """Log the stage's weights file as a logged model of the active run, register it as
+    ``registered_name`` and return the version. ``metadata`` (how to load it, input shape)
+    goes into model.json beside the file."""
+    import json
+
+    import mlflow
+
+    run = mlflow.active_run()
+    client = mlflow.MlflowClient()
+    model = mlflow.initialize_logged_model(name=name, source_run_id=run.info.run_id,
+                                           model_type="torch-state-dict",
+                                           tags={TAG_FILE_SHA: sha256})
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / path.name).write_bytes(path.read_bytes())
+        (Path(tmp) / "model.json").write_text(json.dumps(
+            {"file": path.name, "sha256": sha256, **metadata}, indent=2, sort_keys=True))
+        client.log_model_artifacts(model.model_id, tmp)
+    mlflow.finalize_logged_model(model.model_id, "READY")
+    with contextlib.redirect_stderr(io.StringIO()):  # "Successfully registered model ..."
+        version = mlflow.register_model(f"models:/{model.model_id}", registered_name,
+                                        tags={TAG_FILE_SHA: sha256})
+    return str(version.version)
+
+
+def set_champion(registered_name: str, sha256: str) -> str | None:
+    """Alias ``champion`` on the newest version of ``registered_name`` whose file has this
+    SHA-256; returns the version, or None when no version holds that file."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        found = client.search_model_versions(
+            f"name = '{registered_name}' and tags.{TAG_FILE_SHA} = '{sha256}'")
+    except MlflowException:
+        return None
+    if not found:
+        return None
+    version = str(max(int(v.version) for v in found))
+    client.set_registered_model_alias(registered_name, CHAMPION, version)
+    return version
+
+
+def ui_links(root: str | Path, base_url: str = "http://127.0.0.1:5000") -> list[str]:
+    """The runs view of each simgan experiment in the store, for `make mlflow-ui`."""
+    client = use_store(root)
+    exps = client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+    return [f"{e.name}: {base_url}/#/experiments/{e.experiment_id}/runs"
+            "?workflowType=machine_learning" for e in sorted(exps, key=lambda e: e.name)]

@@ -277,11 +277,6 @@ class HandTask(Task):
 
         return LastStack(self.load_estimator(p, state))
 
-    def loggable_estimator(self, model):
-        from simgan.hand.hourglass import LastStack
-
-        return LastStack(model)
-
     def predict(self, p: HandParams, model, images: np.ndarray) -> pd.DataFrame:
         from simgan.core.images import pick_device
         from simgan.hand.estimator import predict_keypoints
