@@ -8,6 +8,11 @@ that meets either used to fail after one retry; here it waits with exponential b
 (default 30 min) in total. A lock error means DVC started nothing, so trying again is safe; any
 other failure is returned at once.
 
+Before each attempt it also checks that no other DVC process holds the workspace (a live PID in
+``.dvc/tmp/rwlock`` or a held ``.dvc/tmp/lock``): starting next to a running ``dvc repro`` can
+make *that* one fail, since DVC releases its repository lock while a stage command runs and
+the newcomer may take a stage the first one has not reached yet.
+
 Command line (what ``make run`` uses)::
 
     python -m flows.dvc_wait [--max-wait SECONDS] repro [dvc args ...]
@@ -16,12 +21,16 @@ Command line (what ``make run`` uses)::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import json
 import os
 import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 __all__ = [
     "DEFAULT_MAX_WAIT_SECONDS",
@@ -31,6 +40,7 @@ __all__ = [
     "is_lock_error",
     "max_wait_seconds",
     "run_waiting",
+    "workspace_busy",
 ]
 
 ENV_MAX_WAIT = "SIMGAN_DVC_LOCK_WAIT_SECONDS"
@@ -75,9 +85,42 @@ def backoff_delays(
         delay *= 2
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def workspace_busy(root: str | os.PathLike[str]) -> str | None:
+    """Who else holds the DVC workspace at ``root`` ("PID 12: dvc repro ..."), or None."""
+    tmp = Path(root) / ".dvc" / "tmp"
+    with contextlib.suppress(OSError, ValueError):
+        table = json.loads((tmp / "rwlock").read_text() or "{}")
+        holders = [*table.get("write", {}).values()]
+        for readers in table.get("read", {}).values():
+            holders.extend(readers)
+        for info in holders:
+            if int(info.get("pid", 0)) != os.getpid() and _alive(int(info["pid"])):
+                return f"PID {info['pid']}: {info.get('cmd', '?')[-120:]}"
+    lock = tmp / "lock"
+    if lock.exists():
+        with contextlib.suppress(OSError), open(lock, "a") as handle:
+            try:  # DVC's repository lock (zc.lockfile: flock); released at once if we get it
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f"the repository lock {lock}"
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
+
+
 def run_waiting(
     attempt: Callable[[], tuple[int, str]],
     *,
+    busy: Callable[[], str | None] = lambda: None,
     max_wait: float | None = None,
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
@@ -85,16 +128,20 @@ def run_waiting(
 ) -> int:
     """Call ``attempt`` (-> exit code, stderr) until it succeeds or fails for another reason.
 
-    Returns the last exit code. Raises DvcLockTimeoutError when DVC is still locked after
-    ``max_wait`` seconds of waiting (see :func:`max_wait_seconds`).
+    ``busy`` (e.g. :func:`workspace_busy`) is asked before each attempt: while it names a
+    holder, wait as for a lock error. Returns the last exit code. Raises DvcLockTimeoutError
+    when DVC is still locked after ``max_wait`` seconds of waiting (:func:`max_wait_seconds`).
     """
     bound = max_wait_seconds(max_wait)
     delays = backoff_delays(bound, first=first_delay)
     waited = 0.0
     while True:
-        code, stderr = attempt()
-        if code == 0 or not is_lock_error(stderr):
-            return code
+        holder = busy()
+        if holder is None:
+            code, stderr = attempt()
+            if code == 0 or not is_lock_error(stderr):
+                return code
+            holder = "another DVC process"
         delay = next(delays, None)
         if delay is None:
             raise DvcLockTimeoutError(
@@ -103,8 +150,8 @@ def run_waiting(
                 f"(now {bound:.0f})"
             )
         log(
-            f"DVC is locked by another process (waited {waited:.0f} s of {bound:.0f} s); "
-            f"trying again in {delay:.0f} s"
+            f"DVC is locked by another process ({holder}; waited {waited:.0f} s of "
+            f"{bound:.0f} s); trying again in {delay:.0f} s"
         )
         sleep(delay)
         waited += delay
@@ -145,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[dvc_wait] {message}", file=sys.stderr, flush=True)
 
     try:
-        return run_waiting(lambda: _dvc_once(args.dvc_args), max_wait=args.max_wait, log=log)
+        return run_waiting(lambda: _dvc_once(args.dvc_args), busy=lambda: workspace_busy("."),
+                           max_wait=args.max_wait, log=log)
     except (DvcLockTimeoutError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

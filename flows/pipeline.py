@@ -41,7 +41,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, TypedDict
 
-from flows.dvc_wait import DvcLockTimeoutError, run_waiting
+from flows.dvc_wait import DvcLockTimeoutError, run_waiting, workspace_busy
 from flows.environment import apply_project_environment, project_environment
 
 #: The repository this module belongs to (only a project root if it looks like one).
@@ -221,7 +221,8 @@ def _match_target(target: str, names: Mapping[Any, str]) -> list[Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Params overrides, as `dvc exp run -S key=value` applies them
+# Params overrides, as `dvc exp run -S key=value` applies them (for editing a copy: the flow
+# itself passes overrides to `dvc exp run --temp` and never edits the workspace params.yaml)
 # --------------------------------------------------------------------------------------------
 
 
@@ -480,7 +481,8 @@ def _dvc_waiting_for_lock(
         ran.update(names)
         return code, tail
 
-    returncode = run_waiting(attempt, max_wait=lock_wait_seconds, log=logger.warning)
+    returncode = run_waiting(attempt, busy=lambda: workspace_busy(cwd),
+                             max_wait=lock_wait_seconds, log=logger.warning)
     return returncode, tail, ran
 
 

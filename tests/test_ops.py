@@ -56,6 +56,40 @@ def test_locked_attempts_wait_with_backoff_and_log_each_wait():
     assert len(logged) == 2 and all("locked by another process" in m for m in logged)
 
 
+def test_a_busy_workspace_is_waited_for_before_any_attempt():
+    holders = iter(["PID 7: dvc repro", None])
+    attempts: list[int] = []
+    logged: list[str] = []
+    code = run_waiting(lambda: attempts.append(1) or (0, ""), busy=lambda: next(holders),
+                       max_wait=60, log=logged.append, sleep=lambda _: None)
+    assert code == 0 and attempts == [1] and "PID 7: dvc repro" in logged[0]
+
+
+def test_workspace_busy_reads_dvcs_rwlock_and_repository_lock(tmp_path):
+    import fcntl
+    import json
+
+    from flows.dvc_wait import workspace_busy
+
+    tmp = tmp_path / ".dvc" / "tmp"
+    tmp.mkdir(parents=True)
+    assert workspace_busy(tmp_path) is None
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = os.getppid()
+    rwlock = {"read": {"a": [{"pid": dead.pid, "cmd": "dvc repro"}]},
+              "write": {"b": {"pid": alive, "cmd": "dvc repro x"}}}
+    (tmp / "rwlock").write_text(json.dumps(rwlock))
+    assert workspace_busy(tmp_path) == f"PID {alive}: dvc repro x"
+    rwlock["write"] = {}
+    (tmp / "rwlock").write_text(json.dumps(rwlock))
+    assert workspace_busy(tmp_path) is None  # a dead holder does not count
+    with open(tmp / "lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert "repository lock" in (workspace_busy(tmp_path) or "")
+    assert workspace_busy(tmp_path) is None
+
+
 def test_other_failures_return_at_once():
     slept: list[float] = []
     assert run_waiting(lambda: (3, "boom"), max_wait=60, sleep=slept.append) == 3
