@@ -17,7 +17,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: help setup run seeds exp test test-fast lint bench flow mlflow-ui clean-runs
+.PHONY: help setup run seeds exp test test-fast lint bench flow schedule schedule-stop mlflow-ui clean-runs
 
 help: ## list the targets (this list)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -41,9 +41,16 @@ TASKS ?= $(ALL_TASKS)
 # `dvc repro review` would run the other tasks' whole pipelines first.
 SUBSET := $(filter-out $(TASKS),$(ALL_TASKS))
 
-run: setup ## the whole pipeline for TASKS (default: all), then reports/index.html
-	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) dvc repro $(addprefix compare@,$(TASKS)) $(if $(SUBSET),,review)
+# DVC outputs are pushed to DVC_REMOTE after a successful run when .dvc/config names no default
+# remote (set in .dvc/config.local; DVC_REMOTE=none skips; a failed push is one WARNING line,
+# not a failed run). `dvc repro` waits (up to SIMGAN_DVC_LOCK_WAIT_SECONDS, default 1800) while
+# another DVC process, e.g. a scheduled run, holds the workspace (flows/dvc_wait.py).
+DVC_REMOTE ?= $(abspath $(ROOT)/../simgan-dvc-remote)
+
+run: setup ## the whole pipeline for TASKS (default: all), then reports/index.html; dvc push
+	SIMGAN_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) $(PY) -m flows.dvc_wait repro $(addprefix compare@,$(TASKS)) $(if $(SUBSET),,review)
 	$(if $(SUBSET),$(PY) -m stages.review,@true)
+	@$(PY) -m flows.remote push --default "$(DVC_REMOTE)"
 	@for t in $(TASKS); do echo "== $$t"; sed -n '/^| trained on/,/^Refined vs/p' reports/$$t/comparison.md; done
 	@echo "Review page: reports/index.html   Headline metrics: dvc metrics show   MLflow: make mlflow-ui"
 
@@ -81,6 +88,21 @@ bench: setup ## render and training throughput (figures for closing notes)
 # The same stages as a Prefect flow (ephemeral Prefect server, logs per stage).
 flow: setup ## the same stages as a Prefect flow, per task
 	@for t in $(TASKS); do $(PY) -m flows.pipeline --task $$t; done
+
+# Scheduled runs from a local Prefect server on 127.0.0.1:PREFECT_PORT (started if not running,
+# state in .prefect/): one at a time (server-side limit), waiting for a manual `dvc repro`.
+# E.g. `make schedule CRON="0 3 * * *"`, `make schedule INTERVAL=3600 TASKS=gaze`.
+# `make schedule-stop` stops the serving process and the server (the schedule is kept).
+PREFECT_PORT ?= 4200
+CRON ?=
+INTERVAL ?=
+
+schedule: setup ## run the pipeline on a schedule (CRON="0 3 * * *" or INTERVAL=3600)
+	$(PY) -m flows.schedule start --port $(PREFECT_PORT) $(if $(CRON),--cron "$(CRON)") \
+		$(if $(INTERVAL),--interval $(INTERVAL)) $(if $(SUBSET),--task $(TASKS))
+
+schedule-stop: ## stop the scheduled runs and the Prefect server (by PID)
+	$(PY) -m flows.schedule stop
 
 # Artifacts are stored as mlflow-artifacts:/ URIs (portable); the UI serves them from here.
 mlflow-ui: setup ## the MLflow UI on http://127.0.0.1:5000 (prints each experiment's runs URL)

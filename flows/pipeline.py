@@ -3,7 +3,10 @@
 DVC stays the source of truth: the stage graph comes from ``dvc.yaml`` (through DVC's own
 index), each task runs ``dvc repro --single-item <stage>`` so DVC decides whether the stage is up
 to date and records ``dvc.lock``, and nothing is cached by Prefect. Prefect adds what DVC lacks:
-per-stage logs and retries, schedules (see ``flows.deploy``) and a run history.
+per-stage logs and retries, schedules (see ``flows.deploy``) and a run history. A stage that
+finds the workspace locked by another DVC process (a manual ``dvc repro``) waits for it
+(``flows.dvc_wait``). Params overrides (``-S``) run as ``dvc exp run --temp``: DVC applies them
+to a temporary copy, never to the user's params.yaml.
 
 Stages run strictly one at a time: DVC holds a repository lock during ``repro``, so two stages
 of one workspace cannot run concurrently anyway.
@@ -38,6 +41,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, TypedDict
 
+from flows.dvc_wait import DvcLockTimeoutError, run_waiting, workspace_busy
 from flows.environment import apply_project_environment, project_environment
 
 #: The repository this module belongs to (only a project root if it looks like one).
@@ -76,6 +80,8 @@ __all__ = [
 
 PARAMS_FILE = "params.yaml"
 STDERR_TAIL_LINES = 25
+#: how ``dvc repro`` / ``dvc exp run`` announce a stage they execute (not skip)
+RUNNING_STAGE = re.compile(r"^Running stage '([^']+)'")
 DEFAULT_RETRIES = 1
 DEFAULT_RETRY_DELAY_SECONDS = 5.0
 
@@ -215,7 +221,8 @@ def _match_target(target: str, names: Mapping[Any, str]) -> list[Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Params overrides, as `dvc exp run -S key=value` applies them
+# Params overrides, as `dvc exp run -S key=value` applies them (for editing a copy: the flow
+# itself passes overrides to `dvc exp run --temp` and never edits the workspace params.yaml)
 # --------------------------------------------------------------------------------------------
 
 
@@ -411,44 +418,20 @@ def _terminate(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-@task(
-    name="dvc-stage",
-    task_run_name="{stage_name}",
-    retries=DEFAULT_RETRIES,
-    retry_delay_seconds=DEFAULT_RETRY_DELAY_SECONDS,
-    cache_policy=NONE,  # DVC is the cache; Prefect must neither skip nor store results
-    persist_result=False,
-)
-def run_stage(
-    stage_name: str,
-    root: str,
-    force: bool = False,
-    pipeline_id: str | None = None,
-) -> StageResult:
-    """Run ``dvc repro --single-item <stage>`` in ``root``, streaming its output to the log.
+def _stream_dvc(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str], logger: Any
+) -> tuple[int, str, set[str]]:
+    """One DVC subprocess, its output streamed to ``logger``.
 
-    Returns ``skipped`` when DVC found the stage up to date (or restored it from its run
-    cache) and ``ran`` when it executed the command. Raises StageFailedError on non-zero exit,
-    with the tail of stderr, so Prefect retries and then fails the task.
+    Returns (exit code, stderr tail, names of the stages DVC said it was running).
     """
-    logger = get_run_logger()
-    root_path = Path(root).resolve()
-    pipeline_id = pipeline_id or (str(flow_run.id) if flow_run.id else None)
-    command = [sys.executable, "-m", "dvc", "repro", "--single-item"]
-    if force:
-        command.append("--force")
-    command.append(stage_name)
-    logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
-
-    started = time.monotonic()
-    ran = False
-    ran_marker = re.compile(rf"^Running stage '{re.escape(stage_name)}'")
+    ran: set[str] = set()
     stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
     process = subprocess.Popen(
-        command,
-        cwd=root_path,
-        env=_stage_environment(root_path, pipeline_id),
+        list(command),
+        cwd=cwd,
+        env=dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -473,18 +456,81 @@ def run_stage(
                 continue
             if stream == "stderr":
                 stderr_tail.append(line)
-            elif ran_marker.match(line):
-                ran = True
+            elif match := RUNNING_STAGE.match(line):
+                ran.add(match.group(1))
             logger.info("%s", line)
         returncode = process.wait()
     finally:
         _terminate(process)
         for reader in readers:
             reader.join(timeout=5)
+    return returncode, "\n".join(stderr_tail), ran
+
+
+def _dvc_waiting_for_lock(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str], logger: Any,
+    lock_wait_seconds: float | None,
+) -> tuple[int, str, set[str]]:
+    """:func:`_stream_dvc`, tried again while another DVC process holds the workspace."""
+    ran: set[str] = set()
+    tail = ""
+
+    def attempt() -> tuple[int, str]:
+        nonlocal tail
+        code, tail, names = _stream_dvc(command, cwd, env, logger)
+        ran.update(names)
+        return code, tail
+
+    returncode = run_waiting(attempt, busy=lambda: workspace_busy(cwd),
+                             max_wait=lock_wait_seconds, log=logger.warning)
+    return returncode, tail, ran
+
+
+@task(
+    name="dvc-stage",
+    task_run_name="{stage_name}",
+    retries=DEFAULT_RETRIES,
+    retry_delay_seconds=DEFAULT_RETRY_DELAY_SECONDS,
+    cache_policy=NONE,  # DVC is the cache; Prefect must neither skip nor store results
+    persist_result=False,
+)
+def run_stage(
+    stage_name: str,
+    root: str,
+    force: bool = False,
+    pipeline_id: str | None = None,
+    lock_wait_seconds: float | None = None,
+) -> StageResult:
+    """Run ``dvc repro --single-item <stage>`` in ``root``, streaming its output to the log.
+
+    Returns ``skipped`` when DVC found the stage up to date (or restored it from its run
+    cache) and ``ran`` when it executed the command. While another DVC process holds the
+    workspace, waits with backoff up to ``lock_wait_seconds`` (default: see
+    :func:`flows.dvc_wait.max_wait_seconds`) instead of failing. Raises StageFailedError on
+    any other non-zero exit, with the tail of stderr, so Prefect retries and then fails the task.
+    """
+    logger = get_run_logger()
+    root_path = Path(root).resolve()
+    pipeline_id = pipeline_id or (str(flow_run.id) if flow_run.id else None)
+    command = [sys.executable, "-m", "dvc", "repro", "--single-item"]
+    if force:
+        command.append("--force")
+    command.append(stage_name)
+    logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
+
+    started = time.monotonic()
+    try:
+        returncode, tail, ran_stages = _dvc_waiting_for_lock(
+            command, root_path, _stage_environment(root_path, pipeline_id), logger,
+            lock_wait_seconds,
+        )
+    except DvcLockTimeoutError as exc:
+        raise StageFailedError(f"DVC stage {stage_name!r} did not start: {exc}") from None
+    ran = stage_name in ran_stages
 
     seconds = round(time.monotonic() - started, 3)
     if returncode != 0:
-        tail = "\n".join(stderr_tail) or "(no stderr)"
+        tail = tail or "(no stderr)"
         raise StageFailedError(
             f"DVC stage {stage_name!r} failed with exit code {returncode} after {seconds:.1f} s; "
             f"stderr tail:\n{tail}"
@@ -492,6 +538,70 @@ def run_stage(
     status = "ran" if ran else "skipped"
     logger.info("stage %s %s in %.1f s", stage_name, status, seconds)
     return StageResult(status=status, seconds=seconds)
+
+
+def override_specs(overrides: Mapping[str, object]) -> list[str]:
+    """``{"train.lr": 0.1, "~old": None}`` -> ``["train.lr=0.1", "~old"]`` for ``dvc -S``."""
+    specs = []
+    for key, value in overrides.items():
+        if key.startswith("~"):
+            specs.append(key)
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+            specs.append(f"{key}={text}")
+    return specs
+
+
+@task(
+    name="dvc-exp-run",
+    retries=DEFAULT_RETRIES,
+    retry_delay_seconds=DEFAULT_RETRY_DELAY_SECONDS,
+    cache_policy=NONE,
+    persist_result=False,
+)
+def run_experiment(
+    root: str,
+    set_params: list[str],
+    stages: list[str],
+    force: bool = False,
+    pipeline_id: str | None = None,
+    lock_wait_seconds: float | None = None,
+) -> dict[str, StageResult]:
+    """``dvc exp run --temp -S ... <stages>``: a DVC experiment with params overrides.
+
+    DVC applies the overrides to a temporary copy of the workspace (under .dvc/tmp/exps), so
+    the user's params.yaml is never edited; results land in the DVC cache and an experiment
+    ref (``dvc exp show``, ``dvc exp apply``). One Prefect task for the whole run: per stage,
+    ``ran`` or ``skipped`` from DVC's output (seconds are the whole run's, on each ran stage).
+    """
+    logger = get_run_logger()
+    root_path = Path(root).resolve()
+    command = [sys.executable, "-m", "dvc", "exp", "run", "--temp"]
+    if force:
+        command.append("--force")
+    for spec in set_params:
+        command += ["-S", spec]
+    command += list(stages)
+    logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
+    started = time.monotonic()
+    try:
+        returncode, tail, ran = _dvc_waiting_for_lock(
+            command, root_path, _stage_environment(root_path, pipeline_id), logger,
+            lock_wait_seconds,
+        )
+    except DvcLockTimeoutError as exc:
+        raise StageFailedError(f"dvc exp run did not start: {exc}") from None
+    seconds = round(time.monotonic() - started, 3)
+    if returncode != 0:
+        raise StageFailedError(
+            f"dvc exp run failed with exit code {returncode} after {seconds:.1f} s; "
+            f"stderr tail:\n{tail or '(no stderr)'}"
+        )
+    return {
+        name: StageResult(status="ran" if name in ran else "skipped",
+                          seconds=seconds if name in ran else 0.0)
+        for name in stages
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,32 +628,44 @@ def pipeline(
     force: bool = False,
     retries: int = DEFAULT_RETRIES,
     retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS,
+    lock_wait_seconds: float | None = None,
 ) -> dict[str, StageResult]:
-    """Apply params overrides, then run the DVC stages for ``task`` one after another.
+    """Run the DVC stages for ``task`` one after another (or, with overrides, as an experiment).
 
     ``task=None`` runs every task; ``targets`` limits the run to those stages and their
     ancestors; ``force`` reruns stages even when DVC finds them up to date. Each stage is one
-    Prefect task with ``retries`` retries. Stage subprocesses get ``SIMGAN_PIPELINE_ID`` (this
-    flow run's id) so MLflow runs of one flow run can be grouped. Returns
-    ``{stage: {"status": "ran" | "skipped", "seconds": wall time}}``; on the first failing
-    stage the flow logs the summary and fails with a message naming the stage.
+    Prefect task with ``retries`` retries; a stage that finds DVC locked by another process
+    waits up to ``lock_wait_seconds`` (flows.dvc_wait). ``overrides`` (``dvc -S`` keys) run the
+    selected stages as one ``dvc exp run --temp``: params.yaml in the workspace is never edited.
+    Stage subprocesses get ``SIMGAN_PIPELINE_ID`` (this flow run's id) so MLflow runs of one
+    flow run can be grouped. Returns ``{stage: {"status": "ran" | "skipped", "seconds": wall
+    time}}``; on the first failing stage the flow logs the summary and fails with a message
+    naming the stage.
     """
     logger = get_run_logger()
     root_path = resolve_root(root)
-    if overrides:
-        applied = apply_overrides(root_path, overrides)
-        logger.info("params overrides applied: %s", applied)
-
     stages = list_stages(root_path, targets=targets, task=task)
     logger.info("%d stage(s) to check, in order: %s", len(stages), ", ".join(stages) or "-")
     pipeline_id = str(flow_run.id) if flow_run.id else None
-    runner = run_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
 
-    summary: dict[str, StageResult] = {}
+    if overrides:
+        specs = override_specs(overrides)
+        logger.info("params overrides, as a DVC experiment (params.yaml untouched): %s", specs)
+        runner_exp = run_experiment.with_options(
+            retries=retries, retry_delay_seconds=retry_delay_seconds
+        )
+        summary = runner_exp(str(root_path), specs, stages, force=force,
+                             pipeline_id=pipeline_id, lock_wait_seconds=lock_wait_seconds)
+        logger.info(_format_summary(summary, []))
+        return summary
+
+    runner = run_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
+    summary = {}
     for index, name in enumerate(stages):
         started = time.monotonic()
         try:
-            result = runner(name, str(root_path), force=force, pipeline_id=pipeline_id)
+            result = runner(name, str(root_path), force=force, pipeline_id=pipeline_id,
+                            lock_wait_seconds=lock_wait_seconds)
         except Exception as exc:
             summary[name] = StageResult(status="failed", seconds=time.monotonic() - started)
             logger.error(_format_summary(summary, stages[index + 1 :]))
@@ -578,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override params.yaml like `dvc exp run -S` (repeatable)",
+        help="run as `dvc exp run --temp -S` (params.yaml is not edited; repeatable)",
     )
     parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
     parser.add_argument("--root", default=None, help="DVC project root (default: this repo)")

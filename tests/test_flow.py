@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -201,15 +202,22 @@ def test_flow_runs_ancestors_then_skips_then_reruns_overridden(
     }
     assert all(info["seconds"] >= 0 for info in again.values())
 
+    # Overrides run as `dvc exp run --temp` (needs a commit): params.yaml is never edited.
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "toy"], cwd=project, check=True)
+    params_before = (project / "params.yaml").read_text()
     changed = pipeline(targets=["c"], root=str(project), task=None, overrides={"b.factor": "3"})
     assert {name: info["status"] for name, info in changed.items()} == {
         "a": "skipped",
         "b": "ran",
         "c": "ran",
     }
-    params = (project / "params.yaml").read_text()
-    assert "factor: 3" in params and "# rerun a when this changes" in params
-    assert (project / "c.txt").read_text() == "a\nb-3\nc\n"
+    assert (project / "params.yaml").read_text() == params_before
+    assert not (project / "c.txt").exists()  # the experiment ran in a temporary copy
+    exps = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=project,
+                          capture_output=True, text=True, check=True).stdout
+    assert re.search(r'"factor":\s*3\b', exps), "the experiment's params are not in dvc exp show"
 
     forced = pipeline(targets=["a"], root=str(project), task=None, force=True)
     assert forced["a"]["status"] == "ran"
@@ -232,7 +240,7 @@ def test_failing_stage_fails_flow_after_retries(prefect_api: None, project: Path
 
 
 @pytest.mark.slow
-def test_deploy_serves_the_flow_on_a_cron(
+def test_deploy_serves_the_flow_on_a_cron_or_interval(
     prefect_api: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flows import deploy
@@ -242,7 +250,10 @@ def test_deploy_serves_the_flow_on_a_cron(
     assert deploy.main(["--cron", "0 3 * * *", "--target", "b", "-S", "a.n=2"]) == 0
     assert served["cron"] == "0 3 * * *"
     assert served["limit"] == 1
+    assert served["global_limit"].limit == 1  # single flight, held by the server
+    assert served["pause_on_shutdown"] is False  # stopping the process keeps the schedule
     # no --task: every task (None); --task names one
     assert served["parameters"] == {"task": None, "targets": ["b"], "overrides": {"a.n": "2"}}
-    assert deploy.main(["--cron", "0 3 * * *", "--task", "hand"]) == 0
-    assert served["parameters"]["task"] == "hand"
+    assert deploy.main(["--interval", "3600", "--task", "hand", "--lock-wait", "60"]) == 0
+    assert served["interval"] == 3600
+    assert served["parameters"] == {"task": "hand", "lock_wait_seconds": 60}
