@@ -52,6 +52,7 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     """One seed of one row: the refiner, the refined set, the estimator, its real-test error."""
     import torch
 
+    from simgan.core.kid import kid_against
     from simgan.core.realism import two_sample_test
     from simgan.core.refiner.apply import refine_images
     from simgan.core.refiner.trainer import train_refiner
@@ -79,11 +80,15 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     t_est = time.perf_counter() - t1
     evaluation = task.evaluate(p, task.predict(p, model, real_test.images), real_test.labels)
     realism = two_sample_test(real_test.images, refined, p.compare.realism)
+    kids = kid_against(real_test.images, {"synthetic": syn.images, "refined": refined},
+                       p.compare.kid)
+    kid_syn, kid_ref = kids["synthetic"].mean, kids["refined"].mean
     sel = result.selection
     return {
         "seed": seed, "status": "ok", task.headline: evaluation.summary[task.headline],
         "summary": evaluation.summary, "realism_auc": realism.auc,
         "realism_accuracy": realism.accuracy,
+        "kid_ratio": kid_ref / kid_syn if kid_syn > 0 else None,
         "selected_step": sel["selected_step"], "structure": sel["structure"],
         "drift": sel["drift"], "mmd_ratio": sel["mmd_ratio"],
         "label_shift": sel.get("label_shift"),
@@ -94,7 +99,7 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
 def table(rows: list[dict], headline: str) -> str:
     """Mean +/- sd over seeds for every row name, in the order first seen."""
     names = list(dict.fromkeys(r["name"] for r in rows))
-    keys = (headline, "realism_auc", "drift", "structure", "selected_step")
+    keys = (headline, "realism_auc", "kid_ratio", "drift", "structure", "selected_step")
     out = [f"| row | n ok / failed | {' | '.join(keys)} |", "|---" * (len(keys) + 2) + "|"]
     for name in names:
         ok = [r for r in rows if r["name"] == name and r["status"] == "ok"]

@@ -24,6 +24,40 @@ def test_residual_refiner_starts_as_identity() -> None:
     assert torch.equal(Refiner(width=8, blocks=1)(x), x)
 
 
+def _trained_looking(**kwargs) -> Refiner:
+    """A refiner whose zero-initialised residual tail has small weights, as after training
+    (small: the output must not saturate at the clamp, which would hide any seam)."""
+    torch.manual_seed(0)
+    r = Refiner(**kwargs)
+    torch.nn.init.normal_(r.tail.weight, std=0.05)
+    torch.nn.init.normal_(r.tail.bias, std=0.05)
+    return r
+
+
+def test_zero_padding_leaves_a_seam_that_replicate_padding_does_not() -> None:
+    flat = torch.full((1, 1, 12, 16), 0.2)
+    seam = _trained_looking(width=4, blocks=2, padding="zeros")(flat)
+    assert seam.abs().max() < 0.99  # not saturated
+    assert (seam[0, 0, 0] - seam[0, 0, 6]).abs().max() > 1e-3  # the edge sees a black frame
+    out = _trained_looking(width=4, blocks=2, padding="replicate")(flat)
+    assert torch.allclose(out, out[0, 0, 0, 0].expand_as(out), atol=1e-6)  # flat stays flat
+
+
+def test_grid_phase_is_one_hot_in_the_pixels_block_position() -> None:
+    r = Refiner(width=4, blocks=1, grid_period=8)
+    g = r._grid_phase(torch.zeros(2, 1, 11, 19))
+    assert g.shape == (2, 16, 11, 19)
+    assert torch.equal(g.sum(1), torch.full((2, 11, 19), 2.0))  # one column, one row phase
+    assert g[0, 17 % 8, 3, 17] == 1 and g[0, 8 + 10 % 8, 10, 4] == 1
+
+
+def test_grid_phase_makes_the_refiner_periodic_not_translation_invariant() -> None:
+    r = _trained_looking(width=4, blocks=1, grid_period=8, padding="replicate")
+    out = r(torch.full((1, 1, 24, 32), 0.1))[0, 0]
+    assert torch.allclose(out[:, 4:12], out[:, 12:20], atol=1e-6)  # period 8 across columns
+    assert (out[8, 4:12] - out[8, 5:13]).abs().max() > 1e-4  # but not shift-invariant
+
+
 def test_refiner_paper_sizes() -> None:
     eye = Refiner(width=64, blocks=4, kernel=3)
     assert eye(torch.zeros(1, 1, 35, 55)).shape == (1, 1, 35, 55)

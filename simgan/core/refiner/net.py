@@ -17,16 +17,17 @@ if TYPE_CHECKING:
     from simgan.core.refiner.params import RefinerNetParams
 
 Output = Literal["residual", "tanh"]
+Padding = Literal["zeros", "replicate", "reflect"]
 
 
 class ResBlock(nn.Module):
     """conv-ReLU-conv plus an identity skip, then ReLU (same padding, constant width)."""
 
-    def __init__(self, width: int, kernel: int) -> None:
+    def __init__(self, width: int, kernel: int, padding: Padding = "zeros") -> None:
         super().__init__()
         pad = kernel // 2
-        self.conv1 = nn.Conv2d(width, width, kernel, padding=pad)
-        self.conv2 = nn.Conv2d(width, width, kernel, padding=pad)
+        self.conv1 = nn.Conv2d(width, width, kernel, padding=pad, padding_mode=padding)
+        self.conv2 = nn.Conv2d(width, width, kernel, padding=pad, padding_mode=padding)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +58,15 @@ class Refiner(nn.Module):
     (H/s, W/s) field upsampled bilinearly), ``noise_channels`` maps per scale. Coarse noise lets
     R add blotchy, spatially correlated texture (skin, sensor shading) that per-pixel noise
     through a few 3x3 layers cannot make.
+    ``padding``: how every conv sees beyond the image edge. With ``"zeros"`` (the paper's
+    and PyTorch's default) the edge pixels see a black frame and R learns a different change
+    there: on the stand-in eyes a 1-2 px frame darkened ~30 grey levels less than the
+    interior, a seam no real crop has. ``"replicate"``/``"reflect"`` remove that seam.
+    ``grid_period`` > 0 feeds the pixel's phase in a ``grid_period`` block grid anchored at
+    the image origin (one-hot x mod p and y mod p, 2p channels). Real crops stored as JPEG
+    carry 8x8 block artefacts fixed to that grid; a translation-equivariant R cannot place
+    them, and they alone made the stand-in's otherwise perfectly refined eyes separable from
+    real (docs/science.md, "What gives refined eyes away").
     """
 
     def __init__(
@@ -68,6 +78,8 @@ class Refiner(nn.Module):
         output: Output = "residual",
         noise_channels: int = 0,
         noise_scales: tuple[int, ...] = (1,),
+        padding: Padding = "zeros",
+        grid_period: int = 0,
     ) -> None:
         super().__init__()
         if noise_channels < 0:
@@ -79,12 +91,16 @@ class Refiner(nn.Module):
         if output not in ("residual", "tanh"):
             raise ValueError(f"output must be 'residual' or 'tanh', got {output!r}")
         self.output = output
+        if grid_period < 0:
+            raise ValueError(f"grid_period must be >= 0, got {grid_period}")
+        self.grid_period = grid_period
+        extra = noise_channels * len(self.noise_scales) + 2 * grid_period
         self.head = nn.Sequential(
-            nn.Conv2d(in_channels + noise_channels * len(self.noise_scales), width, kernel,
-                      padding=kernel // 2),
+            nn.Conv2d(in_channels + extra, width, kernel,
+                      padding=kernel // 2, padding_mode=padding),
             nn.ReLU(inplace=True),
         )
-        self.blocks = nn.Sequential(*(ResBlock(width, kernel) for _ in range(blocks)))
+        self.blocks = nn.Sequential(*(ResBlock(width, kernel, padding) for _ in range(blocks)))
         self.tail = nn.Conv2d(width, in_channels, 1)
         if output == "residual":
             nn.init.zeros_(self.tail.weight)
@@ -94,11 +110,22 @@ class Refiner(nn.Module):
         inp = x
         if self.noise_channels:
             inp = torch.cat([x, *self._noise(x, generator)], 1)
+        if self.grid_period:
+            inp = torch.cat([inp, self._grid_phase(x)], 1)
         r = self.tail(self.blocks(self.head(inp)))
         if self.output == "residual":
             return (x + r).clamp(-1.0, 1.0)
         return torch.tanh(r)
 
+    def _grid_phase(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 2p, H, W): one-hot of column mod p, then of row mod p."""
+        b, _, h, w = x.shape
+        p = self.grid_period
+        phases = torch.arange(p, device=x.device)
+        cols = (torch.arange(w, device=x.device) % p == phases[:, None]).to(x.dtype)
+        rows = (torch.arange(h, device=x.device) % p == phases[:, None]).to(x.dtype)
+        grid = torch.cat([cols[:, None, :].expand(p, h, w), rows[:, :, None].expand(p, h, w)])
+        return grid.expand(b, -1, -1, -1)
 
     def _noise(self, x: torch.Tensor, generator: torch.Generator | None) -> list[torch.Tensor]:
         """Gaussian noise maps at every scale, drawn in scale order from ``generator``."""

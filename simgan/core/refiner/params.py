@@ -32,6 +32,11 @@ class RefinerNetParams(BaseModel):
     noise_scales: tuple[int, ...] = Field(
         (1,), min_length=1, max_length=8,
         description="scales of the noise inputs (1 = per pixel; s = an H/s x W/s field)")
+    padding: Literal["zeros", "replicate", "reflect"] = Field(
+        "zeros", description="conv padding at the image edge (zeros leaves a seam there)")
+    grid_period: int = Field(
+        0, ge=0, le=32, description="feed the pixel's phase in a block grid of this period "
+        "(8: JPEG blocks of real crops stored as JPEG); 0: off")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:
