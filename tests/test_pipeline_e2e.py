@@ -167,6 +167,8 @@ STAGE_RUNS = {"render": 1, "real": 1, "train_refiner": 1, "refine": 1, "train_es
 def test_mlflow_holds_one_finished_run_per_stage(repo, task, headline):
     import mlflow
 
+    from simgan.core import tracking
+
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=[f"simgan-{task}"])
     assert set(runs["status"]) == {"FINISHED"}
@@ -179,6 +181,12 @@ def test_mlflow_holds_one_finished_run_per_stage(repo, task, headline):
     assert f"metrics.real_test.{headline}" in refined.columns
     compare = runs[runs["tags.stage"] == "compare"]
     assert f"metrics.refined.{headline}" in compare.columns
+    # the review stage logged its page to the execution's parent run of each task
+    parents = runs[runs["tags.run_kind"] == "pipeline"]
+    assert len(parents) == 1
+    client = tracking.use_store(repo)
+    assert [a.path for a in client.list_artifacts(parents["run_id"].iloc[0], "review")] == [
+        "review/index.html"]
 
 
 def test_repro_is_incremental(repo):
