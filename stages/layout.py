@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SOURCES = ("synthetic", "refined", "real")
+#: the stages that read a task's sources, each with a file manifest (stages/manifest.py)
+MANIFEST_STAGES = ("render", "real")
 #: the directory (under the root) of every task's resume state; in .gitignore and .dvcignore
 CHECKPOINTS = ".checkpoints"
 
@@ -30,6 +32,12 @@ class Layout:
     @property
     def reports(self) -> Path:
         return self.root / "reports" / self.task
+
+    def manifest(self, stage: str) -> Path:
+        """The file manifest of the source ``stage`` (``render`` or ``real``) reads."""
+        if stage not in MANIFEST_STAGES:
+            raise ValueError(f"no manifest for {stage!r}; allowed: {', '.join(MANIFEST_STAGES)}")
+        return self.data / "manifest" / f"{stage}.json"
 
     def synthetic(self, split: str) -> Path:
         return self.data / "synthetic" / split

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from simgan.tasks import _REGISTRY, task_names
-from stages.layout import CHECKPOINTS, SOURCES, Layout
+from stages.layout import CHECKPOINTS, MANIFEST_STAGES, SOURCES, Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("simgan", "stages", "flows")
@@ -186,6 +186,23 @@ def test_review_reads_every_tasks_reports_and_writes_an_uncached_page():
     assert params == set(task_names())
 
 
+def test_render_and_real_depend_on_their_manifest_from_an_always_run_stage():
+    """Each stage reading a source depends on its own manifest (a changed file reruns what
+    reads it, nothing else), written by the task's manifest stage, which DVC always runs."""
+    from dvc.repo import Repo
+
+    for task in task_names():
+        lay = Layout(ROOT, task)
+        manifests = [str(lay.manifest(stage).relative_to(ROOT)) for stage in MANIFEST_STAGES]
+        assert stages()[f"manifest@{task}"]["outs"] == manifests
+        for stage, path in zip(MANIFEST_STAGES, manifests, strict=True):
+            readers = sorted(n for n, s in stages().items() if path in s["deps"])
+            assert readers == [f"{stage}@{task}"], (path, readers)
+    with Repo(str(ROOT)) as repo:
+        always = sorted(s.addressing for s in repo.index.stages if s.always_changed)
+    assert always == sorted(f"manifest@{task}" for task in task_names())
+
+
 @pytest.mark.parametrize("name", STAGES)
 def test_stage_deps_cover_every_imported_module(name: str):
     stage = stages()[name]
@@ -255,6 +272,7 @@ def test_layout_paths_are_declared_in_dvc_yaml():
         for source in SOURCES:
             paths += [lay.train_set(source), lay.estimator_model(source).parent,
                       lay.eval_dir(source) / "metrics.json"]
+        paths += [lay.manifest(stage) for stage in MANIFEST_STAGES]
         for path in paths:
             r = str(path.relative_to(ROOT))
             assert r in outs, f"{task}: {r} (stages/layout.py) is not an output in dvc.yaml"

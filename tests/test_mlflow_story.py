@@ -75,6 +75,30 @@ def test_a_failing_stage_fails_its_parent(project):
         "pipeline": "FAILED", "stage": "FAILED"}
 
 
+def test_execution_wide_files_go_to_the_parent_run_of_their_pipeline(project, tmp_path):
+    """log_to_pipeline (the review page): into the parent the stages of the same execution
+    made, which stays FINISHED; a parent of its own when no stage of the task ran."""
+    page = tmp_path / "index.html"
+    page.write_text("<!DOCTYPE html>page")
+    with tracking.stage_run(_prov(project, "p1"), "t", "compare", {}) as run:
+        stage_id = run.info.run_id
+    parent = tracking.log_to_pipeline(_prov(project, "p1"), "t", [page], "review")
+    alone = tracking.log_to_pipeline(_prov(project, "p2"), "t", [page], "review")
+    client, runs = _runs(project)
+    parents = {r.data.tags[tracking.TAG_PIPELINE]: r for r in runs
+               if r.data.tags[tracking.TAG_KIND] == "pipeline"}
+    assert sorted(parents) == ["p1", "p2"] and len(runs) == 3  # no stage run for the page
+    assert parents["p1"].info.run_id == parent == \
+        client.get_run(stage_id).data.tags["mlflow.parentRunId"]
+    assert parents["p2"].info.run_id == alone
+    for run_id in (parent, alone):
+        assert client.get_run(run_id).info.status == "FINISHED"
+        assert [a.path for a in client.list_artifacts(run_id, "review")] == ["review/index.html"]
+        got = client.download_artifacts(run_id, "review/index.html", str(tmp_path / run_id))
+        assert Path(got).read_text() == "<!DOCTYPE html>page"
+    assert client.list_artifacts(stage_id, "review") == []
+
+
 def test_a_copied_project_logs_artifacts_into_its_own_store(project, tmp_path):
     with tracking.stage_run(_prov(project, "p1"), "t", "s", {}):
         tracking.log_text("original", "note.txt")

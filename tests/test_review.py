@@ -143,6 +143,32 @@ def test_page_is_written_atomically_by_the_stage(project, monkeypatch, capsys):
                 p.name not in ("gaze",)], "a temp file was left behind"
 
 
+def test_the_stage_logs_the_page_to_the_parent_run_of_each_task_shown(project, monkeypatch,
+                                                                      tmp_path):
+    """Into the parent run the task's stages of the same execution (SIMGAN_PIPELINE_ID) made;
+    a task that has not run gets nothing."""
+    from simgan.core import tracking
+    from stages import review
+    from stages.provenance import provenance
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(tracking.PIPELINE_ENV, "make-review-test")
+    with tracking.stage_run(provenance(project, {}), "gaze", "compare", {}):
+        pass
+    monkeypatch.setattr("sys.argv", ["stages.review"])
+    review.main()
+    client = tracking.use_store(project)
+    assert client.get_experiment_by_name("simgan-hand") is None
+    exp = client.get_experiment_by_name("simgan-gaze")
+    runs = client.search_runs([exp.experiment_id], "tags.run_kind = 'pipeline'")
+    assert [r.data.tags[tracking.TAG_PIPELINE] for r in runs] == ["make-review-test"]
+    parent = runs[0].info.run_id
+    got = client.download_artifacts(parent, f"{review.ARTIFACT_PATH}/index.html", str(tmp_path))
+    assert Path(got).read_bytes() == (project / review.PAGE).read_bytes()
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
 def test_an_old_comparison_without_table_spec_still_renders(project):
     path = project / "reports" / "gaze" / "comparison.json"
     old = json.loads(path.read_text())

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +118,33 @@ def test_render_and_real_read_unityeyes_and_mpiigaze_by_params(tmp_path):
     _set_params(repo, real={"source": {**real_source, "mirror_right": False}})
     status = json.loads(_run(["dvc", "status", "--json", "render@gaze", "real@gaze"], repo).stdout)
     assert list(status) == ["real@gaze"]  # a source param change reruns its stage only
+    _set_params(repo, real={"source": real_source})
+
+    # Files changed at the same paths: the manifest stage (always run) sees them, and DVC
+    # reruns exactly the stage reading them; unchanged files rerun nothing.
+    def after_manifest() -> list[str]:
+        _run(["dvc", "repro", "manifest@gaze"], repo)
+        status = _run(["dvc", "status", "--json", "render@gaze", "real@gaze"], repo).stdout
+        return sorted(json.loads(status))
+
+    manifest = repo / "data/gaze/manifest"
+    before = {p.name: p.read_bytes() for p in manifest.iterdir()}
+    assert b'"path/1.jpg"' in before["render.json"] and b"day01.mat" in before["real.json"]
+    lock = (repo / "dvc.lock").read_bytes()
+    assert after_manifest() == []
+    assert {p.name: p.read_bytes() for p in manifest.iterdir()} == before
+    assert (repo / "dvc.lock").read_bytes() == lock
+    write_sample(ue, "13", look=(0.1, 0.0, -1.0))  # new renders in the same folder
+    assert after_manifest() == ["render@gaze"]
+    day = next((mpii / "Data/Normalized").rglob("day*.mat"))
+    st = day.stat()
+    os.utime(day, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a real day file rewritten
+    assert after_manifest() == ["real@gaze", "render@gaze"]
+    proc = _run(["dvc", "repro", "render@gaze", "real@gaze"], repo)
+    assert sorted(re.findall(r"Running stage '([^']+)'", proc.stdout)) == [
+        "manifest@gaze", "real@gaze", "render@gaze"]
+    assert len(open_dataset(repo / "data/gaze/synthetic/train")) + len(
+        open_dataset(repo / "data/gaze/synthetic/test")) == 11  # the new pair was read
 
 
 def _unlabelled_folder(path: Path, n: int) -> None:

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from simgan.core.ingest.common import IngestSourceBase
+
 Chunks = Iterator[tuple[np.ndarray, pd.DataFrame]]
 MetricsCallback = Callable[[dict[str, float], int], None]
 #: loads the estimator trained on a source ("synthetic", "refined", "real"), on demand
@@ -88,6 +90,13 @@ class Task(ABC):
     def real_splits(self, p: Any, root: Path | None = None) -> dict[str, SplitPlan]:
         """train (unlabelled for the refiner; labelled for the 'real' reference) and test.
         A real source may have no labels at all (see :meth:`has_labels`)."""
+
+    def file_source(self, p: Any, stage: str) -> IngestSourceBase | None:
+        """The file source the ``render`` or ``real`` stage reads (``<stage>.source`` of the
+        params), or None when the task draws that domain itself (builtin, stand-in). The
+        ``manifest`` stage lists its files (:mod:`simgan.core.manifest`)."""
+        source = getattr(getattr(p, stage), "source", None)
+        return source if isinstance(source, IngestSourceBase) else None
 
     def has_labels(self, labels: pd.DataFrame) -> bool:
         """True if a label table holds the labels the estimator needs. Only real sources may

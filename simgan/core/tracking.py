@@ -287,6 +287,36 @@ def stage_run(
     client.set_terminated(parent, "FINISHED")
 
 
+def log_to_pipeline(provenance: Provenance, task: str, files: Sequence[Path],
+                    artifact_path: str | None = None) -> str:
+    """Log ``files`` as artifacts of the task's parent run of ``provenance.pipeline_id`` (found,
+    or created when no stage of the task ran in this execution); returns its run id.
+
+    For what belongs to a whole execution rather than one stage (the review page). The
+    parent keeps its status (FINISHED after its stages); a new one is FINISHED."""
+    check_writable(provenance.store_root)
+    client = use_store(provenance.store_root)
+    exp_id = experiment_id(client, task, provenance.store_root)
+    before = _pipeline_status(client, exp_id, provenance)
+    parent = pipeline_parent(client, exp_id, task, provenance)
+    try:
+        for path in files:
+            client.log_artifact(parent, str(path), artifact_path=artifact_path)
+    finally:  # pipeline_parent marked it RUNNING; a stage running meanwhile keeps it so
+        if before != "RUNNING":
+            client.set_terminated(parent, before or "FINISHED")
+    return parent
+
+
+def _pipeline_status(client: Any, exp_id: str, provenance: Provenance) -> str | None:
+    """Status of the existing parent run of ``provenance.pipeline_id``, None if there is none."""
+    pid = provenance.pipeline_id.replace("'", "_")
+    query = f"tags.{TAG_KIND} = 'pipeline' and tags.{TAG_PIPELINE} = '{pid}'"
+    found = client.search_runs([exp_id], filter_string=query, max_results=1,
+                               order_by=["attributes.start_time ASC"])
+    return found[0].info.status if found else None
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested params -> {'a.b.c': value} for mlflow.log_params."""
     out: dict[str, Any] = {}

@@ -54,7 +54,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -66,6 +66,7 @@ from simgan.core.ingest.common import (
     IngestReport,
     IngestSourceBase,
     PlanSettings,
+    walk_files,
 )
 from simgan.core.ingest.driver import ingest_plan, stream_chunks
 from simgan.core.task import SplitPlan
@@ -102,6 +103,29 @@ class NyuSource(IngestSourceBase):
         if len(set(v)) != len(v) or any(k not in (1, 2, 3) for k in v):
             raise ValueError(f"views must be distinct Kinect ids in 1..3, got {v}")
         return v
+
+    #: the PNGs this source reads (``depth`` or ``synthdepth``; None: not known, all of them)
+    depth_kind: ClassVar[Kind | None] = None
+
+    def input_files(self) -> Iterator[tuple[str, Path]]:
+        """``train/`` and ``test/``'s joint_data.mat and the PNGs this source reads (its own
+        kind, and ``synthdepth`` too for ``crop: synth_mask``), not the RGB frames."""
+        kinds = None if self.depth_kind is None else {self.depth_kind}
+        if kinds is not None and self.crop == "synth_mask":
+            kinds.add("synthdepth")
+
+        def read(name: str) -> bool:
+            if name == "joint_data.mat":
+                return True
+            if not name.endswith(".png"):
+                return False
+            return kinds is None or name.split("_", 1)[0] in kinds
+
+        if not self.path.is_dir():
+            raise IngestError(self.path, "path", "directory not found")
+        for split in ("train", "test"):
+            if (self.path / split).is_dir():
+                yield from walk_files(f"path/{split}", self.path / split, keep=read)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ from simgan.core.refiner.params import (
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
 from simgan.hand.estimator import PoseEstimatorParams
 from simgan.hand.joints import N_JOINTS, joint_columns, keypoints_from_labels
-from simgan.hand.nyu import CropFormat, NyuSource
+from simgan.hand.nyu import CropFormat, Kind, NyuSource
 from simgan.hand.render import HandDomain, HandRenderParams
 from simgan.hand.standin import RealDepthParams
 
@@ -60,6 +60,7 @@ class NyuSynthSource(NyuSource):
     """NYU's synthetic renders (``synthdepth_*.png``) of ``<path>/train`` and ``<path>/test``."""
 
     kind: Literal["nyu_synth"] = "nyu_synth"
+    depth_kind: ClassVar[Kind | None] = "synthdepth"
 
 
 class StandinSource(BaseModel):
@@ -74,6 +75,7 @@ class NyuRealSource(NyuSource):
     """NYU's Kinect depth (``depth_*.png``) of ``<path>/train`` and ``<path>/test``."""
 
     kind: Literal["nyu"] = "nyu"
+    depth_kind: ClassVar[Kind | None] = "depth"
 
 
 SyntheticSource = Annotated[BuiltinSource | NyuSynthSource, Field(discriminator="kind")]

@@ -13,7 +13,9 @@ coordinates (x0, y0, x1, y1), where pixel (r, c) covers [c, c+1) x [r, r+1), as 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +180,19 @@ class IngestSourceBase(BaseModel):
     workers: int = Field(0, ge=0, le=256)
     skip_bad: bool = False
 
+    def input_files(self) -> Iterator[tuple[str, Path]]:
+        """``(name, file)`` of every file the reader may read, for the source's manifest
+        (``simgan.core.manifest``): ``name`` is ``<key>/<path relative to that key's
+        directory>``. Default: every file under each path-valued key, recursively; readers
+        narrow it to what they read, so that other files there rerun nothing. A missing
+        directory raises :class:`IngestError`, as the reader would."""
+        for key, base in self.path_keys():
+            yield from walk_files(key, base, recursive=True)
+
+    def path_keys(self) -> list[tuple[str, Path]]:
+        """``(key, path)`` of the source's path-valued keys that are set, in field order."""
+        return [(key, value) for key, value in self if isinstance(value, Path)]
+
     def with_root(self, root: str | Path) -> IngestSourceBase:
         """A copy whose relative paths are taken relative to ``root`` (the project root)."""
         update = {}
@@ -185,6 +200,31 @@ class IngestSourceBase(BaseModel):
             if isinstance(value, Path) and not value.is_absolute():
                 update[name] = Path(root) / value
         return self.model_copy(update=update)
+
+
+def walk_files(key: str, base: Path, recursive: bool = False,
+               keep: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Path]]:
+    """``(key/relative path, file)`` of the files under ``base`` (or ``base`` itself when it
+    is a file) whose path relative to ``base`` passes ``keep``; symlinks are followed, as
+    the readers open them. Order is the directory's: callers sort."""
+    if base.is_file():
+        yield key, base
+        return
+    if not base.is_dir():
+        raise IngestError(base, key, "directory not found")
+    todo = [base]
+    while todo:
+        folder = todo.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                path = Path(entry.path)
+                if entry.is_dir():
+                    if recursive:
+                        todo.append(path)
+                    continue
+                rel = path.relative_to(base).as_posix()
+                if keep is None or keep(rel):
+                    yield f"{key}/{rel}", path
 
 
 @dataclass(frozen=True)

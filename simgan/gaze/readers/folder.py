@@ -25,6 +25,7 @@ MPIIGaze's), ``center_crop`` first cuts the largest centred 55:35 box (keeps the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -42,6 +43,7 @@ from simgan.core.ingest.common import (
     equalize_batch,
     first_bad_or,
     random_split,
+    walk_files,
 )
 from simgan.core.ingest.driver import ingest_plan
 from simgan.core.task import SplitPlan
@@ -240,6 +242,14 @@ class FolderSource(IngestSourceBase):
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     resize: Resize = "stretch"
     equalize: bool = False
+
+    def input_files(self) -> Iterator[tuple[str, Path]]:
+        """The images directly in ``path`` (and ``test_path``) and their labels.csv."""
+        def read(name: str) -> bool:
+            return name == LABELS_FILE or os.path.splitext(name)[1].lower() in IMAGE_EXTS
+
+        for key, base in self.path_keys():
+            yield from walk_files(key, base, keep=read)
 
     @model_validator(mode="after")
     def _one_test_source(self) -> FolderSource:

@@ -34,6 +34,7 @@ the dataset (day files in order, left eyes then right eyes), so they do not depe
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -49,6 +50,7 @@ from simgan.core.ingest.common import (
     equalize_batch,
     first_bad_or,
     resize_batch,
+    walk_files,
 )
 from simgan.core.ingest.driver import ingest_plan
 from simgan.core.task import SplitPlan
@@ -469,6 +471,14 @@ class MpiiGazeSource(IngestSourceBase):
             if not _PERSON.match(name):
                 raise ValueError(f"{name!r}: expected a person directory name like 'p14'")
         return v
+
+    def input_files(self) -> Iterator[tuple[str, Path]]:
+        """The normalised day files and the evaluation lists (not ``Data/Original``)."""
+        if not self.path.is_dir():
+            raise IngestError(self.path, "path", "directory not found")
+        for sub in (NORMALIZED, EVAL_DIR):
+            if (self.path / sub).is_dir():
+                yield from walk_files(f"path/{sub.as_posix()}", self.path / sub, recursive=True)
 
 
 def choose_test_persons(src: MpiiGazeSource, persons: list[int], seed: int = 0) -> list[int]:

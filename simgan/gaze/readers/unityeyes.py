@@ -55,7 +55,7 @@ import json
 import math
 import os
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -71,6 +71,7 @@ from simgan.core.ingest.common import (
     PlanSettings,
     equalize_batch,
     random_split,
+    walk_files,
 )
 from simgan.core.ingest.driver import ingest_plan
 from simgan.core.task import SplitPlan
@@ -480,6 +481,14 @@ class UnityEyesSource(IngestSourceBase):
     fast_jpeg: bool = Field(True, description="decode luma only, DCT downscale when large")
     equalize: bool = Field(False, description="histogram-equalise each crop")
     test_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+
+    def input_files(self) -> Iterator[tuple[str, Path]]:
+        """The renders and their JSON directly in ``path`` (what :func:`index_names` reads)."""
+        def read(name: str) -> bool:
+            ext = os.path.splitext(name)[1].lower()
+            return ext == ".json" or ext in IMAGE_EXTS
+
+        return walk_files("path", self.path, keep=read)
 
 
 def plan_unityeyes(src: UnityEyesSource, settings: PlanSettings | None = None
