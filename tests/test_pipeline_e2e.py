@@ -255,5 +255,9 @@ def test_seeds_rerun_only_what_the_refiner_seed_touches(repo):
                                  filter_string="tags.stage = 'train_estimator'")
     assert trained["tags.train_source"].value_counts().to_dict() == {
         "synthetic": 1, "real": 1, "refined": 2}
+    # the queued experiment logged into this project's store, named as its DVC experiment
+    refined = trained[trained["tags.train_source"] == "refined"]
+    assert "seeds-gaze-1" in set(refined["tags.dvc_experiment"])
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
     assert (repo / "params.yaml").read_bytes() == params
     assert _stale(repo) == {}
