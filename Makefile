@@ -75,7 +75,7 @@ exp: setup ## dvc exp show with only the columns that matter (headline metrics, 
 	dvc exp show --no-pager --only-changed --drop 'Created|.*/.*' \
 		--keep 'reports/($(subst $(eval) ,|,$(strip $(TASKS))))/headline\.json:.*' --precision 3
 
-test: setup ## every test (about 6 min on 2 cores)
+test: setup ## every test (about 8 min on 2 cores)
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-fast: setup ## the tests not marked slow (no end-to-end DVC graph)
