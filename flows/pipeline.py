@@ -518,26 +518,33 @@ def run_stage(
     command.append(stage_name)
     logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
 
-    started = time.monotonic()
-    try:
-        returncode, tail, ran_stages = _dvc_waiting_for_lock(
-            command, root_path, _stage_environment(root_path, pipeline_id), logger,
-            lock_wait_seconds,
-        )
-    except DvcLockTimeoutError as exc:
-        raise StageFailedError(f"DVC stage {stage_name!r} did not start: {exc}") from None
-    ran = stage_name in ran_stages
-
-    seconds = round(time.monotonic() - started, 3)
-    if returncode != 0:
-        tail = tail or "(no stderr)"
-        raise StageFailedError(
-            f"DVC stage {stage_name!r} failed with exit code {returncode} after {seconds:.1f} s; "
-            f"stderr tail:\n{tail}"
-        )
-    status = "ran" if ran else "skipped"
+    ran_stages, seconds = _run_dvc(command, root_path, pipeline_id, logger,
+                                   lock_wait_seconds, f"DVC stage {stage_name!r}")
+    status = "ran" if stage_name in ran_stages else "skipped"
     logger.info("stage %s %s in %.1f s", stage_name, status, seconds)
     return StageResult(status=status, seconds=seconds)
+
+
+def _run_dvc(
+    command: list[str], root: Path, pipeline_id: str | None, logger: Any,
+    lock_wait_seconds: float | None, what: str,
+) -> tuple[set[str], float]:
+    """Run a dvc command (waiting while DVC is busy): the stages it ran and its wall seconds;
+    a failure raises :class:`StageFailedError` naming ``what`` with the tail of stderr."""
+    started = time.monotonic()
+    try:
+        returncode, tail, ran = _dvc_waiting_for_lock(
+            command, root, _stage_environment(root, pipeline_id), logger, lock_wait_seconds,
+        )
+    except DvcLockTimeoutError as exc:
+        raise StageFailedError(f"{what} did not start: {exc}") from None
+    seconds = round(time.monotonic() - started, 3)
+    if returncode != 0:
+        raise StageFailedError(
+            f"{what} failed with exit code {returncode} after {seconds:.1f} s; "
+            f"stderr tail:\n{tail or '(no stderr)'}"
+        )
+    return set(ran), seconds
 
 
 def override_specs(overrides: Mapping[str, object]) -> list[str]:
@@ -583,20 +590,8 @@ def run_experiment(
         command += ["-S", spec]
     command += list(stages)
     logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
-    started = time.monotonic()
-    try:
-        returncode, tail, ran = _dvc_waiting_for_lock(
-            command, root_path, _stage_environment(root_path, pipeline_id), logger,
-            lock_wait_seconds,
-        )
-    except DvcLockTimeoutError as exc:
-        raise StageFailedError(f"dvc exp run did not start: {exc}") from None
-    seconds = round(time.monotonic() - started, 3)
-    if returncode != 0:
-        raise StageFailedError(
-            f"dvc exp run failed with exit code {returncode} after {seconds:.1f} s; "
-            f"stderr tail:\n{tail or '(no stderr)'}"
-        )
+    ran, seconds = _run_dvc(command, root_path, pipeline_id, logger, lock_wait_seconds,
+                            "dvc exp run")
     return {
         name: StageResult(status="ran" if name in ran else "skipped",
                           seconds=seconds if name in ran else 0.0)

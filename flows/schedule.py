@@ -27,6 +27,7 @@ from flows.server import (
     DEFAULT_START_TIMEOUT,
     ServerStartError,
     api_url,
+    prefect_home,
     read_pid,
     start_server,
     stop_pid,
@@ -36,16 +37,12 @@ from flows.server import (
 FLOW_NAME = "simgan-pipeline"
 
 
-def _home() -> Path:
-    return Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).resolve()
-
-
 def serve_pid_file(home: Path | None = None) -> Path:
-    return (home or _home()) / "schedule.pid"
+    return (home or prefect_home()) / "schedule.pid"
 
 
 def serve_log_file(home: Path | None = None) -> Path:
-    return (home or _home()) / "schedule.log"
+    return (home or prefect_home()) / "schedule.log"
 
 
 def deployment_ready(api: str, name: str) -> bool:
@@ -62,7 +59,7 @@ def deployment_ready(api: str, name: str) -> bool:
 def start(deploy_args: Sequence[str], host: str, port: int, timeout: float,
           name: str = DEFAULT_DEPLOYMENT) -> int:
     """Start the server if needed and ``flows.deploy`` detached; return the serving PID."""
-    home = _home()
+    home = prefect_home()
     start_server(host, port, home, timeout=timeout)
     api = api_url(host, port)
     old = read_pid(serve_pid_file(home))

@@ -68,16 +68,18 @@ def _port_taken(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _home() -> Path:
+def prefect_home() -> Path:
+    """Where Prefect keeps its state (PREFECT_HOME; the Makefile puts it in the project), and
+    where the server's and the schedule's PID and log files go."""
     return Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).resolve()
 
 
 def pid_file(home: Path | None = None) -> Path:
-    return (home or _home()) / "server.pid"
+    return (home or prefect_home()) / "server.pid"
 
 
 def log_file(home: Path | None = None) -> Path:
-    return (home or _home()) / "server.log"
+    return (home or prefect_home()) / "server.log"
 
 
 def _last_line(path: Path) -> str:
@@ -120,7 +122,7 @@ def start_server(
             f"{host}:{port} is taken by something that is not a Prefect server: stop it or "
             f"pick another port (make schedule PREFECT_PORT=4300)"
         )
-    home = (home or _home()).resolve()
+    home = (home or prefect_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     log = log_file(home)
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", host,
