@@ -29,13 +29,17 @@ from simgan.core.tracking import PIPELINE_ENV, Provenance
 DVC_ROOT = "DVC_ROOT"
 DVC_EXP_NAME = "DVC_EXP_NAME"
 DVC_EXP_BASELINE_REV = "DVC_EXP_BASELINE_REV"
+EXPERIMENT_FILES = ("params.yaml", "dvc.lock")
+"""What ``dvc exp run -S`` rewrites in an experiment's workspace."""
 
 
 def provenance(workspace: Path, params: Mapping[str, Any],
                env: Mapping[str, str] | None = None) -> Provenance:
     """The provenance of a stage running in ``workspace`` with the task's ``params``."""
     env = os.environ if env is None else env
-    commit, dirty = git_state(workspace)
+    # an experiment's own params and lock edits are the experiment (dvc_experiment,
+    # params_hash), not uncommitted code: only other tracked files make it dirty
+    commit, dirty = git_state(workspace, EXPERIMENT_FILES if env.get(DVC_EXP_NAME) else ())
     experiment = env.get(DVC_EXP_NAME) or "workspace"
     base = env.get(PIPELINE_ENV) or dvc_invocation() or f"adhoc-{uuid.uuid4().hex[:12]}"
     return Provenance(
@@ -64,8 +68,9 @@ def params_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def git_state(root: Path) -> tuple[str, bool | None]:
-    """(HEAD commit, whether tracked files differ from it); ("unknown", None) outside git."""
+def git_state(root: Path, ignore: tuple[str, ...] = ()) -> tuple[str, bool | None]:
+    """(HEAD commit, whether tracked files other than ``ignore`` differ from it);
+    ("unknown", None) outside git."""
     def git(*args: str) -> subprocess.CompletedProcess[str] | None:
         try:
             return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
@@ -76,7 +81,8 @@ def git_state(root: Path) -> tuple[str, bool | None]:
     head = git("rev-parse", "HEAD")
     if head is None or head.returncode != 0 or not head.stdout.strip():
         return "unknown", None
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 *(f":(exclude){name}" for name in ignore))
     dirty = None if status is None or status.returncode != 0 else bool(status.stdout.strip())
     return head.stdout.strip(), dirty
 

@@ -140,15 +140,21 @@ def run_queue(root: Path) -> dict[str, float]:
 # ------------------------------------------------------------------------------ reading
 
 
-def exp_show() -> list[dict[str, Any]]:
-    return json.loads(dvc("exp", "show", "--json").stdout)
+def exp_show(baseline: str) -> list[dict[str, Any]]:
+    return json.loads(dvc("exp", "show", "--json", "--rev", baseline).stdout)
 
 
-def baseline_experiments(shown: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The experiments of HEAD (queued, running, failed and finished), oldest first."""
-    head = git("rev-parse", "HEAD").stdout.strip()
+def head_rev() -> str:
+    return git("rev-parse", "HEAD").stdout.strip()
+
+
+def baseline_experiments(shown: list[dict[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """The experiments of ``baseline`` (queued, running, failed and finished), oldest first.
+
+    The baseline is the commit the experiments were queued from, taken before queueing: a
+    commit made while the queue runs moves HEAD, and HEAD's experiments are then none."""
     for entry in shown:
-        if entry.get("rev") == head:
+        if entry.get("rev") == baseline:
             return list(reversed(entry.get("experiments") or []))
     return []
 
@@ -199,9 +205,11 @@ def failure(name: str, state: str, rev: dict[str, Any]) -> str:
     return (rev.get("error") or {}).get("msg") or f"experiment {state}"
 
 
-def collect(root: Path, task: str, seeds: Sequence[int], own_seed: int) -> list[SeedRun]:
-    """Every seed's result: the workspace for its own seed, an experiment for the others."""
-    by_name = {e.get("name"): e for e in baseline_experiments(exp_show())}
+def collect(root: Path, task: str, seeds: Sequence[int], own_seed: int,
+            baseline: str) -> list[SeedRun]:
+    """Every seed's result: the workspace for its own seed, an experiment of ``baseline`` for
+    the others."""
+    by_name = {e.get("name"): e for e in baseline_experiments(exp_show(baseline), baseline)}
     runs = []
     for seed in seeds:
         if seed == own_seed:
@@ -227,8 +235,11 @@ def write_reports(root: Path, task: str, runs: Sequence[SeedRun]) -> dict[str, A
 # ------------------------------------------------------------------------------ main
 
 
-def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: bool) -> None:
-    """Baseline, queue, run, report; prints where the time went."""
+def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: bool,
+        baseline: str | None = None) -> None:
+    """Baseline, queue, run, report; prints where the time went. ``baseline``: the commit the
+    experiments were queued from (default: HEAD, read before anything is queued)."""
+    baseline = baseline or head_rev()
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
     own = workspace_seeds(root, tasks)
@@ -247,7 +258,7 @@ def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: boo
         clock.update({f"experiment {k}": v for k, v in run_queue(root).items()})
     t0 = time.perf_counter()
     for task in tasks:
-        report = write_reports(root, task, collect(root, task, seeds, own[task]))
+        report = write_reports(root, task, collect(root, task, seeds, own[task], baseline))
         failed = f", failed seeds {report['failed']}" if report["failed"] else ""
         print(f"[simgan] seeds@{task}: reports/{task}/seeds.md{failed}", file=sys.stderr)
     clock["report"] = time.perf_counter() - t0
@@ -261,9 +272,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--report-only", action="store_true",
                     help="only read the experiments already run and write the reports")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="the commit the experiments were queued from (default: HEAD)")
     args = ap.parse_args(argv)
     seeds = list(dict.fromkeys(args.seeds))
-    run(Path.cwd(), args.tasks, seeds, args.report_only)
+    baseline = git("rev-parse", args.baseline).stdout.strip() if args.baseline else None
+    run(Path.cwd(), args.tasks, seeds, args.report_only, baseline)
 
 
 if __name__ == "__main__":

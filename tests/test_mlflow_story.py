@@ -268,3 +268,25 @@ def test_the_html_report_embeds_its_images():
     html = markdown_to_html(md, images={"curves.png": b"\x89PNG"})
     assert "<h1>T</h1>" in html and "<td><b>2</b></td>" in html and "<li>x</li>" in html
     assert "src='data:image/png;base64,iVBORw==" in html and "curves.png'" not in html
+
+
+def test_an_experiments_params_edit_is_not_a_dirty_tree(tmp_path) -> None:
+    """``dvc exp run -S`` rewrites params.yaml in the experiment's workspace: that is the
+    experiment, recorded by its name and params hash, not uncommitted code."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("params.yaml", "dvc.lock", "code.py"):
+        (tmp_path / name).write_text("a\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
+    (tmp_path / "params.yaml").write_text("b\n")
+    (tmp_path / "dvc.lock").write_text("b\n")
+    in_experiment = {"DVC_EXP_NAME": "seeds-gaze-1", "SIMGAN_PIPELINE_ID": "p"}
+    assert provenance.provenance(tmp_path, {}, in_experiment).git_dirty is False
+    in_workspace = {"SIMGAN_PIPELINE_ID": "p"}
+    assert provenance.provenance(tmp_path, {}, in_workspace).git_dirty is True
+    (tmp_path / "code.py").write_text("b\n")
+    assert provenance.provenance(tmp_path, {}, in_experiment).git_dirty is True

@@ -247,3 +247,17 @@ def test_read_comparison_reads_a_commits_cached_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DVC_SITE_CACHE_DIR", env["DVC_SITE_CACHE_DIR"])
     assert seeds.read_comparison(rev, "gaze") == {"x": 1}
+
+
+def test_experiments_are_read_from_the_commit_they_were_queued_from() -> None:
+    """A commit made while the queue runs moves HEAD; the experiments stay under the
+    baseline taken before queueing, and only those are read (oldest first)."""
+    from stages.seeds import baseline_experiments
+
+    shown = [
+        {"rev": "new-head", "experiments": None},
+        {"rev": "queued-from", "experiments": [{"name": "seeds-gaze-2"}, {"name": "seeds-gaze-1"}]},
+    ]
+    assert [e["name"] for e in baseline_experiments(shown, "queued-from")] == [
+        "seeds-gaze-1", "seeds-gaze-2"]
+    assert baseline_experiments(shown, "new-head") == []
