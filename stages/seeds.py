@@ -69,7 +69,7 @@ def workspace_seeds(root: Path, tasks: Sequence[str]) -> dict[str, int]:
 # ------------------------------------------------------------------------------ running
 
 
-def prepare_queue(names: Sequence[str]) -> None:
+def prepare_queue(names: Sequence[str], baseline: str) -> None:
     """The queue must hold nothing else (``--run-all`` would run it too), dvc.lock must be in
     git (a queued experiment is built from git: without the lock, every stage reruns), and
     earlier experiments with our names go (DVC refuses a duplicate name)."""
@@ -84,7 +84,8 @@ def prepare_queue(names: Sequence[str]) -> None:
               "experiments are built from git)", file=sys.stderr)
         if git("add", "dvc.lock").returncode != 0:
             raise SystemExit("stages.seeds: git add dvc.lock failed")
-    existing = {e["name"] for e in baseline_experiments(exp_show()) if e.get("name")}
+    shown = exp_show(baseline)
+    existing = {e["name"] for e in baseline_experiments(shown, baseline) if e.get("name")}
     old = sorted(set(names) & existing)
     if old:
         dvc("exp", "remove", *old)
@@ -252,7 +253,7 @@ def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: boo
     plan = [(t, s) for t in tasks for s in seeds if s != own[t]]
     if plan and not report_only:
         t0 = time.perf_counter()
-        prepare_queue([experiment_name(t, s) for t, s in plan])
+        prepare_queue([experiment_name(t, s) for t, s in plan], baseline)
         queue(root, plan)
         clock["queueing"] = time.perf_counter() - t0
         clock.update({f"experiment {k}": v for k, v in run_queue(root).items()})
