@@ -52,8 +52,6 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     """One seed of one row: the refiner, the refined set, the estimator, its real-test error."""
     import torch
 
-    from simgan.core.kid import kid_against
-    from simgan.core.realism import two_sample_test
     from simgan.core.refiner.apply import refine_images
     from simgan.core.refiner.trainer import train_refiner
 
@@ -79,21 +77,29 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     model = task.train_estimator(p, refined, syn.labels, work / "estimator", None)
     t_est = time.perf_counter() - t1
     evaluation = task.evaluate(p, task.predict(p, model, real_test.images), real_test.labels)
-    realism = two_sample_test(real_test.images, refined, p.compare.realism)
-    kids = kid_against(real_test.images, {"synthetic": syn.images, "refined": refined},
-                       p.compare.kid)
-    kid_syn, kid_ref = kids["synthetic"].mean, kids["refined"].mean
     sel = result.selection
     return {
         "seed": seed, "status": "ok", task.headline: evaluation.summary[task.headline],
-        "summary": evaluation.summary, "realism_auc": realism.auc,
-        "realism_accuracy": realism.accuracy,
-        "kid_ratio": kid_ref / kid_syn if kid_syn > 0 else None,
+        "summary": evaluation.summary,
+        **realism_figures(p, real_test.images, syn.images, refined),
         "selected_step": sel["selected_step"], "structure": sel["structure"],
         "drift": sel["drift"], "mmd_ratio": sel["mmd_ratio"],
         "label_shift": sel.get("label_shift"),
         "seconds_refiner": t_refiner, "seconds_estimator": t_est,
     }
+
+
+def realism_figures(p, real: np.ndarray, synthetic: np.ndarray, candidate: np.ndarray) -> dict:
+    """How far ``candidate`` (refined ``synthetic``, row for row) is from ``real``: the
+    pipeline's two-sample test and its KID ratio over synthetic's (None without a gap)."""
+    from simgan.core.kid import kid_against
+    from simgan.core.realism import two_sample_test
+
+    realism = two_sample_test(real, candidate, p.compare.realism)
+    kids = kid_against(real, {"synthetic": synthetic, "candidate": candidate}, p.compare.kid)
+    gap = kids["synthetic"].mean
+    return {"realism_auc": realism.auc, "realism_accuracy": realism.accuracy,
+            "kid_ratio": kids["candidate"].mean / gap if gap > 0 else None}
 
 
 def table(rows: list[dict], headline: str) -> str:

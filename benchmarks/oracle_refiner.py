@@ -22,17 +22,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ablate_refiner import realism_figures  # noqa: E402
 
 from simgan.core.dataset import open_dataset  # noqa: E402
 from simgan.tasks import get_task, load_task_params  # noqa: E402
 from stages.layout import Layout  # noqa: E402
 
 
-def oracle_images(p, n: int) -> np.ndarray:
-    """The first ``n`` synthetic training images' geometry, shaded as the real domain."""
+def oracle_images(p, n: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """The first ``n`` synthetic training images' geometry, shaded as the real domain, and
+    their labels (the synthetic ones, if the geometry is the synthetic set's)."""
     from simgan.gaze.render import iter_eye_chunks, synthetic_domain
     from simgan.gaze.task import real_domain
 
@@ -40,34 +45,26 @@ def oracle_images(p, n: int) -> np.ndarray:
     oracle = replace(synthetic, shade=real.shade)  # same seed code: same geometry per block
     chunks = iter_eye_chunks(p.render.eye, n, p.render.seed, p.render.chunk_size,
                              domain=oracle)
-    return np.concatenate([images for images, _ in chunks])
+    images, labels = zip(*chunks, strict=True)
+    return np.concatenate(images), pd.concat(labels, ignore_index=True)
 
 
 def main() -> None:
-    from simgan.core.kid import kid_against
-    from simgan.core.realism import two_sample_test
-
     task, layout = get_task("gaze"), Layout(ROOT, "gaze")
     p = load_task_params(str(ROOT / "params.yaml"), "gaze")
     syn, real_test = open_dataset(layout.synthetic("train")), open_dataset(layout.real("test"))
     t0 = time.perf_counter()
-    oracle = oracle_images(p, len(syn.images))
-    _, labels = next(iter(task.synthetic_splits(p)["train"].chunks()))
-    if not np.array_equal(labels["gaze_x"].to_numpy(),
-                          syn.labels["gaze_x"].to_numpy()[: len(labels)]):
+    oracle, labels = oracle_images(p, len(syn.images))
+    if not np.array_equal(labels["gaze_x"].to_numpy(), syn.labels["gaze_x"].to_numpy()):
         raise SystemExit("oracle geometry differs from the synthetic set's: params changed "
                          "since `make run`?")
     with tempfile.TemporaryDirectory() as tmp:
         model = task.train_estimator(p, oracle, syn.labels, Path(tmp), None)
     evaluation = task.evaluate(p, task.predict(p, model, real_test.images), real_test.labels)
-    realism = two_sample_test(real_test.images, oracle, p.compare.realism)
-    kids = kid_against(real_test.images, {"synthetic": syn.images, "oracle": oracle},
-                       p.compare.kid)
     row = {
         "name": "oracle", "seed": None, "status": "ok",
         "mean_deg": evaluation.summary["mean_deg"], "summary": evaluation.summary,
-        "realism_auc": realism.auc, "realism_accuracy": realism.accuracy,
-        "kid_ratio": kids["oracle"].mean / kids["synthetic"].mean,
+        **realism_figures(p, real_test.images, syn.images, oracle),
         "seconds": time.perf_counter() - t0,
     }
     out = ROOT / "reports" / "ablations" / "gaze.jsonl"

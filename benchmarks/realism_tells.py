@@ -47,7 +47,7 @@ def main(n: int = 4000) -> None:
     for name, fields in WITHOUT.items():
         app = p.real.appearance.model_copy(update=fields)
         q = p.model_copy(update={"real": p.real.model_copy(update={"appearance": app})})
-        r = two_sample_test(real_test, oracle_images(q, n), p.compare.realism)
+        r = two_sample_test(real_test, oracle_images(q, n)[0], p.compare.realism)
         print(f"| {name} | {r.auc:.3f} ({r.auc_ci95_low:.3f}-{r.auc_ci95_high:.3f}) | "
               f"{r.accuracy:.3f} |", flush=True)
 
