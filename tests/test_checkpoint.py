@@ -86,7 +86,7 @@ def test_nothing_usable_starts_afresh_with_a_warning(tmp_path: Path, caplog) -> 
     _damage(path, "truncated")
     with caplog.at_level(logging.WARNING):
         assert load_checkpoint(path, "fp", "refiner") is None
-    assert "is unusable (unreadable: " in caplog.text and "starting afresh" in caplog.text
+    assert "is unusable (unreadable, " in caplog.text and "starting afresh" in caplog.text
 
 
 def test_a_kill_between_the_renames_resumes_from_the_previous_file(tmp_path: Path) -> None:
@@ -94,7 +94,9 @@ def test_a_kill_between_the_renames_resumes_from_the_previous_file(tmp_path: Pat
     write_checkpoint(path, _state(1))
     write_checkpoint(path, _state(2))
     path.unlink()  # last.pt renamed away, the new one not yet in place
+    (tmp_path / ".last.pt.tmp-0123abcd").write_bytes(b"half a checkpoint")
     assert _equal(load_checkpoint(path, "fp", "refiner"), _state(1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt"]  # temp file removed
 
 
 def test_other_params_start_afresh_and_leave_the_file(tmp_path: Path, caplog) -> None:

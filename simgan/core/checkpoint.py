@@ -71,8 +71,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         envelope = torchfile.load(path)
     except Exception as e:  # truncated zip, bad pickle, ...: torch raises several kinds
-        raise CorruptCheckpoint(f"unreadable: {type(e).__name__}: {_first_line(e)}") from e
-    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
+        size = path.stat().st_size
+        raise CorruptCheckpoint(f"unreadable, {size} bytes: {_describe(e)}") from e
+    if not (isinstance(envelope, dict) and envelope.get("format") == FORMAT
+            and isinstance(envelope.get("payload"), torch.Tensor)
+            and isinstance(envelope.get("sha256"), str)):
         raise CorruptCheckpoint(f"not a {FORMAT} file (written by an older version?)")
     payload = envelope["payload"].numpy().tobytes()
     digest = hashlib.sha256(payload).hexdigest()
@@ -80,14 +83,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CorruptCheckpoint(
             f"checksum mismatch: recorded {envelope['sha256'][:12]}..., content {digest[:12]}..."
         )
-    return torchfile.loads(payload)
+    try:
+        return torchfile.loads(payload)
+    except Exception as e:  # checked bytes this torch cannot read (e.g. a newer format)
+        raise CorruptCheckpoint(f"payload unreadable: {_describe(e)}") from e
 
 
 def load_checkpoint(path: str | Path, fingerprint: str, what: str) -> dict[str, Any] | None:
     """The newest trustworthy state at ``path`` (else its previous file) written by the run
     with ``fingerprint``; None to start afresh. Damaged files are moved aside with a WARNING;
-    a state from other params or data is left in place and not used."""
+    a state from other params or data is left in place and not used. Temp files of writes
+    that a kill interrupted are removed (one run owns a checkpoint directory)."""
     path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # a write a kill interrupted
+        stale.unlink(missing_ok=True)
     for candidate in (path, previous(path)):
         if not candidate.is_file():
             continue
@@ -115,8 +124,10 @@ def _next_step(candidate: Path, path: Path) -> str:
     return "starting afresh"
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0][:200]
+def _describe(e: BaseException) -> str:
+    """The exception's type and first sentence (torch appends a paragraph of advice)."""
+    text = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _fsync_dir(directory: Path) -> None:
