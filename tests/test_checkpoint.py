@@ -57,11 +57,11 @@ def _damage(path: Path, how: str) -> str:
         envelope["payload"][-1] ^= 1  # one flipped bit, in a file that is otherwise fine
         torchfile.save(path, envelope)
         return "checksum mismatch"
-    torch.save(_state(9), path)  # "old": a plain torch file, from before checksums
+    torch.save({"w": torch.ones(2)}, path)  # a torch file, but not a checkpoint
     return f"not a {FORMAT} file"
 
 
-@pytest.mark.parametrize("how", ["truncated", "checksum", "old"])
+@pytest.mark.parametrize("how", ["truncated", "checksum", "foreign"])
 def test_a_damaged_file_falls_back_to_the_previous_one(tmp_path: Path, how: str, caplog) -> None:
     path = tmp_path / "last.pt"
     write_checkpoint(path, _state(1))
@@ -97,6 +97,14 @@ def test_a_kill_between_the_renames_resumes_from_the_previous_file(tmp_path: Pat
     (tmp_path / ".last.pt.tmp-0123abcd").write_bytes(b"half a checkpoint")
     assert _equal(load_checkpoint(path, "fp", "refiner"), _state(1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt"]  # temp file removed
+
+
+def test_a_checkpoint_from_before_checksums_is_still_used(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    torch.save(_state(4), path)  # how last.pt was written before
+    assert _equal(load_checkpoint(path, "fp", "refiner"), _state(4))
+    write_checkpoint(path, _state(5))
+    assert torch.load(path, weights_only=True)["format"] == FORMAT
 
 
 def test_other_params_start_afresh_and_leave_the_file(tmp_path: Path, caplog) -> None:

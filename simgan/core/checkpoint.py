@@ -7,7 +7,9 @@ flushed to disk and renamed over ``last.pt``; the file it replaces is kept as
 ``last.prev.pt``. Reading tries ``last.pt`` and then ``last.prev.pt``: a file that is
 truncated, fails its checksum or is not a checkpoint is moved aside (``*.corrupt``) with a
 WARNING naming it and the reason, so the run resumes from the previous good state, or starts
-afresh when there is none. Everything loads with ``weights_only=True``.
+afresh when there is none. Everything loads with ``weights_only=True``. A checkpoint from
+before checksums (a plain torch file with a ``fingerprint``) is still read, so an update does
+not throw away finished training; the next save writes the new format.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from simgan.core import torchfile
 
 log = logging.getLogger(__name__)
 
-#: tags the envelope; a file without it (e.g. from before checksums) is not reused
+#: tags the envelope
 FORMAT = "simgan-checkpoint/1"
 
 
@@ -73,10 +75,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as e:  # truncated zip, bad pickle, ...: torch raises several kinds
         size = path.stat().st_size
         raise CorruptCheckpoint(f"unreadable, {size} bytes: {_describe(e)}") from e
+    if isinstance(envelope, dict) and "format" not in envelope and "fingerprint" in envelope:
+        return envelope  # written before checksums: the zip's own CRCs were its only check
     if not (isinstance(envelope, dict) and envelope.get("format") == FORMAT
             and isinstance(envelope.get("payload"), torch.Tensor)
             and isinstance(envelope.get("sha256"), str)):
-        raise CorruptCheckpoint(f"not a {FORMAT} file (written by an older version?)")
+        raise CorruptCheckpoint(f"not a {FORMAT} file")
     payload = envelope["payload"].numpy().tobytes()
     digest = hashlib.sha256(payload).hexdigest()
     if digest != envelope["sha256"]:
