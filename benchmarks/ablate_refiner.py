@@ -50,8 +50,7 @@ def with_overrides(params, task: str, overrides: list[str]):
 
 def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     """One seed of one row: the refiner, the refined set, the estimator, its real-test error."""
-    import torch
-
+    from simgan.core import torchfile
     from simgan.core.refiner.apply import refine_images
     from simgan.core.refiner.trainer import train_refiner
 
@@ -61,8 +60,7 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     real_train, real_test = open_dataset(layout.real("train")), open_dataset(layout.real("test"))
     label_model = None
     if p.refiner.train.lambda_label > 0:
-        saved = torch.load(layout.estimator_model("synthetic"), map_location="cpu",
-                           weights_only=False)
+        saved = torchfile.load(layout.estimator_model("synthetic"))
         label_model = task.label_model(p, saved["state_dict"])
     t0 = time.perf_counter()
     result = train_refiner(syn.images, real_train.images, p.refiner.net,

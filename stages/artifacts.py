@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
-from simgan.core.dataset import atomic_write_bytes, atomic_write_text
+from simgan.core import torchfile
+from simgan.core.dataset import atomic_write_text
 
 
 def save_torch(path: Path, obj: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    """Tensors and plain values only, atomically; the same values give the same bytes
+    (a resumed training run writes the file an uninterrupted one does)."""
+    torchfile.save(path, obj)
 
 
 def load_torch(path: Path) -> dict[str, Any]:
+    """A model file, loaded with ``weights_only=True``: opening it cannot run code."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; run the stage that writes it first")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torchfile.load(path)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from simgan.core.checkpoint import read_checkpoint
 from simgan.core.epochs import (
     CHECKPOINT,
     EpochCheckpoint,
@@ -214,7 +215,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path: Path) -> None:
     with pytest.raises(Killed):
         train_epochs(12, p, LinearTask(x, noise=0.3, scores=list(scores)),
                      _ckpt(tmp_path / "b"), die)
-    assert torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)["epoch"] == 2
+    assert read_checkpoint(tmp_path / "b" / CHECKPOINT)["epoch"] == 2
     resumed = LinearTask(x, noise=0.3, scores=scores[2:])  # only epochs 3 and 4 run again
     seen: list[int] = []
     state_b, history_b = train_epochs(12, p, resumed, _ckpt(tmp_path / "b"),

@@ -4,7 +4,10 @@ trivial mapping and resumes; refine_images streams."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import pydantic
 import pytest
 import torch
 
+from simgan.core.checkpoint import read_checkpoint
 from simgan.core.epochs import split_indices
 from simgan.core.refiner.apply import refine_images
 from simgan.core.refiner.net import Refiner, load_refiner, refiner_file
@@ -24,6 +28,7 @@ from simgan.gaze.estimator import (
     predict,
     train_estimator,
 )
+from stages.artifacts import save_torch
 
 H, W = 12, 16
 
@@ -92,9 +97,26 @@ def _equal(a: object, b: object) -> bool:
     return a == b
 
 
+def _die_at(step: int) -> Callable[[dict[str, float], int], None]:
+    """An ``on_metrics`` callback that kills the run when ``step`` (or epoch) is reported."""
+
+    def die(metrics: dict[str, float], reported: int) -> None:
+        if reported == step:
+            raise Killed
+
+    return die
+
+
+def _kill(syn: np.ndarray, real: np.ndarray, p: RefinerTrainParams, checkpoint_dir: Path,
+          step: int) -> None:
+    """Train until a kill at ``step``: the checkpoints before it are on disk."""
+    with pytest.raises(Killed):
+        train_refiner(syn, real, NET, DISC, p, checkpoint_dir, on_metrics=_die_at(step))
+
+
 def _last(checkpoint_dir: Path) -> dict:
     """The final checkpoint of a finished run (R and D after the last step)."""
-    return torch.load(checkpoint_dir / CHECKPOINT, weights_only=True)
+    return read_checkpoint(checkpoint_dir / CHECKPOINT)
 
 
 def test_resume_after_kill_equals_uninterrupted(data, tmp_path: Path) -> None:
@@ -102,12 +124,7 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path: Path) -> None:
     p = _params()
     full = train_refiner(syn, real, NET, DISC, p, tmp_path / "a")
 
-    def die_at_5(metrics: dict[str, float], step: int) -> None:
-        if step == 5:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train_refiner(syn, real, NET, DISC, p, tmp_path / "b", on_metrics=die_at_5)
+    _kill(syn, real, p, tmp_path / "b", 5)
     seen: list[int] = []
     resumed = train_refiner(
         syn, real, NET, DISC, p, tmp_path / "b", on_metrics=lambda m, s: seen.append(s)
@@ -117,6 +134,41 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path: Path) -> None:
     assert _equal_states(full.selected_state, resumed.selected_state)
     assert full.history == resumed.history
     assert full.selection == resumed.selection
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _refiner_sha256(result, path: Path) -> str:
+    """The sha256 of the model file train_refiner.py writes from ``result``."""
+    save_torch(path, refiner_file(result.selected_state, NET, result.selection))
+    return _sha256(path)
+
+
+@pytest.mark.parametrize("damage", [False, True])
+def test_resumed_run_writes_the_same_bytes(data, tmp_path: Path, damage: bool, caplog) -> None:
+    """The files, not only their tensors (dvc.lock hashes bytes). The kill comes after the
+    selection scored candidates, so the checkpoint holds records that the resumed run reads
+    back. A truncated last.pt falls back to last.prev.pt with a WARNING, and ends the same."""
+    syn, real = data
+    p = _params(steps=10)  # 14 steps; checkpoints at 3, 6, 9, 12, 14
+    full = train_refiner(syn, real, NET, DISC, p, tmp_path / "a")
+
+    _kill(syn, real, p, tmp_path / "b", 11)
+    last = tmp_path / "b" / CHECKPOINT
+    if damage:
+        last.write_bytes(last.read_bytes()[:1000])
+    seen: list[int] = []
+    with caplog.at_level(logging.WARNING):
+        resumed = train_refiner(syn, real, NET, DISC, p, tmp_path / "b",
+                                on_metrics=lambda m, s: seen.append(s))
+    assert min(seen) == (7 if damage else 10)  # resumed after step 6 (last.prev.pt) or 9
+    warning = f"refiner checkpoint {last} is unusable (unreadable, 1000 bytes: RuntimeError"
+    assert (warning in caplog.text) == damage
+    assert _sha256(tmp_path / "a" / CHECKPOINT) == _sha256(last)
+    assert (_refiner_sha256(full, tmp_path / "a" / "refiner.pt")
+            == _refiner_sha256(resumed, tmp_path / "b" / "refiner.pt"))
 
 
 def test_changed_params_start_afresh_and_finished_run_is_reused(data, tmp_path: Path) -> None:
@@ -138,12 +190,7 @@ def test_cadence_keeps_a_checkpoint_and_select_by_does_not(data, tmp_path: Path)
     decides which state ``best`` holds), so only the latter starts afresh."""
     syn, real = data
 
-    def die_at_5(metrics: dict[str, float], step: int) -> None:
-        if step == 5:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train_refiner(syn, real, NET, DISC, _params(), tmp_path, on_metrics=die_at_5)
+    _kill(syn, real, _params(), tmp_path, 5)
     seen: list[int] = []
     train_refiner(syn, real, NET, DISC, _params(log_every=2, sample_every=0), tmp_path,
                   on_metrics=lambda m, s: seen.append(s))
@@ -188,7 +235,7 @@ def test_saved_refiner_loads_with_the_same_outputs(data, tmp_path: Path) -> None
     res = train_refiner(syn, real, NET, DISC, _params(), tmp_path)
     path = tmp_path / "refiner.pt"
     torch.save(refiner_file(res.selected_state, NET, res.selection), path)
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=True)  # tensors and plain values only
     assert list(saved) == ["state_dict", "net", "selection"]  # the format refine.py reads
     loaded = load_refiner(saved)
     assert not loaded.training
@@ -203,7 +250,7 @@ def test_saved_refiner_loads_with_the_same_outputs(data, tmp_path: Path) -> None
 def test_buffer_fills_during_training(data, tmp_path: Path) -> None:
     syn, real = data
     train_refiner(syn, real, NET, DISC, _params(), tmp_path)
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    saved = read_checkpoint(tmp_path / "last.pt")
     # 2 pretraining + 6 adversarial D steps push b/2 = 4 images each: 32 > capacity 20
     assert saved["buffer"]["count"] == 20
 
@@ -314,15 +361,17 @@ def test_estimator_learns_trivial_mapping_and_resumes(tmp_path: Path) -> None:
     angle = np.degrees(np.arccos(np.clip((pred * targets).sum(1), -1, 1)))
     assert angle.mean() < 5.0
 
-    def die_at_3(metrics: dict[str, float], epoch: int) -> None:
-        if epoch == 3:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_estimator(images, targets, EST, tmp_path / "b", die_at_3)
+        train_estimator(images, targets, EST, tmp_path / "b", _die_at(3))
     state_b, history_b = train_estimator(images, targets, EST, tmp_path / "b")
     assert _equal_states(state, state_b)
-    assert [h["val_loss"] for h in history] == [h["val_loss"] for h in history_b]
+    assert history == history_b
+    # the files' bytes: the checkpoint, and the model file train_estimator.py writes
+    assert _sha256(tmp_path / "a" / CHECKPOINT) == _sha256(tmp_path / "b" / CHECKPOINT)
+    for name, s in (("a", state), ("b", state_b)):
+        model.load_state_dict(s)
+        save_torch(tmp_path / name / "model.pt", {"state_dict": model.state_dict(), "n_train": 320})
+    assert _sha256(tmp_path / "a" / "model.pt") == _sha256(tmp_path / "b" / "model.pt")
 
 
 def test_validation_split_is_deterministic_and_disjoint() -> None:

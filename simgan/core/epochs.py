@@ -9,7 +9,6 @@ plugs in through :class:`EpochTask` (its net, optimiser, batches, loss and valid
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import math
@@ -26,7 +25,7 @@ from pydantic import BaseModel
 from torch import nn
 from tqdm import tqdm
 
-from simgan.core.dataset import atomic_write_bytes
+from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.task import MetricsCallback
 
 log = logging.getLogger(__name__)
@@ -98,13 +97,10 @@ class EpochCheckpoint:
 
     def resume(self, model: nn.Module, opt: torch.optim.Optimizer,
                sched: torch.optim.lr_scheduler.LRScheduler, what: str) -> None:
-        """Load the last epoch if the file has this run's fingerprint; otherwise start afresh
-        (and say so: params or data changed)."""
-        if not self.path.is_file():
-            return
-        saved = torch.load(self.path, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") != self.fingerprint:
-            log.warning("%s was written with other params or data: starting afresh", self.path)
+        """Load the last epoch if the file (or the one before it, if it is damaged) has this
+        run's fingerprint; otherwise start afresh (and say so)."""
+        saved = load_checkpoint(self.path, self.fingerprint, what)
+        if saved is None:
             return
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
@@ -112,7 +108,7 @@ class EpochCheckpoint:
         self.epoch, self.history, self.best = (
             int(saved["epoch"]), saved["history"], saved["best"]
         )
-        log.info("resuming %s training from %s at epoch %d", what, self.path, self.epoch)
+        log.info("resuming %s training at epoch %d", what, self.epoch)
 
     def end_epoch(self, row: dict[str, float], score: float, model: nn.Module) -> None:
         """Record the finished epoch's ``row``; keep the weights if ``score`` (lower is better)
@@ -126,9 +122,10 @@ class EpochCheckpoint:
 
     def save(self, model: nn.Module, opt: torch.optim.Optimizer,
              sched: torch.optim.lr_scheduler.LRScheduler) -> None:
-        """Write the state atomically (a kill mid-write leaves the previous epoch's file)."""
-        buf = io.BytesIO()
-        torch.save(
+        """Write the state atomically and checksummed, keeping the previous epoch's file (a
+        kill mid-write, or a damaged file, leaves an earlier epoch to resume from)."""
+        write_checkpoint(
+            self.path,
             {
                 "fingerprint": self.fingerprint,
                 "epoch": self.epoch,
@@ -138,9 +135,7 @@ class EpochCheckpoint:
                 "history": self.history,
                 "best": self.best,
             },
-            buf,
         )
-        atomic_write_bytes(self.path, buf.getvalue())
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,8 +222,9 @@ def train_epochs(
     """Train ``task``'s model on samples ``0..n-1`` for ``params.epochs`` epochs, resuming from
     ``checkpoint``. Returns the state of the best epoch by ``task.score_key`` (the last epoch
     if ``val_fraction`` is 0) and one history row per epoch, also sent to
-    ``on_metrics(row, epoch)``. Every random draw after the model's init derives from
-    (seed, epoch), so a resumed run gives the same bytes as an uninterrupted one (on CPU)."""
+    ``on_metrics(row, epoch)`` with the epoch's wall time (``epoch_seconds``) added. Every
+    random draw after the model's init derives from (seed, epoch), so a resumed run gives the
+    same bytes (the checkpoint's and the model's) as an uninterrupted one (on CPU)."""
     train_idx, val_idx = split_indices(n, params.val_fraction, params.seed)
     if train_idx.shape[0] == 0:
         raise ValueError("no training images left after the validation split")
@@ -287,10 +283,13 @@ def _end_epoch(
         run.model.eval()
         row.update(run.task.validate(run.model, run.val_idx))
         run.model.train()
-    row["epoch_seconds"] = time.perf_counter() - t0
-    run.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"}, refresh=False)
+    # wall time is reported, not recorded: the history (in the checkpoint) stays a function
+    # of params and data, so a resumed run's checkpoint has the same bytes
+    timing = {"epoch_seconds": time.perf_counter() - t0}
+    run.bar.set_postfix({k: f"{v:.3g}" for k, v in (row | timing).items() if k != "epoch"},
+                        refresh=False)
     # no validation: the last epoch wins
     run.ckpt.end_epoch(row, row.get(run.task.score_key, -float(epoch + 1)), run.model)
     if on_metrics is not None:
-        on_metrics({k: v for k, v in row.items() if k != "epoch"}, run.ckpt.epoch)
+        on_metrics({k: v for k, v in (row | timing).items() if k != "epoch"}, run.ckpt.epoch)
     run.ckpt.save(run.model, run.opt, run.sched)

@@ -9,9 +9,10 @@ The refiner never sees labels: the function takes images only. Mini-batches are 
 sorted random index from (possibly memory-mapped) uint8 arrays.
 
 Resumable: every ``checkpoint_every`` steps ``last.pt`` is replaced atomically with everything
-that determines the rest of the run (:meth:`RefinerTrainer.state_dict`). A restart with the
-same params and data continues from it; on CPU the result equals an uninterrupted run bit for
-bit.
+that determines the rest of the run (:meth:`RefinerTrainer.state_dict`), checksummed, the
+previous one kept as a fallback (:mod:`simgan.core.checkpoint`). A restart with the same params
+and data continues from it; on CPU the result, and the files written from it, equal an
+uninterrupted run's bit for bit.
 
 Checkpoint selection without labels: see :class:`simgan.core.refiner.selection.Selector`.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import logging
 import math
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from simgan.core.dataset import atomic_write_bytes
+from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.images import pick_device, to_tensor, to_uint8
 from simgan.core.refiner.discriminator import PatchDiscriminator
 from simgan.core.refiner.history import HistoryBuffer
@@ -481,21 +481,18 @@ class RefinerTrainer:
             setattr(self, name, state[name])
 
     def save(self, path: Path) -> None:
-        """Replace ``path`` atomically with the state, tagged with the run's fingerprint."""
-        buf = io.BytesIO()
-        torch.save({"fingerprint": self.fingerprint, **self.state_dict()}, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        """Replace ``path`` (checksummed, atomically, keeping the previous file) with the
+        state, tagged with the run's fingerprint."""
+        write_checkpoint(path, {"fingerprint": self.fingerprint, **self.state_dict()})
 
     def resume(self, path: Path) -> bool:
-        """Continue from ``path`` if it was written by this run (same params and data)."""
-        if not path.is_file():
-            return False
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") != self.fingerprint:
-            log.warning("%s was written with other params or data: starting afresh", path)
+        """Continue from ``path`` (or the checkpoint before it, if ``path`` is damaged) if it
+        was written by this run (same params and data)."""
+        saved = load_checkpoint(path, self.fingerprint, "refiner")
+        if saved is None:
             return False
         self.load_state_dict(saved)
-        log.info("resuming refiner training from %s at step %d/%d", path, self.step, self.total)
+        log.info("resuming refiner training at step %d/%d", self.step, self.total)
         return True
 
 
