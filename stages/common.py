@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simgan.core.config import ParamsError
-from simgan.core.ingest.common import IngestError, NoLabelsError
 from simgan.core.task import Task
-from simgan.core.tracking import Provenance, StoreError
+from simgan.core.tracking import Provenance
 from simgan.tasks import get_task, load_task_params, task_names
+from stages.failures import reported
 from stages.layout import SOURCES, Layout
 from stages.provenance import provenance
 
@@ -54,17 +53,17 @@ def parse(stage: str, with_source: bool = False, doc: str | None = None) -> argp
 def main(stage: str, body: Callable[[StageContext], None], with_source: bool = False) -> None:
     """Parse args, validate params before any work, run ``body``, report the wall time.
 
-    Params errors exit with status 2 and a message naming the keys, without a traceback;
-    bad input files, missing labels and an unwritable MLflow store exit with status 1 and
-    their message.
+    How failures end (one line, a summary over a traceback, KILLED runs on a signal) and
+    their exit statuses: stages/failures.py.
     """
     args = parse(stage, with_source, doc=body.__globals__.get("__doc__"))
+    with reported(stage):
+        _run(stage, body, args)
+
+
+def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namespace) -> None:
     root = Path.cwd()
-    try:
-        params = load_task_params(root / args.params, args.task)
-    except ParamsError as exc:
-        print(f"stages.{stage}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    params = load_task_params(root / args.params, args.task)
     _limit_threads()
     ctx = StageContext(
         task=get_task(args.task),
@@ -75,13 +74,7 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
         provenance=provenance(root, params.model_dump(mode="json")),
     )
     t0 = time.perf_counter()
-    try:
-        body(ctx)
-    except (IngestError, NoLabelsError, StoreError) as exc:
-        # bad input files, labels that are not there, an MLflow store that cannot be
-        # written: the message says which and what to do
-        print(f"stages.{stage}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    body(ctx)
     label = f"{stage}@{args.task}" + (f"-{ctx.source}" if ctx.source else "")
     print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from simgan.core.run_owner import proc_stat
 from simgan.core.tracking import PIPELINE_ENV, Provenance
 
 DVC_ROOT = "DVC_ROOT"
@@ -92,13 +93,13 @@ def dvc_invocation(pid: int | None = None, max_depth: int = 8) -> str | None:
     process), or None (no dvc ancestor, or no /proc)."""
     current = os.getpid() if pid is None else pid
     for _ in range(max_depth):
-        stat = _proc_stat(current)
+        stat = proc_stat(current)
         if stat is None:
             return None
         ppid, _start = stat
         if ppid <= 1:
             return None
-        parent = _proc_stat(ppid)
+        parent = proc_stat(ppid)
         if parent is not None and is_dvc(_cmdline(ppid)):
             return f"dvc-{ppid}-{parent[1]}"
         current = ppid
@@ -109,16 +110,6 @@ def is_dvc(argv: list[str]) -> bool:
     """``dvc ...``, ``.../bin/dvc ...``, ``python .../dvc ...`` or ``python -m dvc ...``."""
     head = argv[:3]
     return any(Path(a).name == "dvc" for a in head) or "-m dvc" in " ".join(head)
-
-
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks since boot) from /proc/<pid>/stat."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 onwards
-    return int(fields[1]), int(fields[19])
 
 
 def _cmdline(pid: int) -> list[str]:

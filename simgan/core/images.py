@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from simgan.core.errors import DeviceError
+
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, H, W) uint8 -> (B, 1, H, W) float32 in [-1, 1] on ``device``, channels_last."""
@@ -24,7 +26,17 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' means CUDA when present, else CPU."""
+    """'auto' means CUDA when present, else CPU. A device this machine lacks is a
+    DeviceError naming it (torch would fail later, deep inside a stage)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not (torch.cuda.is_available()
+                                      and (device.index or 0) < torch.cuda.device_count()):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise DeviceError(f"device {name!r} is not available here ({found} CUDA devices); "
+                          "set the params' device to auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {name!r} is not available here (no Apple MPS); set the "
+                          "params' device to auto or cpu")
+    return device

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from simgan.core import run_owner
+
 EXPERIMENT_PREFIX = "simgan-"
 TAG_TASK = "task"
 TAG_STAGE = "stage"
@@ -50,6 +52,7 @@ TAG_EXPERIMENT = "dvc_experiment"
 TAG_BASELINE = "dvc_baseline_rev"
 TAG_PARAMS_HASH = "params_hash"
 TAG_FILE_SHA = "file_sha256"
+TAG_CLOSED = "closed_as_stale"
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 #: makes the UI open an experiment on its runs (not the GenAI traces page)
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
@@ -240,14 +243,53 @@ def pipeline_parent(client: Any, exp_id: str, task: str, provenance: Provenance)
         query = f"tags.{TAG_KIND} = 'pipeline' and tags.{TAG_PIPELINE} = '{pid}'"
         found = client.search_runs([exp_id], filter_string=query, max_results=1,
                                    order_by=["attributes.start_time ASC"])
+        owner = run_owner.owner_tags()
         if found:
             run = found[0]
             if run.info.status != "RUNNING":
                 client.update_run(run.info.run_id, status="RUNNING")
+            _set_tags(client, run.info.run_id, owner)  # who left it RUNNING, if anyone does
             return run.info.run_id
-        tags = {**provenance.tags(), TAG_PIPELINE: pid, TAG_TASK: task, TAG_KIND: "pipeline"}
+        tags = {**provenance.tags(), TAG_PIPELINE: pid, TAG_TASK: task, TAG_KIND: "pipeline",
+                **owner}
         name = f"pipeline-{provenance.experiment}-{pid}"
         return client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+
+
+def _set_tags(client: Any, run_id: str, tags: Mapping[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def _close(client: Any, run: Any) -> None:
+    tags = run.data.tags
+    _set_tags(client, run.info.run_id, {TAG_CLOSED: (
+        f"owner pid {tags[run_owner.TAG_PID]} on {tags[run_owner.TAG_HOST]} was gone when "
+        f"pid {os.getpid()} started a stage")})
+    client.set_terminated(run.info.run_id, "KILLED")
+
+
+def close_stale_runs(client: Any, exp_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of the experiment whose owning process is gone (a stage
+    killed by SIGKILL or a crash could not close them; see :mod:`simgan.core.run_owner`),
+    then the RUNNING parent runs whose owner is gone and that have no RUNNING child left.
+    Runs of live processes, of other hosts and without owner tags are left alone. Returns
+    the ids closed."""
+    running = client.search_runs([exp_id], filter_string="attributes.status = 'RUNNING'")
+    stale = [r for r in running if run_owner.liveness(r.data.tags) == "gone"]
+    stages = [r for r in stale if r.data.tags.get(TAG_KIND) != "pipeline"]
+    parents = [r for r in stale if r.data.tags.get(TAG_KIND) == "pipeline"]
+    for run in stages:
+        _close(client, run)
+    closed = [r.info.run_id for r in stages]
+    for run in parents:
+        child = client.search_runs([exp_id], max_results=1, filter_string=(
+            f"attributes.status = 'RUNNING' and tags.`mlflow.parentRunId` = '{run.info.run_id}'"))
+        if not child:
+            _close(client, run)
+            closed.append(run.info.run_id)
+    return closed
 
 
 @contextmanager
@@ -262,27 +304,37 @@ def stage_run(
     """The MLflow run of one stage execution, nested under its pipeline's parent run.
 
     The parent is FINISHED after each stage (so it is finished after the last one), FAILED
-    when a stage raises; the stage run is FAILED too.
+    when a stage raises; the stage run is FAILED too. A KeyboardInterrupt (Ctrl-C, or the
+    SIGTERM that stages turn into one) marks both KILLED. The run records its owning
+    process, so that if the stage dies without a word (SIGKILL), the next stage start of
+    the task closes it as KILLED (:func:`close_stale_runs`).
     """
     import mlflow
 
     check_writable(provenance.store_root)
     client = use_store(provenance.store_root)
     exp_id = experiment_id(client, task, provenance.store_root)
+    close_stale_runs(client, exp_id)
     parent = pipeline_parent(client, exp_id, task, provenance)
-    tags = {**provenance.tags(), TAG_TASK: task, TAG_STAGE: stage, TAG_KIND: "stage"}
+    tags = {**provenance.tags(), TAG_TASK: task, TAG_STAGE: stage, TAG_KIND: "stage",
+            **run_owner.owner_tags()}
     if train_source is not None:
         tags[TAG_SOURCE] = train_source
     name = run_name or (f"{stage}-{train_source}" if train_source else stage)
     try:
         with mlflow.start_run(experiment_id=exp_id, run_name=name, tags=tags,
                               parent_run_id=parent, nested=True) as run:
-            items = list(flatten(params).items())
-            for i in range(0, len(items), 100):
-                mlflow.log_params(dict(items[i : i + 100]))
-            yield run
-    except BaseException:
-        client.set_terminated(parent, "FAILED")
+            try:
+                items = list(flatten(params).items())
+                for i in range(0, len(items), 100):
+                    mlflow.log_params(dict(items[i : i + 100]))
+                yield run
+            except KeyboardInterrupt:
+                mlflow.end_run("KILLED")  # start_run's exit would say FAILED
+                raise
+    except BaseException as exc:
+        client.set_terminated(parent, "KILLED" if isinstance(exc, KeyboardInterrupt)
+                              else "FAILED")
         raise
     client.set_terminated(parent, "FINISHED")
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from simgan.core.epochs import (
@@ -29,6 +29,7 @@ from simgan.core.epochs import (
     params_fingerprint,
     train_epochs,
 )
+from simgan.core.fields import Device, Seed, StrictParams, Width
 from simgan.core.images import pick_device, to_tensor
 from simgan.core.task import MetricsCallback
 from simgan.gaze.net import PAPER_FC_HIDDEN, PAPER_WIDTHS, GazeCNN
@@ -38,14 +39,12 @@ log = logging.getLogger(__name__)
 _FORMAT = 1
 
 
-class EstimatorParams(BaseModel):
+class EstimatorParams(StrictParams):
     """Gaze CNN size and training schedule (defaults: paper widths, CPU-friendly schedule;
     why the default profile uses quarter widths and no BatchNorm: docs/science.md, "The gaze
     estimator's CPU schedule")."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    widths: tuple[int, int, int, int, int] = PAPER_WIDTHS
+    widths: tuple[Width, Width, Width, Width, Width] = PAPER_WIDTHS
     fc_hidden: int = Field(PAPER_FC_HIDDEN, ge=1, le=65536)
     batch_norm: bool = False
     standardize: bool = False
@@ -60,14 +59,8 @@ class EstimatorParams(BaseModel):
     contrast_jitter: float = Field(0.0, ge=0, le=1)
     compile: bool = False
     channels_last: bool = True
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> EstimatorParams:
-        if min(self.widths) < 1:
-            raise ValueError(f"widths must be >= 1, got {self.widths}")
-        return self
+    device: Device = "auto"
+    seed: Seed = 0
 
 
 def build_gaze_cnn(

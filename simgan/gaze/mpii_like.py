@@ -22,8 +22,9 @@ from functools import partial
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from simgan.core.fields import StrictParams
 from simgan.core.ingest.common import equalize_batch
 from simgan.gaze.render import (
     EyeDomain,
@@ -66,15 +67,13 @@ _RANGES = ("skin", "sclera", "iris", "pupil", "brow_offset", "brow_thickness",
            "glasses_thickness", "blur_sigma", "noise_std")
 
 
-class MpiiLikeParams(BaseModel):
+class MpiiLikeParams(StrictParams):
     """Appearance and pose of the ``mpii_like`` domain; each strength at 0 switches it off.
 
     ``x_min``/``x_max`` pairs are ranges drawn uniformly per image; grey levels are 0-255
     before the equalisation (which keeps only their order). Lengths in R are fractions of the
     eyeball radius, above the lid opening's centre.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["mpii_like"] = "mpii_like"
     gaze: GazeDistribution = Field(default_factory=_mpii_gaze)

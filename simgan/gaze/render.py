@@ -34,8 +34,9 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from simgan.core.fields import StrictParams
 from simgan.core.stream import block_range
 from simgan.gaze.metrics import pitchyaw_to_vector
 
@@ -55,10 +56,8 @@ _F = np.float32
 # ----------------------------------------------------------------------------- parameters
 
 
-class GazeDistribution(BaseModel):
+class GazeDistribution(StrictParams):
     """Gaze angles in the camera frame, independent truncated normals in degrees."""
-
-    model_config = ConfigDict(extra="forbid")
 
     pitch_mean_deg: float = Field(0.0, ge=-60.0, le=60.0)
     pitch_std_deg: float = Field(12.0, ge=0.0, le=60.0)
@@ -88,14 +87,12 @@ class HeadPose(GazeDistribution):
     roll_std_deg: float = Field(4.0, ge=0.0, le=30.0, description="in-plane head roll")
 
 
-class EyeRenderParams(BaseModel):
+class EyeRenderParams(StrictParams):
     """Image size, gaze distribution and geometric jitter of the eye model.
 
     Lengths are fractions of the image width or of the eyeball radius R, so a different image
     size (say MPIIGaze's 36 x 60) keeps the same eye proportions.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     height: int = Field(35, ge=16, le=1024)
     width: int = Field(55, ge=16, le=1024)

@@ -24,8 +24,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 import scipy.fft
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from simgan.core.fields import StrictParams
 from simgan.gaze.render import (
     EyeDomain,
     EyeFields,
@@ -65,7 +66,7 @@ def _real_gaze() -> GazeDistribution:
     )
 
 
-class RealAppearanceParams(BaseModel):
+class RealAppearanceParams(StrictParams):
     """Appearance of the stand-in real domain (``kind: standin``, the default; the harder
     ``mpii_like`` is :class:`simgan.gaze.mpii_like.MpiiLikeParams`); each strength at 0
     switches its effect off.
@@ -74,8 +75,6 @@ class RealAppearanceParams(BaseModel):
     The defaults were tuned so that a small gaze CNN trained on the synthetic domain does
     several times worse here than one trained on this domain (see the module docstring).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["standin"] = "standin"
     gaze: GazeDistribution = Field(default_factory=_real_gaze)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
+from simgan.core.fields import BatchSize, Device, ImageCount, Seed, StrictParams, check_curve
 from simgan.core.ingest.common import NoLabelsError
 from simgan.core.params import KidParams, RealismParams
 from simgan.core.refiner.params import (
@@ -33,11 +34,7 @@ RealAppearance = Annotated[RealAppearanceParams | MpiiLikeParams, Field(discrimi
 harder ``mpii_like`` (:mod:`simgan.gaze.mpii_like`)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RenderSection(_Strict):
+class RenderSection(StrictParams):
     """The synthetic domain. ``source``: the builtin renderer or files (UnityEyes, a folder).
     ``seed``, ``chunk_size`` apply to every source; ``n_train`` / ``n_test`` are the sizes the
     builtin renderer draws, and for a file source the most rows per split (a seeded random
@@ -45,22 +42,22 @@ class RenderSection(_Strict):
     every source."""
 
     source: SyntheticSource
-    seed: int = Field(ge=0)
-    n_train: int = Field(gt=0)
-    n_test: int = Field(gt=0)
+    seed: Seed
+    n_train: ImageCount
+    n_test: ImageCount
     chunk_size: int = Field(gt=0, le=65536)
     eye: EyeRenderParams
 
 
-class RealSection(_Strict):
+class RealSection(StrictParams):
     """The real domain: a built-in appearance model or files (MPIIGaze, a folder); the
     other keys apply as in :class:`RenderSection` (``appearance``: the ``standin`` source only;
     its ``kind`` chooses the model, see :data:`RealAppearance`)."""
 
     source: RealSource
-    seed: int = Field(ge=0)
-    n_train: int = Field(gt=0)
-    n_test: int = Field(gt=0)
+    seed: Seed
+    n_train: ImageCount
+    n_test: ImageCount
     chunk_size: int = Field(gt=0, le=65536)
     appearance: RealAppearance
 
@@ -76,27 +73,31 @@ def real_domain(appearance: RealAppearanceParams | MpiiLikeParams) -> EyeDomain:
     return standin_domain(appearance)
 
 
-class RefinerSection(_Strict):
+class RefinerSection(StrictParams):
     net: RefinerNetParams
     discriminator: DiscriminatorParams
     train: RefinerTrainParams
 
 
-class EvaluateSection(_Strict):
-    within_deg: float = Field(gt=0)
-    curve_max_deg: float = Field(gt=0)
-    curve_step_deg: float = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    device: Literal["auto", "cpu", "cuda"]
+class EvaluateSection(StrictParams):
+    within_deg: float = Field(gt=0, le=180)
+    curve_max_deg: float = Field(gt=0, le=180)
+    curve_step_deg: float = Field(gt=0, le=180)
+    batch_size: BatchSize
+    device: Device
+
+    @model_validator(mode="after")
+    def _curve(self) -> EvaluateSection:
+        return check_curve(self, "deg")
 
 
-class CompareSection(_Strict):
+class CompareSection(StrictParams):
     realism: RealismParams
     kid: KidParams
-    marker: float = Field(ge=0, description="threshold marked on the curve plot")
+    marker: float = Field(ge=0, le=180, description="threshold marked on the curve plot")
 
 
-class GazeParams(_Strict):
+class GazeParams(StrictParams):
     render: RenderSection
     real: RealSection
     refiner: RefinerSection

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from simgan.core.epochs import (
@@ -40,6 +40,7 @@ from simgan.core.epochs import (
     params_fingerprint,
     train_epochs,
 )
+from simgan.core.fields import Device, Seed, StrictParams
 from simgan.core.images import pick_device, to_tensor
 from simgan.core.task import MetricsCallback
 from simgan.hand.hourglass import StackedHourglass
@@ -50,12 +51,10 @@ _FORMAT = 1
 Decode = Literal["quadratic", "soft_argmax"]
 
 
-class PoseEstimatorParams(BaseModel):
+class PoseEstimatorParams(StrictParams):
     """Hourglass size, heatmap targets, augmentation and schedule. The default is sized for
     the CPU budget (docs/hand.md, "The hourglass's CPU size"); paper-like sizes are
     :data:`simgan.hand.hourglass.PAPER`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     stacks: int = Field(2, ge=1, le=8)
     width: int = Field(32, ge=2, le=1024)
@@ -76,8 +75,8 @@ class PoseEstimatorParams(BaseModel):
     interpolation: Literal["nearest", "bilinear"] = "nearest"
     compile: bool = False
     channels_last: bool = True
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = Field(0, ge=0)
+    device: Device = "auto"
+    seed: Seed = 0
 
 
 def build_hourglass(params: PoseEstimatorParams, joints: int = 14) -> StackedHourglass:

@@ -54,7 +54,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -89,12 +89,12 @@ class NyuSource(IngestSourceBase):
     """The keys of an NYU file source: ``path`` is the directory holding NYU's ``train/`` and
     ``test/`` (relative: to the project root, see :meth:`IngestSourceBase.with_root`)."""
 
-    views: tuple[int, ...] = Field((1,), min_length=1, max_length=3,
+    views: tuple[Annotated[int, Field(ge=1, le=3)], ...] = Field((1,), min_length=1, max_length=3,
                                    description="Kinect ids; the paper: (1,) and '3x' (1, 2, 3)")
     crop: Literal["joints", "synth_mask"] = Field(
         "joints", description="crop centre: the joints' mean, or the synthetic render's mask")
     mask_dilate_px: int = Field(3, ge=0, le=50, description="synth_mask: Kinect px")
-    frame_step: int = Field(1, ge=1, description="every k-th frame (consecutive video frames)")
+    frame_step: int = Field(1, ge=1, le=10_000, description="every k-th frame (video frames)")
     chunk_frames: int = Field(64, ge=1, le=4096, description="frames per decoding task")
 
     @field_validator("views")

@@ -56,8 +56,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from simgan.core.fields import StrictParams
 from simgan.core.stream import block_range
 from simgan.hand.joints import (
     N_JOINTS,
@@ -149,11 +150,7 @@ JOINT_RADII_MM = _joint_radii()
 # ----------------------------------------------------------------------------- parameters
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HandPoseDistribution(_Strict):
+class HandPoseDistribution(StrictParams):
     """How articulation is drawn: one global curl in [0, 1] shared by the fingers (grasps are
     correlated), per-finger deviations, a global spread; all angles clipped to LIMITS_DEG."""
 
@@ -168,7 +165,7 @@ class HandPoseDistribution(_Strict):
     roll_max_deg: float = Field(60.0, ge=0.0, le=180.0, description="in-plane; 0 = fingers up")
 
 
-class HandRenderParams(_Strict):
+class HandRenderParams(StrictParams):
     """Image size, crop protocol, camera placement and hand shape of the hand renderer."""
 
     size: int = Field(64, ge=16, le=512, description="crop side in px (the paper: 224)")

@@ -32,8 +32,9 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from simgan.core.fields import StrictParams
 from simgan.hand.joints import NYU_FX
 from simgan.hand.render import HandDomain, HandGeometry, HandPoseDistribution
 
@@ -47,7 +48,7 @@ def _real_pose() -> HandPoseDistribution:
     return HandPoseDistribution(curl_power=1.8, roll_max_deg=45.0)
 
 
-class RealDepthParams(BaseModel):
+class RealDepthParams(StrictParams):
     """Geometry differences and Kinect-like artefacts of the stand-in real depth domain.
 
     Calibration (64 px crops, the default hourglass, 8k training images, 1k test images): a
@@ -57,8 +58,6 @@ class RealDepthParams(BaseModel):
     one still had 62.9%, too small a gap to measure a refiner against seed noise. Edge holes
     matter most (alone: 49.7%), then jagged edges; depth noise alone changes little.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     pose: HandPoseDistribution = Field(default_factory=_real_pose)
     arm_length_mm: float = Field(400.0, ge=0.0, le=1000.0, description="continues off-frame")

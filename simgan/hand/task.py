@@ -23,8 +23,17 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from simgan.core.fields import (
+    MAX_IMAGES,
+    BatchSize,
+    Device,
+    ImageCount,
+    Seed,
+    StrictParams,
+    check_curve,
+)
 from simgan.core.params import KidParams, RealismParams
 from simgan.core.refiner.params import (
     DiscriminatorParams,
@@ -40,19 +49,17 @@ from simgan.hand.render import HandDomain, HandRenderParams
 from simgan.hand.standin import RealDepthParams
 
 PRED_COLUMNS = [f"pred_{c}" for c in joint_columns("uv")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+MAX_PX = 1000.0
+"""Largest pixel threshold: the Kinect frame is 640 x 480 px."""
 
 
 # ----------------------------------------------------------------------------- sources
 
 
-class BuiltinSource(BaseModel):
+class BuiltinSource(StrictParams):
     """The procedural capsule hand (:mod:`simgan.hand.render`), params in ``render.hand``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
     kind: Literal["builtin"] = "builtin"
 
 
@@ -63,11 +70,11 @@ class NyuSynthSource(NyuSource):
     depth_kind: ClassVar[Kind | None] = "synthdepth"
 
 
-class StandinSource(BaseModel):
+class StandinSource(StrictParams):
     """The stand-in real domain: the renderer's geometry seen by a Kinect v1 model
     (:mod:`simgan.hand.standin`, params in ``real.depth``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
     kind: Literal["standin"] = "standin"
 
 
@@ -84,7 +91,7 @@ NYU_KINDS = {"nyu_synth": "synthdepth", "nyu": "depth"}
 """NYU source kind -> the PNGs it reads."""
 
 
-class RenderSection(_Strict):
+class RenderSection(StrictParams):
     """The synthetic domain. ``seed`` and ``chunk_size`` apply to every source; ``n_train`` /
     ``n_test`` are the images the builtin renderer draws (disjoint index ranges of one seed),
     and for NYU the most rows per split (a seeded subset, in file order); ``threads``: render
@@ -92,22 +99,22 @@ class RenderSection(_Strict):
     ``cube_mm`` and ``depth_reference`` are the crop format of every source."""
 
     source: SyntheticSource
-    seed: int = Field(ge=0)
-    n_train: int = Field(gt=0)
-    n_test: int = Field(gt=0)
+    seed: Seed
+    n_train: ImageCount
+    n_test: ImageCount
     chunk_size: int = Field(gt=0, le=65536)
     threads: int = Field(ge=1, le=64, description="render threads (bytes do not depend on it)")
     hand: HandRenderParams
 
 
-class RealSection(_Strict):
+class RealSection(StrictParams):
     """The real domain: the stand-in or NYU's Kinect depth; the other keys apply as in
     :class:`RenderSection` (``depth``: the stand-in only)."""
 
     source: RealSource
-    seed: int = Field(ge=0)
-    n_train: int = Field(gt=0)
-    n_test: int = Field(gt=0)
+    seed: Seed
+    n_train: ImageCount
+    n_test: ImageCount
     chunk_size: int = Field(gt=0, le=65536)
     threads: int = Field(ge=1, le=64)
     depth: RealDepthParams
@@ -118,7 +125,7 @@ def crop_format(hand: HandRenderParams) -> CropFormat:
     return CropFormat(hand.size, hand.cube_mm, hand.depth_reference)
 
 
-class RefinerSection(_Strict):
+class RefinerSection(StrictParams):
     net: RefinerNetParams
     discriminator: DiscriminatorParams
     train: RefinerTrainParams
@@ -129,29 +136,34 @@ class RefinerSection(_Strict):
     )
 
 
-class EvaluateSection(_Strict):
+class EvaluateSection(StrictParams):
     unit: Literal["crop_px", "frame_px"] = Field(
         description="crop_px: px of the estimator's input crop; frame_px: px of the 640x480 "
         "Kinect frame (crop px / crop_scale)"
     )
-    within_px: float = Field(gt=0, description="threshold of the headline % (paper: 5)")
-    curve_max_px: float = Field(gt=0, description="curves run from 0 to this (paper: 20)")
-    curve_step_px: float = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    device: Literal["auto", "cpu", "cuda"]
+    within_px: float = Field(gt=0, le=MAX_PX, description="threshold of the headline % (paper: 5)")
+    curve_max_px: float = Field(gt=0, le=MAX_PX,
+                                description="curves run from 0 to this (paper: 20)")
+    curve_step_px: float = Field(gt=0, le=MAX_PX)
+    batch_size: BatchSize
+    device: Device
+
+    @model_validator(mode="after")
+    def _curve(self) -> EvaluateSection:
+        return check_curve(self, "px")
 
 
-class CompareSection(_Strict):
+class CompareSection(StrictParams):
     realism: RealismParams
     kid: KidParams
-    marker: float = Field(ge=0, description="threshold marked on the curve plot")
+    marker: float = Field(ge=0, le=MAX_PX, description="threshold marked on the curve plot")
     preservation_n: int = Field(
-        gt=0, description="synthetic train images (and their refined versions) scored for "
-        "label preservation (a seeded sample if fewer than the split)"
+        gt=0, le=MAX_IMAGES, description="synthetic train images (and their refined versions) "
+        "scored for label preservation (a seeded sample if fewer than the split)"
     )
 
 
-class HandParams(_Strict):
+class HandParams(StrictParams):
     render: RenderSection
     real: RealSection
     refiner: RefinerSection

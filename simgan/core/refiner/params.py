@@ -6,11 +6,24 @@ and why" (the numbers live there, the reasons here).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from simgan.core.fields import (
+    MAX_IMAGES,
+    BatchSize,
+    Device,
+    Every,
+    Seed,
+    Steps,
+    StrictParams,
+    Width,
+)
 
 SelectBy = Literal["mmd", "latest"]
+Beta = Annotated[float, Field(ge=0, lt=1)]
+"""An Adam beta: in [0, 1)."""
 
 # RefinerTrainParams fields that change how often things are reported, not what is computed:
 # left out of the resume fingerprint, so changing them keeps a checkpoint resumable
@@ -19,17 +32,15 @@ CADENCE = frozenset(
 )
 
 
-class RefinerNetParams(BaseModel):
+class RefinerNetParams(StrictParams):
     """Refiner architecture (paper eye: width 64, 4 blocks, 3x3). Kwargs of ``Refiner``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     width: int = Field(64, ge=1, le=1024)
     blocks: int = Field(4, ge=0, le=64)
     kernel: int = Field(3, ge=1, le=15)
     output: Literal["residual", "tanh"] = "residual"
     noise_channels: int = Field(1, ge=0, le=16)
-    noise_scales: tuple[int, ...] = Field(
+    noise_scales: tuple[Annotated[int, Field(ge=1, le=256)], ...] = Field(
         (1,), min_length=1, max_length=8,
         description="scales of the noise inputs (1 = per pixel; s = an H/s x W/s field)")
     padding: Literal["zeros", "replicate", "reflect"] = Field(
@@ -42,19 +53,17 @@ class RefinerNetParams(BaseModel):
     def _odd_kernel(self) -> RefinerNetParams:
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd (same padding), got {self.kernel}")
-        if min(self.noise_scales) < 1:
-            raise ValueError(f"noise_scales must all be >= 1, got {list(self.noise_scales)}")
         return self
 
 
-class DiscriminatorParams(BaseModel):
+class DiscriminatorParams(StrictParams):
     """Local discriminator layout (defaults: paper eye D). Kwargs of ``PatchDiscriminator``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    widths: tuple[int, ...] = Field((96, 64, 32, 32), min_length=1, max_length=16)
-    kernels: tuple[int, ...] = Field((3, 3, 3, 1), min_length=1, max_length=16)
-    strides: tuple[int, ...] = Field((2, 2, 1, 1), min_length=1, max_length=16)
+    widths: tuple[Width, ...] = Field((96, 64, 32, 32), min_length=1, max_length=16)
+    kernels: tuple[Annotated[int, Field(ge=1, le=15)], ...] = Field(
+        (3, 3, 3, 1), min_length=1, max_length=16)
+    strides: tuple[Annotated[int, Field(ge=1, le=8)], ...] = Field(
+        (2, 2, 1, 1), min_length=1, max_length=16)
     pool_kernel: int = Field(3, ge=0, le=15)
     pool_stride: int = Field(1, ge=1, le=8)
     pool_after: int = Field(2, ge=0, le=16)
@@ -66,12 +75,10 @@ class DiscriminatorParams(BaseModel):
             raise ValueError("widths, kernels and strides need the same length (one per conv)")
         if self.pool_after > len(self.widths):
             raise ValueError(f"pool_after must be <= {len(self.widths)} (number of convs)")
-        if min(self.widths) < 1 or min(self.kernels) < 1 or min(self.strides) < 1:
-            raise ValueError("widths, kernels and strides must be >= 1")
         return self
 
 
-class RefinerTrainParams(BaseModel):
+class RefinerTrainParams(StrictParams):
     """The S+U schedule, optimiser, losses, buffer, cadence and selection of ``train_refiner``.
 
     Defaults are a CPU schedule (small batch, lambda 0.5 on mean L1, Kg 2, Kd 1, Adam 1e-4),
@@ -82,52 +89,47 @@ class RefinerTrainParams(BaseModel):
     Measurements behind these choices: docs/science.md, "Decisions and why".
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     batch_size: int = Field(32, ge=2, le=8192)
-    pretrain_refiner_steps: int = Field(0, ge=0)
-    pretrain_discriminator_steps: int = Field(50, ge=0)
-    steps: int = Field(300, ge=0)
+    pretrain_refiner_steps: Steps = 0
+    pretrain_discriminator_steps: Steps = 50
+    steps: Steps = 300
     kg: int = Field(2, ge=1, le=100)
     kd: int = Field(1, ge=1, le=100)
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-4, gt=0, le=1)
     lr_discriminator: float | None = Field(1e-3, gt=0, le=1)
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    lambda_reg: float = Field(0.5, ge=0)
+    adam_betas: tuple[Beta, Beta] = (0.9, 0.999)
+    lambda_reg: float = Field(0.5, ge=0, le=1e6)
     lambda_label: float = Field(
-        0.0, ge=0, description="weight of label consistency: the frozen synthetic-trained "
+        0.0, ge=0, le=1e6, description="weight of label consistency: the frozen synthetic-trained "
         "estimator must read R(x) as it reads x (0: off; the paper has no such term)")
     reg_feature: Literal["identity", "local_mean"] = "identity"
     reg_kernel: int = Field(3, ge=1, le=31)
     reg_reduction: Literal["mean", "sum"] = "mean"
     adv_reduction: Literal["sum", "mean"] = "sum"
-    history_size: int = Field(2048, ge=1)
-    checkpoint_every: int = Field(50, ge=1)
-    log_every: int = Field(10, ge=1)
-    sample_every: int = Field(100, ge=0)
+    history_size: int = Field(2048, ge=1, le=MAX_IMAGES)
+    checkpoint_every: Every = 50
+    log_every: Every = 10
+    sample_every: Steps = 100
     sample_count: int = Field(16, ge=1, le=256)
-    select_every: int = Field(25, ge=0)
-    select_size: int = Field(512, ge=16)
+    select_every: Steps = 25
+    select_size: int = Field(512, ge=16, le=MAX_IMAGES)
     select_min_structure: float = Field(0.95, ge=-1, le=1)
     select_max_drift: float = Field(255.0, ge=0, le=255)
     compile: bool = False
     channels_last: bool = True
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = Field(0, ge=0)
+    device: Device = "auto"
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _check(self) -> RefinerTrainParams:
-        if not all(0 <= b < 1 for b in self.adam_betas):
-            raise ValueError(f"adam_betas must lie in [0, 1), got {self.adam_betas}")
         if self.reg_kernel % 2 == 0:
             raise ValueError(f"reg_kernel must be odd, got {self.reg_kernel}")
         return self
 
 
-class RefineParams(BaseModel):
+class RefineParams(StrictParams):
     """The ``refine`` stage's section, the same for every task: batch size and device."""
 
-    model_config = ConfigDict(extra="forbid")
-    batch_size: int = Field(gt=0)
-    device: Literal["auto", "cpu", "cuda"]
+    batch_size: BatchSize
+    device: Device
