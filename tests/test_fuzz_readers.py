@@ -648,6 +648,10 @@ class NyuBase:
                       for p in cache.rglob("*") if p.is_file()}
         self.png = self.files[NYU_PNG]
         self.uvd = np.stack([joints_for(1, f, 2) for f in (1, 2)])[None]
+        # joint_data.mat holds joint_uvd, joint_xyz, then names the reader does not load: a
+        # cut after the first two leaves every label it reads intact
+        savemat(cache / "labels_only.mat", {"joint_uvd": self.uvd, "joint_xyz": self.uvd * 0.5})
+        self.labels_end = (cache / "labels_only.mat").stat().st_size
 
     def build(self, post: Callable[[Path], None] | None = None) -> Build:
         def run(d: Path) -> None:
@@ -732,11 +736,12 @@ def nyu_cases(base: NyuBase, rng: np.random.Generator) -> list[Callable[[], Case
         kind = str(rng.choice(["truncated", "garbage", "missing", "directory", "2 kinect axes",
                                "text labels", "no joint_xyz"]))
         data = base.files[NYU_MAT]
+        cut = int(rng.integers(0, len(data) - 8))
 
         def post(d: Path) -> None:
             path = d / NYU_MAT
             if kind == "truncated":
-                path.write_bytes(data[: int(rng.integers(0, len(data) - 8))])
+                path.write_bytes(data[:cut])
             elif kind == "garbage":
                 path.write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
             elif kind == "missing":
@@ -750,6 +755,8 @@ def nyu_cases(base: NyuBase, rng: np.random.Generator) -> list[Callable[[], Case
             else:
                 savemat(path, {"joint_uvd": base.uvd})
         fields = ("file", "joint_uvd", "joint_xyz")
+        if kind == "truncated" and cut >= base.labels_end:
+            return case(f"joint_data.mat cut at {cut}, after the labels", post, valid(3))
         return case(f"joint_data.mat {kind}", post, error(NYU_MAT, *fields))
 
     def all_bad() -> Case:

@@ -11,15 +11,20 @@ Optional ``pupil_u, pupil_v``: the pupil centre in the *source* image's pixels (
 integers at pixel centres); they are mapped into the 35x55 crop (the drift metric needs them
 on the synthetic side) and are NaN when absent.
 
+Rows are checked (:class:`LabelTable`): numbers where numbers belong (text is named, not
+coerced to NaN), a finite non-zero vector, pitch in [-pi/2, pi/2] and yaw in [-pi, pi], a pupil
+given whole and lying on its source image. A bad row makes its image a bad input.
+
 Without ``labels.csv`` the folder is *unlabelled*: labels hold only ``id`` and ``file`` and the
 plan's meta says ``labelled: false``. That is enough for the refiner's real side; evaluation
 and the 'real' reference estimator check :func:`simgan.core.ingest.common.require_gaze_labels`.
 
 Images: every ``*.png``, ``*.jpg``, ``*.jpeg`` directly in the directory (not recursive; any
 case), sorted by name. Colour and palette modes are converted with PIL's ITU-R 601 luma;
-16-bit images are scaled by 255/65535 (``I;16``, or ``I`` with values above 255); alpha is
-ignored. ``resize``: ``stretch`` maps the whole image to 35x55 (crops already framed like
-MPIIGaze's), ``center_crop`` first cuts the largest centred 55:35 box (keeps the aspect).
+16-bit images are scaled by 255/65535 (``I;16``, or ``I`` with values above 255); 32-bit
+integers beyond 16 bits and float images are refused (no agreed scale); alpha is ignored.
+``resize``: ``stretch`` maps the whole image to 35x55 (crops already framed like MPIIGaze's),
+``center_crop`` first cuts the largest centred 55:35 box (keeps the aspect).
 """
 
 from __future__ import annotations
@@ -291,7 +296,7 @@ def index_folder(root: str | Path, first_id: int = 0) -> FolderIndex:
             units.append(FolderUnit(first_id + i, str(root / n), str(labels_path), r + 1,
                                     tuple(float(x) for x in table.vectors[r]), table.gaze_field,
                                     (float(table.pupil[r, 0]), float(table.pupil[r, 1])),
-                                    table.problem[r], table.problem_field[r]))
+                                    str(table.problem[r]), str(table.problem_field[r])))
     present = set(names)
     orphans = [BadInput(str(labels_path), "file", f"row {i + 1}: no image named {f!r}", 0)
                for i, f in enumerate(table.files) if f not in present]

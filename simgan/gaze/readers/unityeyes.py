@@ -34,7 +34,14 @@ the corner span for its UnityEyes crops, and the builtin renderer draws the lid 
 ``2 * 1.22 * 0.27 * 55 = 36`` px wide in a 55 px image, i.e. 55 / 36 = 1.52 times the span. So
 UnityEyes crops frame the eye like the builtin eyes and like MPIIGaze's normalised eyes.
 (carpedm20's TensorFlow SimGAN crops a fixed 140x84 px around the same centre; a fixed size
-breaks when the render resolution changes, a scale from the eye width does not.)
+breaks when the render resolution changes, a scale from the eye width does not.) The eye's
+points must lie on the image (:func:`check_in_image`), so a crop is never all border.
+
+**Plausibility.** Every point has exactly three numbers (``look_vec`` three or four), so a
+point with one missing cannot shift the next ones; JSON past the parser's limits (deep nesting,
+integers over 4300 digits) is a bad file; optional numbers are NaN when absent and an error
+when present but not finite; 16-bit renders are scaled, not clipped
+(:func:`~simgan.core.ingest.common.to_gray`).
 
 **Landmarks.** UnityEyes' interior margin starts at the inner corner (next to the caruncle,
 image left), runs along the upper lid to the outer corner (point 8) and back along the lower
@@ -372,7 +379,7 @@ def load_json(path: str) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        raise IngestError(path, "json", f"unreadable: {_short(str(exc), 200)}") from None
+        raise IngestError(path, "json", f"unreadable: {str(exc)[:200]}") from None
     except RecursionError:
         raise IngestError(path, "json", "nested too deeply to be a UnityEyes annotation") from None
 
