@@ -239,3 +239,37 @@ def test_a_split_whose_every_file_is_bad_is_an_error_not_an_empty_dataset(tmp_pa
         write_split(out, plan, {}, "render")  # what the render stage calls
     assert not out.exists()
 
+
+
+def test_render_with_skip_bad_and_every_file_bad_exits_1_in_one_line(tmp_path, monkeypatch,
+                                                                     capsys):
+    """The reported failure: ``render@gaze`` on an all-bad UnityEyes folder with skip_bad
+    wrote a 0-image dataset and exited 0."""
+    import sys
+
+    import yaml
+
+    from stages import common, render
+    from tests.test_manifest import ROOT
+
+    eyes = tmp_path / "inputs" / "ue"
+    eyes.mkdir(parents=True)
+    for i in (1, 2):
+        write_sample(eyes, str(i))
+        (eyes / f"{i}.json").write_text("{ truncated")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["gaze"]["render"]["source"] = {
+        "kind": "unityeyes", "path": "inputs/ue", "workers": 0, "skip_bad": True,
+        "crop_scale": 1.5, "fast_jpeg": True, "equalize": False, "test_fraction": 0.0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.setattr(sys, "argv", ["render", "--task", "gaze"])
+    monkeypatch.setattr(common, "_limit_threads", lambda: None)
+    with pytest.raises(SystemExit) as exit_:
+        common.main("render", render.run)
+    assert exit_.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"stages.render: IngestError: {eyes}: rows: no usable row: "
+                           "2 bad input(s) skipped, none kept (by field {'json': 2}")
+    assert not (tmp_path / "data" / "gaze" / "synthetic" / "train").exists()  # no dataset
