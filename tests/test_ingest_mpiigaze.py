@@ -319,10 +319,19 @@ def test_mat_without_fields_is_skipped_whole_and_counted(tmp_path):
     src = dict(path=root, split="persons", test_persons=["p01"])
     with pytest.raises(IngestError, match=r"day01\.mat: data\.left\.image: missing"):
         list(plan_splits(MpiiGazeSource(**src))["train"].chunks())
+    # the only day of the train split is bad: with skip_bad that is no dataset, an error
+    plan = plan_splits(MpiiGazeSource(**src, skip_bad=True))["train"]
+    with pytest.raises(IngestError, match=r"p00/day01\.mat: data\.left\.image: missing"
+                                          r"\)\. Fix or remove"):
+        write_dataset(tmp_path / "none", plan.chunks(), plan.n, (35, 55), "uint8", plan.meta,
+                      allow_fewer=True, late_meta=plan.late_meta)
+    assert not (tmp_path / "none").exists()
+    names, eyes = day_content(2, seed=1)
+    save_v5(d / "day02.mat", names, eyes)  # a good day beside it: kept, the bad one counted
     plan = plan_splits(MpiiGazeSource(**src, skip_bad=True))["train"]
     ds = write_dataset(tmp_path / "o", plan.chunks(), plan.n, (35, 55), "uint8", plan.meta,
                        allow_fewer=True, late_meta=plan.late_meta)
-    assert len(ds) == 0 and ds.meta["skipped_bad"] == 1 and ds.meta["skipped_bad_rows"] == 6
+    assert len(ds) == 4 and ds.meta["skipped_bad"] == 1 and ds.meta["skipped_bad_rows"] == 6
     assert ds.meta["skipped_bad_by_field"] == {"data.left.image": 1}
 
 

@@ -61,6 +61,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from simgan.core.ingest.common import (
+    DECODE_ERRORS,
     BadInput,
     IngestError,
     IngestReport,
@@ -77,12 +78,17 @@ from simgan.hand.joints import (
     NYU_EVAL_JOINTS,
     NYU_FX,
     NYU_FY,
+    NYU_HEIGHT,
+    NYU_WIDTH,
     joint_columns,
     normalise_depth,
 )
 
 Kind = Literal["depth", "synthdepth"]
 N_NYU_JOINTS = 36
+DEPTH_RANGE_MM = (100.0, 10000.0)
+"""Plausible joint depths: a Kinect sees nothing nearer than ~0.5 m and NYU's hands are at
+0.5-1.5 m; beyond these bounds a label is garbage (or not in mm)."""
 
 
 class NyuSource(IngestSourceBase):
@@ -146,9 +152,12 @@ def png_name(kind: Kind, kinect: int, frame: int) -> str:
     return f"{kind}_{kinect}_{frame:07d}.png"
 
 
-def decode_depth_png(path: str | Path) -> np.ndarray:
-    """(H, W) uint16 depth in mm from an NYU PNG: ``(G << 8) | B`` (R is unused)."""
-    from PIL import Image, UnidentifiedImageError
+def decode_depth_png(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W) uint16 depth in mm from an NYU PNG: ``(G << 8) | B`` (R is unused).
+
+    The image must be RGB(A) and, if ``size`` (width, height) is given, of that size (checked
+    from the header, so an oversized image is refused before it is decoded)."""
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -156,12 +165,15 @@ def decode_depth_png(path: str | Path) -> np.ndarray:
             if mode not in ("RGB", "RGBA"):
                 raise IngestError(path, "mode",
                                   f"expected an RGB PNG (depth in G and B), got {mode}")
+            if size is not None and im.size != tuple(size):
+                raise IngestError(path, "size", f"{im.size[0]}x{im.size[1]} px, expected "
+                                  f"{size[0]}x{size[1]} (NYU's frame size)")
             rgb = np.asarray(im.convert("RGB") if mode == "RGBA" else im)
     except IngestError:
         raise
     except FileNotFoundError as e:
         raise IngestError(path, "file", "missing") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except DECODE_ERRORS as e:  # includes UnidentifiedImageError and decompression bombs
         raise IngestError(path, "image", f"cannot decode ({e})") from e
     if rgb.ndim != 3 or rgb.dtype != np.uint8:
         raise IngestError(path, "image", f"unexpected pixel array {rgb.dtype} {rgb.shape}")
@@ -349,15 +361,14 @@ def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
     names = {e.name for e in os.scandir(split_dir) if e.name.endswith(".png")}
     need_mask = params.crop == "synth_mask"
     uvd14 = select_joints(data.uvd)  # (K, F, 14, 3)
+    label_problem = label_problems(uvd14)
     keep_k, keep_f, skipped = [], [], []
     for f in frames:
         for k in params.views:
-            lab = uvd14[k - 1, f - 1]
             problem = None
-            if not np.isfinite(lab).all():
-                problem = IngestError(mat, "joint_uvd", f"kinect {k} frame {f}: not finite")
-            elif (lab[:, 2] <= 0).any():
-                problem = IngestError(mat, "joint_uvd", f"kinect {k} frame {f}: depth <= 0")
+            if label_problem[k - 1, f - 1]:
+                problem = IngestError(mat, "joint_uvd",
+                                      f"kinect {k} frame {f}: {label_problem[k - 1, f - 1]}")
             else:
                 for kd in (kind, "synthdepth") if need_mask else (kind,):
                     if png_name(kd, k, f) not in names:
@@ -374,6 +385,27 @@ def plan_nyu(split_dir: str | Path, kind: Kind, params: NyuSource) -> NyuPlan:
     frm = np.asarray(keep_f, dtype=np.int64)
     return NyuPlan(split_dir, kind, kin, frm, uvd14[kin - 1, frm - 1] if len(kin) else
                    np.zeros((0, N_JOINTS, 3)), skipped)
+
+
+def label_problems(uvd14: np.ndarray) -> np.ndarray:
+    """Per (kinect, frame) of (K, F, 14, 3) joints: '' if plausible, else what is wrong.
+
+    Plausible: finite; every joint on the 640x480 frame (u, v with pixel centres at integers,
+    so within [-0.5, 639.5] x [-0.5, 479.5]); depth within :data:`DEPTH_RANGE_MM`."""
+    lab = np.asarray(uvd14, dtype=np.float64)
+    finite = np.isfinite(lab).all(axis=(-1, -2))
+    safe = np.where(np.isfinite(lab), lab, 0.0)
+    u, v, d = safe[..., 0] + 0.5, safe[..., 1] + 0.5, safe[..., 2]
+    off = ((u < 0) | (u > NYU_WIDTH) | (v < 0) | (v > NYU_HEIGHT)).any(axis=-1)
+    lo, hi = DEPTH_RANGE_MM
+    nonpositive = (d <= 0).any(axis=-1)
+    far = ((d < lo) | (d > hi)).any(axis=-1)
+    out = np.full(finite.shape, "", dtype=object)
+    out[far] = f"depth outside [{lo:.0f}, {hi:.0f}] mm"
+    out[nonpositive] = "depth <= 0"
+    out[off] = f"a joint off the {NYU_WIDTH}x{NYU_HEIGHT} frame"
+    out[~finite] = "not finite"
+    return out
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -396,11 +428,12 @@ class NyuOptions:
 def _process_frame(unit: NyuFrame, opt: NyuOptions) -> tuple[np.ndarray, np.ndarray, Crop]:
     """One frame -> (crop codes (S, S) uint8, crop labels (14, 3), crop)."""
     fmt = opt.fmt
-    depth = decode_depth_png(unit.split_dir / png_name(unit.kind, unit.kinect, unit.frame))
+    frame = (NYU_WIDTH, NYU_HEIGHT)
+    depth = decode_depth_png(unit.split_dir / png_name(unit.kind, unit.kinect, unit.frame), frame)
     mask = None
     if opt.crop == "synth_mask":
         synth_path = unit.split_dir / png_name("synthdepth", unit.kinect, unit.frame)
-        synth = depth if unit.kind == "synthdepth" else decode_depth_png(synth_path)
+        synth = depth if unit.kind == "synthdepth" else decode_depth_png(synth_path, frame)
         if synth.shape != depth.shape:
             raise IngestError(synth_path, "shape", f"{synth.shape} differs from {depth.shape}")
         centre = mask_centre(synth)
@@ -447,7 +480,7 @@ def _driver_args(plan: NyuPlan, params: NyuSource, fmt: CropFormat) -> dict[str,
     return dict(units=plan.units(), decode=decode_frame, options=NyuOptions.of(params, fmt),
                 out_shape=(fmt.size, fmt.size), workers=params.workers,
                 skip_bad=params.skip_bad, known_bad=plan.skipped,
-                task_size=params.chunk_frames, number_rows="id")
+                task_size=params.chunk_frames, number_rows="id", source=str(plan.split_dir))
 
 
 def iter_nyu_chunks(
@@ -485,9 +518,9 @@ def _split_plan(src: NyuSource, kind: Kind, fmt: CropFormat, settings: PlanSetti
                 split: str) -> SplitPlan:
     usable = plan_nyu(src.path / split, kind, src)
     if len(usable) == 0:
-        first = f", first: {usable.skipped[0]}" if usable.skipped else ""
-        raise ValueError(f"{src.path / split}: no usable frames "
-                         f"({len(usable.skipped)} skipped{first})")
+        first = f"; first: {usable.skipped[0]}" if usable.skipped else ""
+        raise IngestError(src.path / split, "frames", f"no usable frame ({len(usable.skipped)} "
+                          f"bad frame(s) skipped{first}): fix or remove them")
     plan = usable.take(settings.subset(split, len(usable)))
     meta = {"source": f"nyu-{kind}", "source_path": str(src.path), "nyu_split": split,
             **settings.rows_meta(split, len(usable))}

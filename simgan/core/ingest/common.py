@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_EXAMPLES = 20
@@ -164,6 +165,40 @@ def equalize_batch(images: np.ndarray) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------------------- pixels
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+"""What PIL raises for a damaged, truncated, unsupported or oversized image (a decompression
+bomb is an input problem like the others, not a crash)."""
+
+
+def to_gray(im: Image.Image, file: Any) -> Image.Image:
+    """Any PIL image -> mode L, keeping the whole range of deeper images.
+
+    8-bit modes: PIL's conversion (ITU-R 601 luma; palettes through their colours; alpha
+    ignored). 16-bit (``I;16*``, or ``I`` with values above 255): scaled by 255/65535.
+    Refused with an :class:`IngestError` (a clip would make them all white or all black):
+    32-bit integers outside 0..65535 and float images, which have no agreed scale.
+    """
+    if im.mode == "L":
+        return im
+    if im.mode == "F":
+        raise IngestError(file, "image", "32-bit float pixels have no agreed scale: save the "
+                          "image as 8-bit or 16-bit grayscale (or 8-bit RGB)")
+    if im.mode.startswith("I"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if lo < 0 or hi > 65535:
+            raise IngestError(file, "image", f"32-bit integer pixels in [{lo:.0f}, {hi:.0f}], "
+                              "beyond 16 bits: save the image as 8-bit or 16-bit")
+        if im.mode.startswith("I;16") or hi > 255:
+            a = a * (255.0 / 65535.0)
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+    if im.mode in ("P", "PA"):  # through the palette's colours
+        im = im.convert("RGBA")
+    return im.convert("L")
+
+
 # ----------------------------------------------------------------------------- params
 
 
@@ -202,29 +237,57 @@ class IngestSourceBase(BaseModel):
         return self.model_copy(update=update)
 
 
+def is_dir_entry(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()`` that says False instead of raising for a symlink loop (ELOOP):
+    the readers then list the entry as a file and report it as unreadable, naming it."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def listed_names(root: Path, keep: Callable[[str], bool]) -> list[str]:
+    """Names of the non-directory entries directly in ``root`` that pass ``keep``, in the
+    directory's order (symlink loops included, as files: their decoding reports them)."""
+    with os.scandir(root) as it:
+        return [e.name for e in it if not is_dir_entry(e) and keep(e.name)]
+
+
 def walk_files(key: str, base: Path, recursive: bool = False,
                keep: Callable[[str], bool] | None = None) -> Iterator[tuple[str, Path]]:
     """``(key/relative path, file)`` of the files under ``base`` (or ``base`` itself when it
     is a file) whose path relative to ``base`` passes ``keep``; symlinks are followed, as
-    the readers open them. Order is the directory's: callers sort."""
+    the readers open them. Order is the directory's: callers sort.
+
+    Symlinks that lead nowhere (dangling, or a loop) are left out: nothing can be read there
+    (the reader reports them by name), and the manifest could not ``stat`` them. A directory
+    reached twice (a symlink to a parent) is walked once, so a loop cannot recurse forever."""
     if base.is_file():
         yield key, base
         return
     if not base.is_dir():
         raise IngestError(base, key, "directory not found")
-    todo = [base]
+    todo, seen = [base], {_dir_id(base)}
     while todo:
         folder = todo.pop()
         with os.scandir(folder) as it:
             for entry in it:
                 path = Path(entry.path)
-                if entry.is_dir():
-                    if recursive:
+                if is_dir_entry(entry):
+                    if recursive and _dir_id(path) not in seen:
+                        seen.add(_dir_id(path))
                         todo.append(path)
+                    continue
+                if entry.is_symlink() and not path.exists():
                     continue
                 rel = path.relative_to(base).as_posix()
                 if keep is None or keep(rel):
                     yield f"{key}/{rel}", path
+
+
+def _dir_id(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,7 @@ def stream_chunks(
     known_bad: Sequence[BadInput] = (),
     task_size: int | None = None,
     number_rows: str | None = None,
+    source: str = "input",
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     """Decode ``units`` and yield ``(images (k, H, W) uint8, labels)`` chunks of ``chunk_size``
     rows (the last one shorter), in unit order.
@@ -156,6 +157,8 @@ def stream_chunks(
     ``task_size``: units per pool task (default: sized from the units and workers).
     ``number_rows``: a label column to insert first, numbering the rows written 0, 1, ...
     (for sources whose rows have no id of their own).
+    A split that was offered inputs but kept no row (all bad, with ``skip_bad``) raises an
+    IngestError naming ``source``: an empty dataset is never a success.
     """
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be > 0 (got {chunk_size})")
@@ -173,8 +176,19 @@ def stream_chunks(
                                                         dtype=np.int64))
             report.rows += k
             yield images, labels
+        if report.rows == 0 and (report.units or report.skipped):
+            raise nothing_usable(source, report)
     finally:
         report.seconds = time.perf_counter() - t0
+
+
+def nothing_usable(source: str, report: IngestReport) -> IngestError:
+    """The error of a split whose every input was bad (skipped with ``skip_bad``)."""
+    first = f"; first: {report.examples[0]}" if report.examples else ""
+    return IngestError(source, "rows", (
+        f"no usable row: {report.skipped} bad input(s) skipped, none kept (by field "
+        f"{dict(sorted(report.by_field.items()))}{first}). Fix or remove the bad inputs: "
+        "skip_bad drops some bad inputs, it cannot make a dataset of none"))
 
 
 class IngestRun:
@@ -202,13 +216,15 @@ def ingest_plan(
     known_bad: Sequence[BadInput] = (),
     task_size: int | None = None,
     number_rows: str | None = None,
+    source: str | None = None,
 ) -> SplitPlan:
     """A :class:`SplitPlan` whose chunks come from :func:`stream_chunks`.
 
     ``n_upper`` is the row count if nothing is skipped; with ``skip_bad`` the plan says it is
     an upper bound. Each ``chunks()`` call is a fresh run with a fresh report;
     ``plan.late_meta`` is an :class:`IngestRun` holding the latest one. ``task_size`` and
-    ``number_rows``: see :func:`stream_chunks`.
+    ``number_rows``: see :func:`stream_chunks`; ``source`` (default: meta's ``source_path``)
+    names the input in the error of a split without any usable row.
     """
     run = IngestRun()
 
@@ -218,6 +234,7 @@ def ingest_plan(
             units, decode, options, out_shape=out_shape, workers=workers,
             chunk_size=chunk_size, skip_bad=skip_bad, report=run.report, known_bad=known_bad,
             task_size=task_size, number_rows=number_rows,
+            source=source or str(meta.get("source_path", "input")),
         )
 
     return SplitPlan(

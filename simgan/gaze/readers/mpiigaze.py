@@ -60,6 +60,10 @@ EYES = ("left", "right")
 FIELDS = ("image", "gaze", "pose")
 NORMALIZED = Path("Data") / "Normalized"
 EVAL_DIR = Path("Evaluation Subset") / "sample list for eye image"
+EYE_SHAPE = (36, 60)
+"""(height, width) of MPIIGaze's normalised eye images."""
+MAX_POSE_RAD = 2 * np.pi
+"""Largest plausible head rotation (the norm of a Rodrigues vector is its angle)."""
 MIRROR = np.diag([-1.0, 1.0, 1.0])
 _PERSON = re.compile(r"^p(\d+)$")
 _DAY = re.compile(r"^day(\d+)\.mat$")
@@ -88,14 +92,18 @@ def is_v73(path: str | Path) -> bool:
     return bool(h5py.is_hdf5(str(path)))
 
 
-def _cell_strings(value: Any) -> list[str]:
-    """A v5 cell array (or char matrix) of names -> list of str."""
+def _cell_strings(value: Any, path: str) -> list[str]:
+    """A v5 cell array (or char matrix) of names -> list of str; numbers are no names."""
     arr = np.asarray(value)
     if arr.dtype.kind == "U":
         return [str(s).strip() for s in arr.ravel()]
+    if arr.dtype.kind != "O":
+        raise IngestError(path, "filenames", f"{arr.dtype} array, expected a cell array of names")
     out = []
     for c in arr.ravel(order="F"):
         c = np.asarray(c)
+        if c.size and c.dtype.kind != "U":
+            raise IngestError(path, "filenames", f"a cell holds {c.dtype}, expected a name")
         out.append(str(c.ravel()[0]).strip() if c.size else "")
     return out
 
@@ -117,7 +125,7 @@ def _read_v5(path: str, filenames_only: bool) -> tuple[list[str], dict[str, dict
         raise IngestError(path, "file", f"not a readable MATLAB .mat file: {exc}") from None
     if "filenames" not in mat:
         raise IngestError(path, "filenames", "missing")
-    names = _cell_strings(mat["filenames"])
+    names = _cell_strings(mat["filenames"], path)
     if filenames_only:
         return names, {}
     if "data" not in mat:
@@ -130,20 +138,41 @@ def _read_v5(path: str, filenames_only: bool) -> tuple[list[str], dict[str, dict
     return names, eyes
 
 
-def _h5_strings(f: Any, ds: Any) -> list[str]:
-    """A v7.3 cell array of strings (references) or char matrix -> list of str."""
+def _h5_strings(f: Any, ds: Any, path: str) -> list[str]:
+    """A v7.3 cell array of strings (references) or char matrix -> list of str.
+
+    Anything else (a group, a broken reference, codes that are no UTF-16 characters) is an
+    IngestError naming ``filenames``."""
     import h5py
 
+    if not isinstance(ds, h5py.Dataset):
+        raise IngestError(path, "filenames", "a group, expected a cell array of names")
     raw = ds[()]
     if raw.dtype == h5py.ref_dtype or raw.dtype.kind == "O":
         out = []
         for ref in np.asarray(raw).ravel(order="F"):
-            chars = np.asarray(f[ref][()]).ravel()
-            out.append("".join(map(chr, chars.astype(np.int64))).strip())
+            try:
+                target = f[ref]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise IngestError(path, "filenames", f"broken reference: {exc}") from None
+            if not isinstance(target, h5py.Dataset):
+                raise IngestError(path, "filenames", "a reference to a group, expected a name")
+            out.append(_h5_chars(np.asarray(target[()]).ravel(), path))
         return out
     chars = np.asarray(raw)
     chars = chars.T if chars.ndim == 2 else chars.reshape(1, -1)
-    return ["".join(map(chr, row.astype(np.int64))).strip() for row in chars]
+    return [_h5_chars(row, path) for row in chars]
+
+
+def _h5_chars(codes: np.ndarray, path: str) -> str:
+    """MATLAB char codes (UTF-16 units, as integers) -> str; other codes are an error."""
+    if codes.dtype.kind not in "iu":
+        raise IngestError(path, "filenames", f"character codes of dtype {codes.dtype}, expected "
+                          "integers (MATLAB char)")
+    if codes.size and (codes.min() < 0 or codes.max() > 0xFFFF):
+        raise IngestError(path, "filenames", f"character codes in [{codes.min()}, {codes.max()}]"
+                          ", expected UTF-16 units 0..65535")
+    return "".join(map(chr, codes.astype(np.int64))).strip()
 
 
 def _read_v73(path: str, filenames_only: bool) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -156,7 +185,7 @@ def _read_v73(path: str, filenames_only: bool) -> tuple[list[str], dict[str, dic
     with f:
         if "filenames" not in f:
             raise IngestError(path, "filenames", "missing")
-        names = _h5_strings(f, f["filenames"])
+        names = _h5_strings(f, f["filenames"], path)
         if filenames_only:
             return names, {}
         if "data" not in f or not isinstance(f["data"], h5py.Group):
@@ -188,16 +217,50 @@ def _shaped(a: np.ndarray, n: int, tail: tuple[int, ...] | None, path: str, dott
     return a
 
 
+def _raw(path: str, filenames_only: bool) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Either format, unchecked."""
+    try:
+        v73 = is_v73(path)
+    except OSError as exc:  # a directory, a symlink loop
+        raise IngestError(path, "file", f"unreadable: {exc}") from None
+    return (_read_v73 if v73 else _read_v5)(path, filenames_only)
+
+
+def _read(path: str, filenames_only: bool) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """Either format; names checked: non-empty, printable, unique."""
+    names, raw = _raw(path, filenames_only)
+    bad = next((k for k, name in enumerate(names) if not name or not name.isprintable()), None)
+    if bad is not None:
+        raise IngestError(path, "filenames", f"entry {bad} is {names[bad]!r}: not a file name")
+    if len(set(names)) != len(names):
+        raise IngestError(path, "filenames", "the same name twice: names must tell samples apart")
+    return names, raw
+
+
 def read_filenames(path: str | Path) -> list[str]:
-    """Only the ``filenames`` of a day file (cheap; used to plan the splits)."""
-    path = str(path)
-    return (_read_v73 if is_v73(path) else _read_v5)(path, True)[0]
+    """Only the ``filenames`` of a day file (cheap; used to plan the splits); an empty list
+    is an error, as its images would be dropped without a trace."""
+    names = _read(str(path), True)[0]
+    if not names:
+        raise IngestError(path, "filenames", "empty: without names the day's samples cannot be "
+                          "listed (is the file complete?)")
+    return names
+
+
+def _numeric(a: Any, n: int, path: str, dotted: str) -> np.ndarray:
+    """A gaze or pose array as float64 (n, 3); text, structs or cells are an error."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iuf":
+        raise IngestError(path, dotted, f"dtype {a.dtype}, expected numbers")
+    return _shaped(a.astype(np.float64), n, (3,), path, dotted)
 
 
 def read_day(path: str | Path) -> DayData:
-    """Read and validate one ``dayYY.mat`` (v5 or v7.3); errors name the file and the field."""
+    """Read and validate one ``dayYY.mat`` (v5 or v7.3); errors name the file and the field.
+
+    Images must be uint8 of MPIIGaze's normalised size (:data:`EYE_SHAPE`, both eyes)."""
     path = str(path)
-    names, raw = (_read_v73 if is_v73(path) else _read_v5)(path, False)
+    names, raw = _read(path, False)
     n = len(names)
     eyes = {}
     for eye in EYES:
@@ -209,8 +272,11 @@ def read_day(path: str | Path) -> DayData:
             raise IngestError(path, f"data.{eye}.image", f"shape {img.shape}, expected ({n}, h, w)")
         if img.dtype != np.uint8:
             raise IngestError(path, f"data.{eye}.image", f"dtype {img.dtype}, expected uint8")
-        gaze = _shaped(np.asarray(r["gaze"], dtype=np.float64), n, (3,), path, f"data.{eye}.gaze")
-        pose = _shaped(np.asarray(r["pose"], dtype=np.float64), n, (3,), path, f"data.{eye}.pose")
+        if img.shape[1:] != EYE_SHAPE:
+            raise IngestError(path, f"data.{eye}.image", f"eyes of {img.shape[1]}x{img.shape[2]} "
+                              f"px, MPIIGaze's normalised eyes are {EYE_SHAPE[0]}x{EYE_SHAPE[1]}")
+        gaze = _numeric(r["gaze"], n, path, f"data.{eye}.gaze")
+        pose = _numeric(r["pose"], n, path, f"data.{eye}.pose")
         eyes[eye] = EyeData(np.ascontiguousarray(img), gaze, pose)
     return DayData(names, eyes)
 
@@ -235,24 +301,46 @@ def mirror_eye(eye: EyeData) -> EyeData:
 # ----------------------------------------------------------------------------- eval list
 
 
-def parse_eval_list(path: str | Path) -> list[tuple[str, str, str]]:
-    """``dayXX/NNNN.jpg left|right`` lines -> [(day, filename, eye)]; blank lines ignored."""
+class EvalEntry(NamedTuple):
+    """One line of an evaluation list."""
+
+    day: str
+    name: str
+    eye: str
+    line: int
+
+
+def read_eval_list(path: str | Path) -> tuple[list[EvalEntry], list[BadInput]]:
+    """``dayXX/NNNN.jpg left|right`` lines -> entries, and the malformed lines as bad inputs
+    (one test sample each); blank lines ignored. A file that cannot be read as UTF-8 text
+    raises."""
     path = Path(path)
-    out = []
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise IngestError(path, "file", f"unreadable: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise IngestError(path, "file", f"not UTF-8 text (byte {exc.start}): is this MPIIGaze's "
+                          "evaluation list?") from None
+    out, bad = [], []
     for i, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
         if len(parts) != 2 or parts[1] not in EYES or parts[0].count("/") != 1:
-            raise IngestError(path, f"line {i}",
-                              f"expected 'dayXX/NNNN.jpg left|right', got {line.strip()!r}")
+            bad.append(BadInput(str(path), f"line {i}", "expected 'dayXX/NNNN.jpg left|right', "
+                                f"got {line.strip()[:80]!r}"))
+            continue
         day, name = parts[0].split("/")
-        out.append((day, name, parts[1]))
-    return out
+        out.append(EvalEntry(day, name, parts[1], i))
+    return out, bad
+
+
+def parse_eval_list(path: str | Path) -> list[tuple[str, str, str]]:
+    """Strict :func:`read_eval_list`: [(day, filename, eye)]; a malformed line raises."""
+    entries, bad = read_eval_list(path)
+    first_bad_or(bad, skip_bad=False)
+    return [(e.day, e.name, e.eye) for e in entries]
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -278,12 +366,25 @@ class MpiiOptions:
     equalize: bool = False
 
 
+def sample_problems(eye_data: EyeData, eye: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: what is wrong ('' if nothing) and in which field. The gaze must be usable
+    (:func:`~simgan.gaze.labels.gaze_problems`), the pose a finite rotation of at most
+    :data:`MAX_POSE_RAD`."""
+    gaze = gaze_problems(eye_data.gaze)
+    with np.errstate(over="ignore", invalid="ignore"):
+        angle = np.linalg.norm(eye_data.pose, axis=1)
+    pose = np.where(~np.isfinite(eye_data.pose).all(axis=1), "NaN or infinite component",
+                    np.where(angle > MAX_POSE_RAD, "rotation above 2 pi rad", ""))
+    fields = np.where(gaze != "", f"data.{eye}.gaze", f"data.{eye}.pose")
+    return np.where(gaze != "", gaze, pose), fields
+
+
 def decode_day(unit: DayUnit, opt: MpiiOptions, skip_bad: bool = False
                ) -> tuple[np.ndarray, dict[str, np.ndarray], list[BadInput]]:
     """The kept samples of one day file (left eyes, then right eyes) -> images and labels.
 
-    A sample with a NaN or zero-length gaze raises, or with ``skip_bad`` is left out and
-    returned as a BadInput (the rest of the file is kept).
+    A sample with a NaN or zero-length gaze or an implausible pose raises, or with
+    ``skip_bad`` is left out and returned as a BadInput (the rest of the file is kept).
     """
     day = read_day(unit.path)
     if len(day.filenames) != unit.n:
@@ -296,9 +397,9 @@ def decode_day(unit: DayUnit, opt: MpiiOptions, skip_bad: bool = False
             continue
         data = day.eyes[eye]
         sub = EyeData(data.images[keep], data.gaze[keep], data.pose[keep])
-        problems = gaze_problems(sub.gaze)
+        problems, fields = sample_problems(sub, eye)
         for j in np.flatnonzero(problems != ""):
-            item = BadInput(unit.path, f"data.{eye}.gaze",
+            item = BadInput(unit.path, str(fields[j]),
                             f"{problems[j]} (sample {keep[j]}, {day.filenames[keep[j]]})")
             if not skip_bad:
                 raise item.error()
@@ -374,7 +475,8 @@ def list_day_files(root: str | Path) -> list[tuple[Path, int, int]]:
 def index_days(root: str | Path, skip_bad: bool) -> tuple[list[DayFile], list[BadInput]]:
     """Read the filenames of every day file (to size the splits and number the samples).
 
-    An unreadable day file raises, or with ``skip_bad`` is left out and returned as bad.
+    An unreadable day file (or one whose names are missing, empty or garbled) raises, or with
+    ``skip_bad`` is left out and returned as bad, with the rows its images would have given.
     """
     days, bad = [], []
     offset = 0
@@ -384,42 +486,73 @@ def index_days(root: str | Path, skip_bad: bool) -> tuple[list[DayFile], list[Ba
         except IngestError as exc:
             if not skip_bad:
                 raise
-            bad.append(BadInput.from_error(exc, 0))
+            bad.append(BadInput.from_error(exc, _rows_in(str(path))))
             continue
         days.append(DayFile(str(path), person, day, names, offset))
         offset += 2 * len(names)
     return days, bad
 
 
+def _rows_in(path: str) -> int:
+    """Rows a day file's images would give (both eyes), as far as it can be read; 0 if not."""
+    try:
+        raw = _raw(path, False)[1]
+    except IngestError:
+        return 0
+    shapes = [np.shape(raw[eye]["image"]) for eye in EYES]
+    return sum(s[0] if len(s) == 3 else int(len(s) == 2) for s in shapes)
+
+
 def person_name(person: int) -> str:
     return f"p{person:02d}"
 
 
-def split_by_eval_list(
-    root: str | Path, days: list[DayFile], persons: list[int]
-) -> tuple[dict[tuple[int, int], dict[str, np.ndarray]], list[BadInput]]:
-    """Test samples per (person, day) and eye from the evaluation lists; unmatched entries
-    (a day or file the .mat files do not have) come back as bad inputs."""
+@dataclass
+class EvalSplit:
+    """What the evaluation lists say: test samples per (person, day) and eye; bad entries
+    (malformed lines, samples no day file has, whole lists that cannot be read); and the
+    persons left out because their list could not be read (``skip_bad``: neither split may
+    take their samples, since which ones are test is unknown)."""
+
+    test: dict[tuple[int, int], dict[str, np.ndarray]]
+    bad: list[BadInput]
+    dropped: set[int]
+
+
+def split_by_eval_list(root: str | Path, days: list[DayFile], persons: list[int],
+                       skip_bad: bool = False) -> EvalSplit:
+    """Read every person's evaluation list; without ``skip_bad`` the first problem raises."""
     by_day = {(d.person, d.day): d for d in days}
     lookup = {key: {n: i for i, n in enumerate(d.filenames)} for key, d in by_day.items()}
     test: dict[tuple[int, int], dict[str, list[int]]] = {}
-    bad: list[BadInput] = []
+    out = EvalSplit({}, [], set())
     for p in persons:
         list_path = Path(root) / EVAL_DIR / f"{person_name(p)}.txt"
-        if not list_path.is_file():
-            raise IngestError(list_path, "file", "evaluation list missing for this person")
-        for line_no, (day_s, name, eye) in enumerate(parse_eval_list(list_path), start=1):
+        try:
+            if not list_path.is_file():
+                raise IngestError(list_path, "file", "evaluation list missing for this person")
+            entries, bad_lines = read_eval_list(list_path)
+        except IngestError as exc:
+            if not skip_bad:
+                raise
+            rows = sum(2 * len(d.filenames) for d in days if d.person == p)
+            out.bad.append(BadInput.from_error(exc, rows))
+            out.dropped.add(p)
+            continue
+        out.bad += first_bad_or(bad_lines, skip_bad)
+        for day_s, name, eye, line_no in entries:
             m = re.match(r"^day(\d+)$", day_s)
             key = (p, int(m.group(1))) if m else None
             idx = lookup.get(key, {}).get(name) if key else None
             if idx is None:
-                bad.append(BadInput(str(list_path), f"line {line_no}",
-                                    f"{day_s}/{name} {eye} is in no day file's filenames"))
+                out.bad.append(BadInput(str(list_path), f"line {line_no}",
+                                        f"{day_s}/{name} {eye} is in no day file's filenames"))
                 continue
             test.setdefault(key, {"left": [], "right": []})[eye].append(idx)
-    out = {k: {e: np.unique(np.array(v[e], dtype=np.int64)) for e in EYES}
-           for k, v in test.items()}
-    return out, bad
+    first_bad_or(out.bad, skip_bad)
+    out.test = {k: {e: np.unique(np.array(v[e], dtype=np.int64)) for e in EYES}
+                for k, v in test.items()}
+    return out
 
 
 def day_units(days: list[DayFile], test: dict[tuple[int, int], dict[str, np.ndarray]],
@@ -534,8 +667,9 @@ def plan_mpiigaze(src: MpiiGazeSource, settings: PlanSettings | None = None
     if mode == "eval_list":
         if not (root / EVAL_DIR).is_dir():
             raise IngestError(root / EVAL_DIR, "path", "directory not found (split: eval_list)")
-        test, bad_list = split_by_eval_list(root, days, persons)
-        known["test"] = first_bad_or(bad_list, src.skip_bad)
+        lists = split_by_eval_list(root, days, persons, src.skip_bad)
+        days = [d for d in days if d.person not in lists.dropped]
+        test, known["test"] = lists.test, lists.bad
     else:
         chosen = set(choose_test_persons(src, persons, settings.seed))
         meta["test_persons"] = [person_name(p) for p in sorted(chosen)]

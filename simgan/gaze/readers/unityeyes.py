@@ -34,7 +34,14 @@ the corner span for its UnityEyes crops, and the builtin renderer draws the lid 
 ``2 * 1.22 * 0.27 * 55 = 36`` px wide in a 55 px image, i.e. 55 / 36 = 1.52 times the span. So
 UnityEyes crops frame the eye like the builtin eyes and like MPIIGaze's normalised eyes.
 (carpedm20's TensorFlow SimGAN crops a fixed 140x84 px around the same centre; a fixed size
-breaks when the render resolution changes, a scale from the eye width does not.)
+breaks when the render resolution changes, a scale from the eye width does not.) The eye's
+points must lie on the image (:func:`check_in_image`), so a crop is never all border.
+
+**Plausibility.** Every point has exactly three numbers (``look_vec`` three or four), so a
+point with one missing cannot shift the next ones; JSON past the parser's limits (deep nesting,
+integers over 4300 digits) is a bad file; optional numbers are NaN when absent and an error
+when present but not finite; 16-bit renders are scaled, not clipped
+(:func:`~simgan.core.ingest.common.to_gray`).
 
 **Landmarks.** UnityEyes' interior margin starts at the inner corner (next to the caruncle,
 image left), runs along the upper lid to the outer corner (point 8) and back along the lower
@@ -65,12 +72,15 @@ from PIL import Image
 from pydantic import Field
 
 from simgan.core.ingest.common import (
+    DECODE_ERRORS,
     BadInput,
     IngestError,
     IngestSourceBase,
     PlanSettings,
     equalize_batch,
+    listed_names,
     random_split,
+    to_gray,
     walk_files,
 )
 from simgan.core.ingest.driver import ingest_plan
@@ -83,23 +93,31 @@ INNER_CORNER, OUTER_CORNER = 0, 8
 DEFAULT_CROP_SCALE = 1.5
 MIN_OVERSAMPLING = 2.0
 """Source pixels per output pixel kept when ``fast_jpeg`` lets the decoder downscale."""
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 # ----------------------------------------------------------------------------- parsing
 
 
-def parse_point(text: Any, n: int, file: str, field: str) -> np.ndarray:
-    """``"(x, y, z)"`` (or ``"(x, y, z, w)"``) -> float array of the first ``n`` values."""
+def parse_point(text: Any, n: int, file: str, field: str, extra: int = 0) -> np.ndarray:
+    """``"(x, y, z)"`` -> float array of its ``n`` values; ``extra`` more values (the ``w``
+    of ``"(x, y, z, w)"``) may follow and are dropped. Any other count is an error: a point
+    with a number missing or added must not shift the coordinates of the next ones."""
     if not isinstance(text, str):
-        raise IngestError(file, field, f"expected a string like '(x, y, z)', got {text!r}")
+        raise IngestError(file, field, f"expected a string like '(x, y, z)', got {_short(text)}")
     parts = text.strip().strip("()").split(",")
-    if len(parts) < n:
-        raise IngestError(file, field, f"expected {n} numbers in {text!r}")
+    if not n <= len(parts) <= n + extra:
+        want = f"{n}" if not extra else f"{n} to {n + extra}"
+        raise IngestError(file, field, f"{len(parts)} numbers in {_short(text)}, expected {want}")
     try:
         return np.array([float(p) for p in parts[:n]], dtype=np.float64)
     except ValueError:
-        raise IngestError(file, field, f"not numbers: {text!r}") from None
+        raise IngestError(file, field, f"not numbers: {_short(text)}") from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a value for a message, cut to ``limit`` characters (a field may be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_points(values: Any, file: str, field: str, count: int | None = None,
@@ -112,23 +130,30 @@ def parse_points(values: Any, file: str, field: str, count: int | None = None,
     if len(values) < min_count:
         raise IngestError(file, field, f"{len(values)} points, expected at least {min_count}")
     try:  # fast path: one split and one float conversion for the whole list
+        if any(v.count(",") != 2 for v in values):  # 3 numbers per point, no shift
+            raise ValueError("arity")
         text = " ".join(values).replace("(", " ").replace(")", " ").replace(",", " ")
         pts = np.array(text.split(), dtype=np.float64).reshape(len(values), 3)
-    except (TypeError, ValueError):  # find the culprit for the message
+    except (TypeError, ValueError, AttributeError):  # find the culprit for the message
         pts = np.stack([parse_point(v, 3, file, f"{field}[{i}]") for i, v in enumerate(values)])
-        if pts.shape != (len(values), 3):
-            raise IngestError(file, field, "expected 3 numbers per point") from None
     if not np.isfinite(pts).all():
         raise IngestError(file, field, "NaN or infinite coordinate")
     return pts
 
 
-def _optional_number(data: dict, key: str) -> float:
+def _optional_number(data: dict, key: str, file: str, field: str) -> float:
+    """A raw number kept as a label: NaN when absent, an error when present but not a finite
+    number (UnityEyes writes them as strings, e.g. ``"0.0123"``)."""
     value = data.get(key)
-    try:
-        return float(value) if value is not None else math.nan
-    except (TypeError, ValueError):
+    if value is None:
         return math.nan
+    try:
+        number = float(value) if isinstance(value, str | int | float) else math.nan
+    except (ValueError, OverflowError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise IngestError(file, field, f"expected a finite number, got {_short(value)}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -162,23 +187,37 @@ def parse_annotation(data: Any, image_height: int, file: str) -> UnityEyesAnnota
         raise IngestError(file, "eye_details", "missing" if details is None else "not an object")
     if "look_vec" not in details:
         raise IngestError(file, "eye_details.look_vec", "missing")
-    look = parse_point(details["look_vec"], 3, file, "eye_details.look_vec")
+    look = parse_point(details["look_vec"], 3, file, "eye_details.look_vec", extra=1)
     problem = str(gaze_problems(look[None])[0])
     if problem:
         raise IngestError(file, "eye_details.look_vec", problem)
     head = data.get("head_pose")
-    try:
-        head_pose = parse_point(head, 3, file, "head_pose")
-    except IngestError:
-        head_pose = np.full(3, np.nan)
+    head_pose = np.full(3, np.nan) if head is None else parse_point(head, 3, file, "head_pose")
+    if not np.isfinite(head_pose).all() and head is not None:
+        raise IngestError(file, "head_pose", f"NaN or infinite angle in {_short(head)}")
     return UnityEyesAnnotation(
         interior=unity_to_pixel(interior, image_height),
         iris=unity_to_pixel(iris, image_height),
         look_vec=look,
-        pupil_size=_optional_number(details, "pupil_size"),
-        iris_size=_optional_number(details, "iris_size"),
+        pupil_size=_optional_number(details, "pupil_size", file, "eye_details.pupil_size"),
+        iris_size=_optional_number(details, "iris_size", file, "eye_details.iris_size"),
         head_pose=head_pose,
     )
+
+
+def check_in_image(ann: UnityEyesAnnotation, size: tuple[int, int], file: str) -> None:
+    """The eye's points must lie on the image (corner coordinates within its width x height):
+    landmarks elsewhere belong to another image or are garbage, and would give a crop of
+    black border (or a huge one)."""
+    w, h = size
+    for field, uv in (("interior_margin_2d", ann.interior), ("iris_2d", ann.iris)):
+        c = uv + 0.5
+        out = (c[:, 0] < 0) | (c[:, 0] > w) | (c[:, 1] < 0) | (c[:, 1] > h)
+        if out.any():
+            k = int(np.flatnonzero(out)[0])
+            raise IngestError(file, field, f"{int(out.sum())} point(s) outside the {w}x{h} image "
+                              f"(point {k} at u={uv[k, 0]:.6g}, v={uv[k, 1]:.6g}): does the JSON "
+                              "belong to this image?")
 
 
 def look_vec_to_gaze(look_vec: np.ndarray) -> np.ndarray:
@@ -283,9 +322,11 @@ class UnityEyesOptions:
     equalize: bool = False
 
 
-def _gray_for_box(im: Image.Image, box_px: float, fast_jpeg: bool) -> tuple[Image.Image, int]:
-    """Mode-L version of an opened (not yet loaded) image; for JPEGs optionally let the
-    decoder downscale by k in (2, 4, 8) (returns k, 1 if it did not)."""
+def _gray_for_box(im: Image.Image, box_px: float, fast_jpeg: bool, file: str
+                  ) -> tuple[Image.Image, int]:
+    """Mode-L version of an opened (not yet loaded) image (16-bit ones scaled, not clipped:
+    :func:`~simgan.core.ingest.common.to_gray`); for JPEGs optionally let the decoder
+    downscale by k in (2, 4, 8) (returns k, 1 if it did not)."""
     reduce = 1
     if fast_jpeg and im.format == "JPEG":
         w, h = im.size
@@ -297,7 +338,7 @@ def _gray_for_box(im: Image.Image, box_px: float, fast_jpeg: bool) -> tuple[Imag
                 break
         else:
             raise OSError(f"unexpected draft size {im.size} for {w}x{h}")
-    return (im if im.mode == "L" else im.convert("L")), reduce
+    return to_gray(im, file), reduce
 
 
 def decode_sample(unit: UnityEyesUnit, opt: UnityEyesOptions, skip_bad: bool = False
@@ -308,27 +349,39 @@ def decode_sample(unit: UnityEyesUnit, opt: UnityEyesOptions, skip_bad: bool = F
     if unit.image is None:
         raise IngestError(unit.annotation, "image",
                           f"missing (no {'/'.join(IMAGE_EXTS)} for {unit.name})")
-    try:
-        with open(unit.annotation, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestError(unit.annotation, "json", f"unreadable: {exc}") from None
+    data = load_json(unit.annotation)
     try:
         im = Image.open(unit.image)  # reads the header only
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise IngestError(unit.image, "image", f"unreadable: {exc}") from None
     with im:
         ann = parse_annotation(data, im.size[1], unit.annotation)
+        check_in_image(ann, im.size, unit.annotation)
         box = crop_geometry(ann.interior, opt.out_shape, opt.crop_scale, unit.annotation)
         try:
-            gray, reduce = _gray_for_box(im, box.px, opt.fast_jpeg)
+            gray, reduce = _gray_for_box(im, box.px, opt.fast_jpeg, unit.image)
             pixels, inside = extract_crop(gray, box, reduce)
-        except _DECODE_ERRORS as exc:
+        except IngestError:
+            raise
+        except DECODE_ERRORS as exc:
             raise IngestError(unit.image, "image", f"cannot decode (truncated?): {exc}") from None
     images = pixels[None]
     if opt.equalize:
         images = equalize_batch(images)
     return images, labels_for(unit, ann, box, inside), []
+
+
+def load_json(path: str) -> Any:
+    """Parse one annotation; every way a file can fail to be JSON is an IngestError: I/O
+    (a directory, a symlink loop), not UTF-8, syntax, an integer over Python's 4300-digit
+    limit (ValueError) and nesting deeper than the parser's recursion limit."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise IngestError(path, "json", f"unreadable: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise IngestError(path, "json", "nested too deeply to be a UnityEyes annotation") from None
 
 
 def labels_for(unit: UnityEyesUnit, ann: UnityEyesAnnotation, box: CropBox, inside: bool
@@ -463,8 +516,10 @@ def index_directory(root: str | Path) -> UnityEyesIndex:
     root = Path(root)
     if not root.is_dir():
         raise IngestError(root, "path", "directory not found")
-    with os.scandir(root) as it:
-        return index_names(str(root), (e.name for e in it if not e.is_dir()))
+    index = index_names(str(root), listed_names(root, lambda name: True))
+    if len(index) == 0:
+        raise IngestError(root, "path", "no UnityEyes files (N.jpg + N.json) in this directory")
+    return index
 
 
 # ----------------------------------------------------------------------------- params, plan
