@@ -85,9 +85,10 @@ class Selector:
 
     - ``mmd``: the squared maximum mean discrepancy between the local-statistics features
       (:func:`image_statistics`) of R(X) and of Y, with a sum of three Gaussian kernels
-      (bandwidths 0.5x, 1x, 2x the median pairwise distance of the real features) on features
-      whose four groups are each scaled to unit total variance over Y, so each group weighs the
-      same. Kernel, scaling and Y are fixed at the start, so scores are comparable across
+      (bandwidths 0.5x, 1x, 2x the median pairwise distance of the features of X and Y
+      pooled) on features whose four groups are each scaled to unit total variance over X and
+      Y pooled, so each group weighs the same and a gap much wider than Y's own spread still
+      ranks candidates (docs/science.md, "Label-free checkpoint selection"). Kernel, scaling and Y are fixed at the start, so scores are comparable across
       checkpoints; ``mmd_synthetic`` (R = identity) is the domain gap to beat and
       ``mmd_ratio = mmd / mmd_synthetic``.
     - guards against label-destroying refiners: ``structure`` (mean
@@ -126,15 +127,20 @@ class Selector:
         self.label_model = label_model
         # the estimator's reading of the held-out synthetic images, fixed: computed once
         self.label_readings = self._readings(synthetic) if label_model is not None else []
-        real_groups = self._stats(real)
-        self.scales = [g.var(0).sum().clamp_min(1e-12).sqrt() for g in real_groups]
+        real_groups, synthetic_groups = self._stats(real), self._stats(synthetic)
+        # scale and bandwidth from real and synthetic pooled: from the real images alone, a
+        # domain gap much wider than the real spread (e.g. histogram-equalised real crops)
+        # puts every refined image beyond every kernel's reach, and the mmd stops ranking
+        pooled = [torch.cat(pair, 0) for pair in zip(real_groups, synthetic_groups, strict=True)]
+        self.scales = [g.var(0).sum().clamp_min(1e-12).sqrt() for g in pooled]
         self.center = [g.mean(0) for g in real_groups]
         self.real_feats = self._embed(real_groups)
-        d2 = torch.cdist(self.real_feats, self.real_feats).pow(2)
+        pooled_feats = self._embed(pooled)
+        d2 = torch.cdist(pooled_feats, pooled_feats).pow(2)
         med = d2[~torch.eye(d2.shape[0], dtype=torch.bool)].median().clamp_min(1e-6)
         self.bandwidths = [med * f for f in (0.25, 1.0, 4.0)]  # squared: (0.5, 1, 2) x median
         self.k_real = self._kernel(self.real_feats, self.real_feats).mean()
-        self.mmd_synthetic = self._mmd(self._embed(self._stats(synthetic)))
+        self.mmd_synthetic = self._mmd(self._embed(synthetic_groups))
 
     def _stats(self, images: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         parts: list[list[torch.Tensor]] = []
