@@ -88,8 +88,9 @@ class Selector:
       (bandwidths 0.5x, 1x, 2x the median pairwise distance of the features of X and Y
       pooled) on features whose four groups are each scaled to unit total variance over X and
       Y pooled, so each group weighs the same and a gap much wider than Y's own spread still
-      ranks candidates (docs/science.md, "Label-free checkpoint selection"). Kernel, scaling and Y are fixed at the start, so scores are comparable across
-      checkpoints; ``mmd_synthetic`` (R = identity) is the domain gap to beat and
+      ranks candidates (docs/science.md, "Label-free checkpoint selection"). Kernel, scaling
+      and Y are fixed at the start, so scores are comparable across checkpoints;
+      ``mmd_synthetic`` (R = identity) is the domain gap to beat and
       ``mmd_ratio = mmd / mmd_synthetic``.
     - guards against label-destroying refiners: ``structure`` (mean
       :func:`structure_similarity` between R(X) and X) must be >= ``min_structure`` and
