@@ -15,6 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
+from simgan.core.errors import UserError
+
 MARGIN_FRACTION = 0.25
 """Extra room asked for, as a fraction of the images: labels.parquet and meta.json (labels are
 ~10-20% of the images for the tasks here)."""
@@ -22,7 +24,7 @@ MARGIN_BYTES = 16 * 2**20
 """Extra room asked for on top, so that a nearly full disk is refused before it is filled."""
 
 
-class DiskSpaceError(RuntimeError):
+class DiskSpaceError(UserError):
     """Not enough free space to write ``path``; the message says how much and what to do."""
 
     def __init__(self, path: str | Path, needed: int | None, free: int | None):
