@@ -44,9 +44,9 @@ def test_too_little_free_space_is_refused_before_anything_is_allocated(tmp_path,
     assert (err.value.needed, err.value.free) == (needed, 5 * 2**20)
     assert str(err.value).startswith(
         f"{tmp_path / 'train'}: not enough disk space: writing it needs 18.3 MiB ({needed} "
-        "bytes, with a margin for the labels), only 5.0 MiB (5242880 bytes) is free there. "
-        "Free space on that file system (old DVC experiments: `dvc exp gc`, unused cache: "
-        "`dvc gc`) or make the dataset smaller, then rerun; the partial output was removed.")
+        "bytes, with a margin for the labels), only 5.0 MiB (5242880 bytes) is free there; "
+        "nothing was written. Free space on that file system (unused DVC cache: `dvc gc -w`; "
+        "old experiments: `dvc exp remove`) or make the dataset smaller, then rerun.")
     assert not (tmp_path / "train").exists() and _leftovers(tmp_path) == []
 
 
@@ -98,3 +98,17 @@ def test_a_disk_that_fills_after_the_check_gives_enospc_not_sigbus(tiny_tmpfs, m
         _write(tiny_tmpfs / "train", 2000)
     assert list(tiny_tmpfs.iterdir()) == []
     assert len(_write(tiny_tmpfs / "train", 300)) == 300  # what fits is written as before
+
+
+@pytest.mark.slow
+def test_the_render_stage_says_so_in_one_line(tmp_path, tiny_tmpfs):
+    from tests.test_ownership import _finish, _project
+
+    root = _project(tmp_path / "project")
+    (root / "data").symlink_to(tiny_tmpfs)  # data/ on the 2 MiB disk, MLflow's store not
+    proc = _finish(root)
+    train = root / "data" / "gaze" / "synthetic" / "train"
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"stages.render: DiskSpaceError: {train}: not enough disk space: writing it needs ")
+    assert list(train.parent.iterdir()) == []

@@ -30,15 +30,15 @@ class DiskSpaceError(UserError):
     def __init__(self, path: str | Path, needed: int | None, free: int | None):
         self.path, self.needed, self.free = str(path), needed, free
         if needed is None:
-            what = "the disk filled up while writing it"
+            what = "the disk filled up while writing it; the partial output was removed"
         else:
             what = (f"writing it needs {_size(needed, 'with a margin for the labels')}, only "
-                    f"{_size(free or 0)} is free there")
+                    f"{_size(free or 0)} is free there; nothing was written")
         super().__init__(
-            f"{self.path}: not enough disk space: {what}. Free space on that file system (old "
-            "DVC experiments: `dvc exp gc`, unused cache: `dvc gc`) or make the dataset "
-            "smaller, then rerun; the partial output was removed. `dvc repro` then copies each "
-            "output into .dvc/cache, which needs as much again."
+            f"{self.path}: not enough disk space: {what}. Free space on that file system "
+            "(unused DVC cache: `dvc gc -w`; old experiments: `dvc exp remove`) or make the "
+            "dataset smaller, then rerun. `dvc repro` then copies each output into .dvc/cache, "
+            "which needs as much again."
         )
 
     def __reduce__(self):
