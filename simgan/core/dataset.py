@@ -79,7 +79,11 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         if final.exists():
             old = temp_sibling(final, "old")
             os.replace(final, old)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)  # keep the previous version, not an orphan to sweep
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
