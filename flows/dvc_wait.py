@@ -32,8 +32,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from simgan.core.procs import pid_alive
-
 __all__ = [
     "DEFAULT_MAX_WAIT_SECONDS",
     "ENV_MAX_WAIT",
@@ -87,6 +85,16 @@ def backoff_delays(
         delay *= 2
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def workspace_busy(root: str | os.PathLike[str]) -> str | None:
     """Who else holds the DVC workspace at ``root`` ("PID 12: dvc repro ..."), or None."""
     tmp = Path(root) / ".dvc" / "tmp"
@@ -96,7 +104,7 @@ def workspace_busy(root: str | os.PathLike[str]) -> str | None:
         for readers in table.get("read", {}).values():
             holders.extend(readers)
         for info in holders:
-            if int(info.get("pid", 0)) != os.getpid() and pid_alive(int(info["pid"])):
+            if int(info.get("pid", 0)) != os.getpid() and _alive(int(info["pid"])):
                 return f"PID {info['pid']}: {info.get('cmd', '?')[-120:]}"
     lock = tmp / "lock"
     if lock.exists():

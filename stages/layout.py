@@ -17,6 +17,9 @@ MANIFEST_STAGES = ("render", "real")
 CHECKPOINTS = ".checkpoints"
 #: the directory (under the root) of the running stages' lock files; in .gitignore and .dvcignore
 LOCKS = ".locks"
+#: the stages of dvc.yaml that run through stages.common.main (review has its own main)
+DVC_STAGES = ("manifest", "render", "real", "train_refiner", "refine", "train_estimator",
+              "evaluate", "compare")
 EVAL_FILES = ("predictions.csv", "metrics.json", "curve_real_test.csv", "curve_synthetic_test.csv")
 COMPARE_FILES = ("comparison.json", "comparison.md", "curves.png", "samples.png", "headline.json")
 
@@ -92,7 +95,10 @@ class Layout:
 
     def outputs(self, stage: str, source: str | None = None) -> tuple[Path, ...]:
         """What ``stage`` (for ``source``, if it has one) writes: exactly its outs in dvc.yaml
-        (tests/test_ownership.py checks), so a stage can clean up after an earlier one."""
+        (tests/test_ownership.py checks), so a stage can clean up after an earlier one; none
+        for a stage dvc.yaml does not know (a test's probe stage)."""
+        if stage not in DVC_STAGES:
+            return ()
         if stage == "manifest":
             return tuple(self.manifest(s) for s in MANIFEST_STAGES)
         if stage == "render":

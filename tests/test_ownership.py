@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from simgan.core.config import read_yaml
-from stages.layout import LOCKS, Layout
+from stages.layout import DVC_STAGES, LOCKS, Layout
 from stages.ownership import StageBusyError, acquire
 from tests.test_pipeline_e2e import _env
 
@@ -26,12 +26,16 @@ HOLD = ("import sys, time; from pathlib import Path; from stages.ownership impor
 def test_layout_knows_each_stages_outputs_as_dvc_yaml_declares_them():
     from tests.test_dvc_graph import parse_cmd, stages
 
+    seen = set()
     for name, stage in stages().items():
         module, task, source = parse_cmd(stage["cmd"])
         if task is None:
             continue  # review: one page over every task, written by its own main
+        seen.add(module.removeprefix("stages."))
         outs = Layout(ROOT, task).outputs(module.removeprefix("stages."), source)
         assert [str(p.relative_to(ROOT)) for p in outs] == stage["outs"], name
+    assert seen == set(DVC_STAGES)
+    assert Layout(ROOT, "gaze").outputs("probe") == ()  # a test's stage: locked, no outputs
 
 
 def test_the_lock_directory_is_ignored_by_git_and_dvc():

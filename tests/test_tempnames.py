@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from simgan.core.procs import start_time
+from simgan.core.run_owner import proc_stat
 from simgan.core.tempnames import (
     is_orphan,
     owner_token,
@@ -35,7 +35,7 @@ def _child(final: Path, seconds: float) -> tuple[subprocess.Popen, Path]:
 def test_the_name_says_host_pid_and_start_time(tmp_path):
     tmp = temp_sibling(tmp_path / "train")
     host, pid, start, rand = tmp.name.removeprefix(".train.tmp-").split("-")
-    assert int(pid) == os.getpid() and int(start) == start_time(os.getpid()) > 0
+    assert int(pid) == os.getpid() and int(start) == proc_stat(os.getpid())[1] > 0
     assert owner_token() == f"{host}-{pid}-{start}" and len(rand) == 6
     assert temp_sibling(tmp_path / "train", "old").name.startswith(".train.old-")
 

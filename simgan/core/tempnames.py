@@ -3,10 +3,11 @@
 Atomic writes go to a sibling ``.<name>.tmp-<owner>-<random>`` that is renamed at the end.
 A process killed in between (SIGKILL, SIGBUS on a full disk, a power cut) leaves it behind,
 and nothing else ever removes it: it wastes the space the next run needs. ``<owner>`` is
-``<host>-<pid>-<start>``: the machine (a short hash of its name), the writer's pid and its
-start time from ``/proc/<pid>/stat`` (so a reused pid is not taken for the writer). A temp
-is an orphan when its host is this machine and that process is gone; a temp of a live
-writer, or of another machine (whose processes we cannot see), is never touched.
+``<host>-<pid>-<start>``: the machine and pid namespace (a short hash), the writer's pid and
+its start time from ``/proc/<pid>/stat`` (so a reused pid is not taken for the writer; the
+same owner as simgan.core.run_owner gives an MLflow run). A temp is an orphan when its host
+is this machine and that process is gone; a temp of a live writer, or of another machine or
+container (whose processes we cannot see), is never touched.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-from simgan.core.procs import start_time
+from simgan.core.run_owner import TAG_HOST, TAG_PIDNS, owner_tags, proc_stat
 
 KINDS = ("tmp", "old")
 """``tmp``: being written; ``old``: the previous version, moved aside just before the swap."""
@@ -32,12 +33,22 @@ _LEGACY = re.compile(r"^[0-9a-f]{8}$")
 
 @cache
 def _host() -> str:
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+    """This machine and pid namespace, hashed (pids of another namespace are not ours to look
+    up: a temp written there is never judged)."""
+    tags = owner_tags()
+    where = f"{tags.get(TAG_HOST, socket.gethostname())}|{tags.get(TAG_PIDNS, 'unknown')}"
+    return hashlib.sha256(where.encode()).hexdigest()[:6]
+
+
+def _start(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot); None if it is gone."""
+    stat = proc_stat(pid)
+    return None if stat is None else stat[1]
 
 
 @cache
 def _owner(pid: int) -> str:
-    return f"{_host()}-{pid}-{start_time(pid) or 0}"
+    return f"{_host()}-{pid}-{_start(pid) or 0}"
 
 
 def owner_token() -> str:
@@ -67,8 +78,9 @@ def is_orphan(path: Path, legacy: bool = False) -> bool:
     m = _OWNED.match(owner)
     if m is None or m["host"] != _host():
         return False
-    start = start_time(int(m["pid"]))
-    return start is None or (start != 0 and start != int(m["start"]))
+    if m["start"] == "0" or not Path("/proc/self/stat").exists():
+        return False  # written or read where there is no /proc: cannot tell
+    return _start(int(m["pid"])) != int(m["start"])
 
 
 def temp_siblings(final: Path) -> list[Path]:
