@@ -18,6 +18,7 @@ from simgan.core.tracking import Provenance
 from simgan.tasks import get_task, load_task_params, task_names
 from stages.failures import reported
 from stages.layout import SOURCES, Layout
+from stages.ownership import own_outputs
 from stages.provenance import provenance
 
 
@@ -73,6 +74,7 @@ def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namesp
         root=root,
         provenance=provenance(root, params.model_dump(mode="json")),
     )
+    own_outputs(stage, ctx)
     t0 = time.perf_counter()
     body(ctx)
     label = f"{stage}@{args.task}" + (f"-{ctx.source}" if ctx.source else "")

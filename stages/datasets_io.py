@@ -14,11 +14,27 @@ from tqdm import tqdm
 from simgan.core.dataset import Dataset, write_dataset
 from simgan.core.task import SplitPlan
 
+SPEED_KEYS = frozenset({"workers", "threads"})
+"""Params keys that change how fast a dataset is written, never its bytes: left out of
+meta.json, so changing them changes no DVC hash and reruns nothing downstream (they are
+MLflow run params, logged with the whole section)."""
+
 
 def params_hash(section: Any) -> str:
-    """Short stable hash of a params section (pydantic model or plain data), for meta.json."""
+    """Short stable hash of a params section (pydantic model or plain data), for meta.json;
+    keys in SPEED_KEYS, at any depth, are left out."""
     data = section.model_dump(mode="json") if hasattr(section, "model_dump") else section
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    text = json.dumps(without_speed(data), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def without_speed(data: Any) -> Any:
+    """``data`` without the keys in SPEED_KEYS, in nested dicts and lists."""
+    if isinstance(data, dict):
+        return {k: without_speed(v) for k, v in data.items() if k not in SPEED_KEYS}
+    if isinstance(data, list | tuple):
+        return [without_speed(v) for v in data]
+    return data
 
 
 def portable(value: Any, root: Path) -> Any:
@@ -40,6 +56,9 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str,
                 root: Path | None = None) -> Dataset:
     """Stream a planned split into the dataset at ``path`` (atomic), showing progress.
 
+    meta.json holds no SPEED_KEYS (a file source's ``workers``): the bytes of a dataset do not
+    depend on how many processes wrote it.
+
     A plan whose ``n`` is an upper bound (a file source with ``skip_bad``) may write fewer
     rows; what is known only at the end (skip counts) goes into meta.json via ``late_meta``.
     """
@@ -51,6 +70,7 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str,
             yield images, labels
 
     def fix(data: dict[str, Any]) -> dict[str, Any]:
+        data = without_speed(data)  # e.g. source_params.workers of a file source
         return data if root is None else portable(data, root)
 
     late = None if plan.late_meta is None else (lambda: fix(plan.late_meta()))
@@ -61,6 +81,11 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str,
         )
     finally:
         bar.close()
+
+
+def split_meta(task: str, domain: str, split: str, section: Any) -> dict[str, Any]:
+    """What the render and real stages add to a split's meta.json besides the plan's own."""
+    return {"task": task, "domain": domain, "split": split, "params_hash": params_hash(section)}
 
 
 def ingest_report(plan: SplitPlan) -> Any:
@@ -101,12 +126,7 @@ def write_domain(ctx: Any, stage: str, domain: str, section: Any, splits: dict[s
     with tracked(ctx, stage, section.model_dump(mode="json")):
         total, t0 = 0, time.perf_counter()
         for split, plan in splits.items():
-            meta = {
-                "task": ctx.task.name,
-                "domain": domain,
-                "split": split,
-                "params_hash": params_hash(section),
-            }
+            meta = split_meta(ctx.task.name, domain, split, section)
             ds = write_split(path_of(split), plan, meta, f"{stage} {split}", root=ctx.root)
             total += len(ds)
             report = ingest_report(plan)

@@ -1,7 +1,8 @@
 """Where each stage reads and writes, relative to the project root (the only place that knows).
 
 dvc.yaml spells the same paths; tests/test_dvc_graph.py checks the two agree. Checkpoints
-(resume state) live under ``.checkpoints/<task>/``, outside dvc.yaml.
+(resume state) live under ``.checkpoints/<task>/``, outside dvc.yaml; the lock a running stage
+holds on its outputs (stages/ownership.py) under ``.locks/``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ SOURCES = ("synthetic", "refined", "real")
 MANIFEST_STAGES = ("render", "real")
 #: the directory (under the root) of every task's resume state; in .gitignore and .dvcignore
 CHECKPOINTS = ".checkpoints"
+#: the directory (under the root) of the running stages' lock files; in .gitignore and .dvcignore
+LOCKS = ".locks"
+#: the stages of dvc.yaml that run through stages.common.main (review has its own main)
+DVC_STAGES = ("manifest", "render", "real", "train_refiner", "refine", "train_estimator",
+              "evaluate", "compare")
+EVAL_FILES = ("predictions.csv", "metrics.json", "curve_real_test.csv", "curve_synthetic_test.csv")
+COMPARE_FILES = ("comparison.json", "comparison.md", "curves.png", "samples.png", "headline.json")
 
 
 @dataclass(frozen=True)
@@ -84,3 +92,40 @@ class Layout:
     @property
     def refiner_report(self) -> Path:
         return self.reports / "refiner"
+
+    def outputs(self, stage: str, source: str | None = None) -> tuple[Path, ...]:
+        """What ``stage`` (for ``source``, if it has one) writes: exactly its outs in dvc.yaml
+        (tests/test_ownership.py checks), so a stage can clean up after an earlier one; none
+        for a stage dvc.yaml does not know (a test's probe stage)."""
+        if stage not in DVC_STAGES:
+            return ()
+        if stage == "manifest":
+            return tuple(self.manifest(s) for s in MANIFEST_STAGES)
+        if stage == "render":
+            return self.synthetic("train"), self.synthetic("test")
+        if stage == "real":
+            return self.real("train"), self.real("test")
+        if stage == "train_refiner":
+            return self.refiner_model.parent, self.refiner_report / "selection.json"
+        if stage == "refine":
+            return (self.refined(),)
+        if stage == "train_estimator" and source in SOURCES:
+            return (self.estimator_model(source).parent,)
+        if stage == "evaluate" and source in SOURCES:
+            return tuple(self.eval_dir(source) / name for name in EVAL_FILES)
+        if stage == "compare":
+            return tuple(self.reports / name for name in COMPARE_FILES)
+        raise ValueError(f"no outputs known for stage {stage!r} (source {source!r})")
+
+    def resume_state(self, stage: str, source: str | None = None) -> Path | None:
+        """The checkpoint directory ``stage`` writes besides its outputs, if any."""
+        if stage == "train_refiner":
+            return self.refiner_checkpoints
+        if stage == "train_estimator" and source in SOURCES:
+            return self.estimator_checkpoints(source)
+        return None
+
+    def lock(self, stage: str, source: str | None = None) -> Path:
+        """The lock file a running ``stage`` holds (one per stage, task and source)."""
+        name = f"{stage}@{self.task}" + (f"-{source}" if source else "")
+        return self.root / LOCKS / f"{name}.lock"

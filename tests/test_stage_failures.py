@@ -40,7 +40,7 @@ PROBE = textwrap.dedent('''
             time.sleep(120)
 
 
-    main("probe", body)
+    main(os.environ.get("PROBE_STAGE", "probe"), body)
 ''')
 
 
@@ -52,8 +52,10 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path
 
 
-def _start(project: Path, mode: str, pipeline: str) -> subprocess.Popen[str]:
+def _start(project: Path, mode: str, pipeline: str, stage: str = "probe"
+           ) -> subprocess.Popen[str]:
     env = {"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"], "PROBE_MODE": mode,
+           "PROBE_STAGE": stage,
            "SIMGAN_PIPELINE_ID": pipeline, "MLFLOW_DISABLE_TELEMETRY": "true",
            "SIMGAN_THREADS": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "probe.py", "--task", "gaze"], cwd=project,
@@ -99,7 +101,8 @@ def test_an_unexpected_exception_is_summarised_over_its_traceback_and_fails_the_
 
 
 def test_a_sigkilled_stage_run_is_closed_as_killed_at_the_next_start_a_live_one_is_not(project):
-    killed = _start(project, "wait", "p-killed")
+    # another stage name: a stage runs once at a time per project (stages/ownership.py)
+    killed = _start(project, "wait", "p-killed", stage="probe_killed")
     _wait_started(project, killed)
     alive = _start(project, "wait", "p-alive")
     try:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from simgan.core import torchfile
+from simgan.core.tempnames import temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def write_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = temp_sibling(path)  # names its writer: stages/ownership.py sweeps dead ones
     try:
         with open(tmp, "wb") as f:
             f.write(torchfile.dumps(envelope))

@@ -4,7 +4,9 @@ A dataset is a directory with three files, few and large so DVC stays fast:
 ``images.npy`` (N, H, W) opened memory-mapped, ``labels.parquet`` (one row per image)
 and ``meta.json`` (task, domain, source, shape, dtype, scaling, seed, counts).
 Writes are atomic: everything goes to a sibling temp directory that is renamed at the end,
-so a crash never leaves a half-written dataset behind.
+so a crash never leaves a half-written dataset behind. Temp names carry the writer's pid
+(simgan.core.tempnames), so what a killed writer leaves is removed at the next stage start;
+a full disk is refused before the images are allocated (simgan.core.diskspace).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from simgan.core.diskspace import DiskSpaceError, is_disk_full, require_free, reserve
+from simgan.core.tempnames import temp_sibling
 
 IMAGES = "images.npy"
 LABELS = "labels.parquet"
@@ -63,35 +67,50 @@ def open_dataset(path: str | Path) -> Dataset:
 
 @contextmanager
 def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield a temp directory next to ``final``; on success replace ``final`` with it."""
+    """Yield a temp directory next to ``final``; on success replace ``final`` with it.
+
+    On any error the temp directory is removed; a full disk is raised as DiskSpaceError."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = temp_sibling(final)
     tmp.mkdir()
-    try:
+    with _cleaned_up(tmp, final):
         yield tmp
         if final.exists():
-            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            old = temp_sibling(final, "old")
             os.replace(final, old)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)  # keep the previous version, not an orphan to sweep
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file via a temp sibling and rename, so readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    tmp = temp_sibling(path)
+    with _cleaned_up(tmp, path):
         tmp.write_bytes(data)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _cleaned_up(tmp: Path, final: Path) -> Iterator[None]:
+    """Remove ``tmp`` if the block fails; a full disk becomes a DiskSpaceError on ``final``."""
+    try:
+        yield
+    except BaseException as exc:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if is_disk_full(exc) and not isinstance(exc, DiskSpaceError):
+            raise DiskSpaceError(final, None, None) from exc
         raise
 
 
@@ -121,9 +140,12 @@ def write_dataset(
     """
     dtype = np.dtype(dtype)
     with atomic_dir(path) as tmp:
+        nbytes = n * int(np.prod(image_shape, dtype=np.int64)) * dtype.itemsize
+        require_free(tmp, nbytes, final=path)
         out = np.lib.format.open_memmap(
             tmp / IMAGES, mode="w+", dtype=dtype, shape=(n, *image_shape)
         )
+        reserve(tmp / IMAGES, final=path)
         frames: list[pd.DataFrame] = []
         buffered = filled = 0
         writer = None
