@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import os
 import sys
 import time
@@ -58,6 +59,7 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
     their exit statuses: stages/failures.py.
     """
     args = parse(stage, with_source, doc=body.__globals__.get("__doc__"))
+    _log_to_stderr()
     with reported(stage):
         _run(stage, body, args)
 
@@ -118,6 +120,25 @@ def log_model(ctx: StageContext, name: str, path: Path, registered_name: str,
     if ctx.source:
         metadata["train_source"] = ctx.source
     return tracking.log_model_file(name, path, registered_name, file_sha256(path), metadata)
+
+
+class _Stderr(logging.Handler):
+    """Prints a record to the ``sys.stderr`` of the moment (pytest swaps it per test)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _log_to_stderr() -> None:
+    """The library's INFO lines on stderr, e.g. the step a killed training resumes from
+    (docs/operations.md); without a handler Python shows WARNINGs only."""
+    lib = logging.getLogger("simgan")
+    if not any(isinstance(h, _Stderr) for h in lib.handlers):
+        lib.addHandler(_Stderr())
+    lib.setLevel(logging.INFO)
 
 
 def _limit_threads() -> None:
