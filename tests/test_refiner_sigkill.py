@@ -77,7 +77,12 @@ def test_a_sigkilled_refiner_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_pa
         deadline = time.monotonic() + 240
         while not ckpt.exists() and killed.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
+        # frozen at once, so a loaded machine cannot let it finish while the store is read
+        killed.send_signal(signal.SIGSTOP)
         assert killed.poll() is None and ckpt.exists(), (tmp_path / "killed.err").read_text()
+        runs = _runs(root)
+        assert ("stage", "killed") in runs, (sorted(runs), (tmp_path / "killed.err").read_text())
+        assert runs["stage", "killed"].info.status == "RUNNING"
     finally:
         killed.send_signal(signal.SIGKILL)  # no handler, no finally: the run stays RUNNING
         killed.wait()
