@@ -63,7 +63,9 @@ def _sha256(layout: Layout) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in outs}
 
 
-def test_a_sigkilled_refiner_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path):
+def test_a_sigkilled_refiner_resumes_to_the_bytes_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    # an earlier test in this worker may have left MLflow's URI exported: read this project's
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     root = _project(tmp_path / "project")
     layout = Layout(root, "gaze")
     _finish(root, "upstream", "render")
