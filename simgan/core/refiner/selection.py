@@ -136,12 +136,13 @@ class Selector:
         self.scales = [g.var(0).sum().clamp_min(1e-12).sqrt() for g in pooled]
         self.center = [g.mean(0) for g in real_groups]
         self.real_feats = self._embed(real_groups)
-        pooled_feats = self._embed(pooled)
+        synthetic_feats = self._embed(synthetic_groups)
+        pooled_feats = torch.cat([self.real_feats, synthetic_feats], 0)  # rows embed alone
         d2 = torch.cdist(pooled_feats, pooled_feats).pow(2)
         med = d2[~torch.eye(d2.shape[0], dtype=torch.bool)].median().clamp_min(1e-6)
         self.bandwidths = [med * f for f in (0.25, 1.0, 4.0)]  # squared: (0.5, 1, 2) x median
         self.k_real = self._kernel(self.real_feats, self.real_feats).mean()
-        self.mmd_synthetic = self._mmd(self._embed(synthetic_groups))
+        self.mmd_synthetic = self._mmd(synthetic_feats)
 
     def _stats(self, images: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         parts: list[list[torch.Tensor]] = []
