@@ -29,7 +29,7 @@ setup: $(VENV)/.installed ## create .venv with the pinned dependencies (run and 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0 $(PIP_QUIET)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]' $(PIP_QUIET)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,scale]' $(PIP_QUIET)
 	$(PY) -c "import torch, dvc, mlflow, prefect" 
 	touch $@
 
