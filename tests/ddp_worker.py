@@ -1,11 +1,14 @@
 """One rank of the DDP tests (tests/test_distributed.py), started by ``torch.distributed.run``;
 its functions also give the single-process reference when called without torchrun.
 
-``python tests/ddp_worker.py <mode> <out_dir>``; modes: ``refiner`` (a few S+U steps, then a
-checkpoint), ``gaze`` (two epochs of the gaze estimator), ``forever`` (S+U steps until killed,
-writing ``alive-<rank>`` with the pid once training runs). Each rank writes
-``<mode>-rank<r>.json``: the losses of every step and a digest of the weights after every
-optimiser step (a global step hook), so the test can check that the ranks agree.
+``python tests/ddp_worker.py <mode> <out_dir>``; modes:
+
+* ``all``: the S+U schedule of ``REFINER`` (6 steps), the same stopped after 4 steps and
+  resumed (from a copy of its checkpoint that only rank 0 can see), a resume from the
+  single-process checkpoint the test left in ``<out_dir>/single4``, and two epochs of the gaze
+  estimator. Each rank writes ``all-rank<r>.json``: losses of every step, a digest of the
+  weights after every optimiser step (a global step hook), buffer sizes, final weights.
+* ``forever``: S+U steps until killed; ``alive-<rank>`` (holding the pid) appears after 3.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ GH, GW = 24, 32
 NET = RefinerNetParams(width=4, blocks=1, noise_channels=0, output="tanh")
 DISC = DiscriminatorParams(widths=(4, 4, 4, 4))
 REFINER = RefinerTrainParams(
-    batch_size=16, pretrain_refiner_steps=2, pretrain_discriminator_steps=1, steps=1, kg=1,
+    batch_size=16, pretrain_refiner_steps=2, pretrain_discriminator_steps=1, steps=3, kg=1,
     kd=1, lr=1e-3, history_size=20, select_every=0, select_size=16, checkpoint_every=100,
     log_every=1, sample_every=0, device="cpu", seed=3,
 )
@@ -79,13 +83,19 @@ class StepDigests:
         self.handle.remove()
 
 
-def run_refiner(checkpoint_dir: Path, steps: int | None = None) -> dict[str, Any]:
+def run_refiner(checkpoint_dir: Path, steps: int | None = None,
+                resume: bool = False) -> dict[str, Any]:
     """The S+U schedule of ``REFINER`` step by step (the loop of ``train_refiner`` without
-    selection), recording the logged losses of every step; saves ``last.pt`` at the end."""
+    selection), recording the logged losses of every step, until ``steps`` (default: the
+    end); saves ``last.pt`` then. ``resume``: first continue from ``last.pt``."""
     syn, real = refiner_data()
     hook = StepDigests()
     try:
         t = RefinerTrainer(syn, real, NET, DISC, REFINER)
+        start, start_buffer = t.step, len(t.buffer)
+        if resume:
+            assert t.resume(Path(checkpoint_dir) / CHECKPOINT)
+            start, start_buffer = t.step, len(t.buffer)
         t.refiner.train()
         t.discriminator.train()
         losses = []
@@ -95,7 +105,9 @@ def run_refiner(checkpoint_dir: Path, steps: int | None = None) -> dict[str, Any
         t.save(Path(checkpoint_dir) / CHECKPOINT)
         return {
             "losses": losses, "digests": hook.digests, "buffer": len(t.buffer),
+            "start": start, "start_buffer": start_buffer,
             "refiner": {k: v.tolist() for k, v in t.refiner.state_dict().items()},
+            "final": digest([*t.refiner.parameters(), *t.discriminator.parameters()]),
         }
     finally:
         hook.close()
@@ -130,7 +142,13 @@ def main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     if mode == "forever":
         run_forever(out)
-    result = run_refiner(out / "ckpt") if mode == "refiner" else run_gaze(out / "ckpt-gaze")
+    result = {"refiner": run_refiner(out / "ddp6"), "ddp4": run_refiner(out / "ddp4", steps=4)}
+    if rank == 0:  # the other ranks get the state from rank 0: they need no copy
+        (out / "ddp4-resumed").mkdir()
+        shutil.copy(out / "ddp4" / CHECKPOINT, out / "ddp4-resumed" / CHECKPOINT)
+    result["resumed"] = run_refiner(out / "ddp4-resumed", resume=True)
+    result["from_single"] = run_refiner(out / "single4", resume=True)
+    result["gaze"] = run_gaze(out / "gaze")
     (out / f"{mode}-rank{rank}.json").write_text(json.dumps(result))
 
 

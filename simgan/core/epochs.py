@@ -187,8 +187,6 @@ class EpochParams(Protocol):
     def seed(self) -> int: ...
     @property
     def compile(self) -> bool: ...
-    @property
-    def device(self) -> str: ...
 
 
 class EpochTask(Protocol):
@@ -259,7 +257,8 @@ def train_epochs(
     model = task.build_model(train_idx)
     opt = task.build_optimizer(model)
     sched = lr_schedule(opt, params.lr_schedule, total_steps)
-    ranks = distributed.setup(params.device)  # batch_size stays the global batch under DDP
+    # under torchrun: join the group (batch_size stays the global batch); else just the device
+    ranks = distributed.setup(getattr(params, "device", "auto"))
     checkpoint.resume(model, opt, sched, task.name, ranks)
     trained = distributed.wrap(model, ranks)
     fwd = torch.compile(trained) if params.compile else trained
