@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simgan.core.distributed import is_main_process, local_world_size
+from simgan.core.launch import DistributedError, env_ranks, is_main_process, local_world_size
 from simgan.core.task import Task
 from simgan.core.tracking import Provenance
 from simgan.tasks import get_task, load_task_params, task_names
@@ -22,6 +22,10 @@ from stages.failures import reported
 from stages.layout import SOURCES, Layout
 from stages.ownership import own_outputs
 from stages.provenance import provenance
+
+#: stages that train data-parallel under torchrun (docs/scale-ddp.md); the others refuse it,
+#: since every rank would write the same outputs
+DATA_PARALLEL = frozenset({"train_refiner", "train_estimator"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
 
 def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namespace) -> None:
     root = Path.cwd()
+    if env_ranks()[0] > 1 and stage not in DATA_PARALLEL:
+        raise DistributedError(f"{stage} runs in one process; start it without torchrun "
+                               f"(data-parallel stages: {', '.join(sorted(DATA_PARALLEL))})")
     params = load_task_params(root / args.params, args.task)
     _limit_threads()
     ctx = StageContext(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from simgan.core.dataset import open_dataset
-from simgan.core.distributed import is_main_process
+from simgan.core.launch import is_main_process
 from stages.artifacts import example_batch, save_torch
 from stages.common import StageContext, log_datasets, log_model, main, tracked
 

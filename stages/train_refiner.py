@@ -4,8 +4,8 @@ real train split (never real labels); writes the selected refiner and its traini
 from __future__ import annotations
 
 from simgan.core.dataset import open_images
-from simgan.core.distributed import is_main_process
 from simgan.core.ingest.common import NoLabelsError
+from simgan.core.launch import is_main_process
 from stages.artifacts import example_batch, load_torch, save_torch, write_json
 from stages.common import StageContext, log_datasets, log_model, main, tracked
 

@@ -22,7 +22,6 @@ Conventions shared by every loop (docs/scale-ddp.md):
 from __future__ import annotations
 
 import atexit
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,18 +31,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from simgan.core.errors import UserError
 from simgan.core.images import pick_device
+from simgan.core.launch import (  # re-exported: one import for the training loops
+    DistributedError,
+    env_int,
+    env_ranks,
+    is_main_process,
+    local_world_size,
+)
 
 T = TypeVar("T")
 
 #: seconds any collective may wait for the other ranks before the job fails
 TIMEOUT_ENV = "SIMGAN_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600
-
-
-class DistributedError(UserError):
-    """The torchrun environment or the params do not fit data-parallel training."""
 
 
 @dataclass(frozen=True)
@@ -66,39 +67,9 @@ class Ranks:
         return self.rank == 0
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise DistributedError(f"{name}={raw!r} is not an integer (torchrun sets it)") from None
-
-
-def env_ranks() -> tuple[int, int, int]:
-    """(world_size, rank, local_rank) from torchrun's environment; (1, 0, 0) without it."""
-    world = _env_int("WORLD_SIZE", 1)
-    rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    if world < 1 or not 0 <= rank < world or local < 0:
-        raise DistributedError(f"inconsistent torchrun environment: WORLD_SIZE={world}, "
-                               f"RANK={rank}, LOCAL_RANK={local}")
-    return world, rank, local
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or no torchrun): for code that runs before :func:`setup`, e.g. stage locks."""
-    return env_ranks()[1] == 0
-
-
-def local_world_size() -> int:
-    """How many ranks share this machine (for splitting its cores between them)."""
-    return max(1, _env_int("LOCAL_WORLD_SIZE", 1))
-
-
 def timeout() -> timedelta:
     """The bound on every collective (``SIMGAN_DIST_TIMEOUT`` seconds)."""
-    seconds = _env_int(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+    seconds = env_int(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
     if not 1 <= seconds <= 86_400:
         raise DistributedError(f"{TIMEOUT_ENV}={seconds}: allowed 1..86400 seconds")
     return timedelta(seconds=seconds)
@@ -210,3 +181,8 @@ def gather_to_main(obj: T, ranks: Ranks) -> list[T] | None:
 def _comm_device(ranks: Ranks) -> torch.device:
     """nccl moves tensors (also pickled objects) through the GPU; gloo through the CPU."""
     return ranks.device if ranks.device.type == "cuda" else torch.device("cpu")
+
+
+__all__ = ["DistributedError", "Ranks", "all_sum", "average", "check_divisible", "env_ranks",
+           "from_main", "gather_to_main", "is_main_process", "local_world_size", "setup",
+           "shard", "share", "timeout", "wrap"]
