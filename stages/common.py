@@ -89,7 +89,8 @@ def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namesp
     t0 = time.perf_counter()
     body(ctx)
     label = f"{stage}@{args.task}" + (f"-{ctx.source}" if ctx.source else "")
-    print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if is_main_process():  # one line per job, not per DDP rank
+        print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
 
 @contextmanager

@@ -162,7 +162,8 @@ def test_killed_rank_ends_the_job_in_bounded_time(tmp_path: Path) -> None:
     finally:
         _stop(proc)
     text = log.decode(errors="replace")
-    assert proc.returncode != 0 and took < 30
+    assert proc.returncode != 0 and took < 30, f"{took:.1f} s: {text[-2000:]}"
+    print(f"the job ended {took:.1f} s after the kill")  # shown with pytest -s
     # torchrun names the failed rank and the signal
     assert "rank      : 1" in text and "Signal 9 (SIGKILL)" in text, text[-2000:]
 
