@@ -25,9 +25,9 @@ import pytest
 import torch
 
 from simgan.core import distributed
-from simgan.core.distributed import DistributedError, Ranks
+from simgan.core.distributed import DistributedError, Ranks, rank_seed
 from simgan.core.epochs import shard_rows
-from simgan.core.refiner.ranks import RANKS_KEY, for_this_rank, rank_seed
+from simgan.core.refiner.ranks import RANKS_KEY, for_this_rank
 from tests import ddp_worker as worker
 
 ROOT = Path(__file__).resolve().parents[1]

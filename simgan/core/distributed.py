@@ -136,6 +136,13 @@ def shard(rows: np.ndarray, ranks: Ranks) -> np.ndarray:
     return np.array_split(rows, ranks.world_size)[ranks.rank]
 
 
+def rank_seed(seed: int, rank: int, counter: int = 0) -> int:
+    """A 63-bit seed for one rank's own random stream (noise inputs, history buffer,
+    augmentation), independent across (seed, rank, counter); ``counter`` is e.g. the epoch."""
+    state = np.random.SeedSequence([seed, rank, counter]).generate_state(2, np.uint64)
+    return int(state[0] >> 1)
+
+
 def share(total: int, ranks: Ranks) -> int:
     """This rank's part of a capacity split over the ranks (rounded up, at least 1)."""
     return max(1, -(-total // ranks.world_size))
@@ -184,5 +191,6 @@ def _comm_device(ranks: Ranks) -> torch.device:
 
 
 __all__ = ["DistributedError", "Ranks", "all_sum", "average", "check_divisible", "env_ranks",
-           "from_main", "gather_to_main", "is_main_process", "local_world_size", "setup",
+           "from_main", "gather_to_main", "is_main_process", "local_world_size", "rank_seed",
+           "setup",
            "shard", "share", "timeout", "wrap"]

@@ -164,11 +164,6 @@ def shard_rows(rows: np.ndarray, ranks: distributed.Ranks) -> tuple[np.ndarray, 
     return mine, mine.shape[0] * ranks.world_size / rows.shape[0]
 
 
-def rank_seed(seed: int, rank: int, epoch: int) -> int:
-    """A seed for one rank's augmentation stream in one epoch (DDP ranks > 0 and 0 alike)."""
-    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
-
-
 # ----------------------------------------------------------------------------- the epoch loop
 
 
@@ -283,7 +278,7 @@ def _train_epoch(run: _Run, epoch: int) -> float:
     order = run.train_idx[perm]
     generator = torch.Generator().manual_seed(p.seed * 100_003 + epoch)
     if run.ranks.active:  # each rank its own augmentation draws
-        generator.manual_seed(rank_seed(p.seed, run.ranks.rank, epoch))
+        generator.manual_seed(distributed.rank_seed(p.seed, run.ranks.rank, epoch))
     loss_sum = 0.0
     for s in range(0, order.shape[0], p.batch_size):
         rows = np.sort(order[s : s + p.batch_size])

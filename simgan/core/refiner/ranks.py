@@ -22,19 +22,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
-from simgan.core.distributed import Ranks, gather_to_main, share
+from simgan.core.distributed import Ranks, gather_to_main, rank_seed, share
 
 log = logging.getLogger(__name__)
 
 RANKS_KEY = "ranks"
-
-
-def rank_seed(seed: int, rank: int, step: int = 0) -> int:
-    """A 63-bit seed for a rank's own stream, independent across (seed, rank, step)."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint64)[0] >> 1)
 
 
 def local_state(buffer: Any, rngs: Any) -> dict[str, Any]:

@@ -221,8 +221,8 @@ class _Rngs:
         self.numpy = np.random.default_rng([seed, 2])  # the global batch: same on every rank
         self.buffer = torch.Generator().manual_seed(seed + 3)
         if rank:  # DDP ranks > 0: their own noise and buffer draws (simgan.core.refiner.ranks)
-            torch.manual_seed(rank_state.rank_seed(seed, rank))
-            self.buffer.manual_seed(rank_state.rank_seed(seed + 3, rank))
+            torch.manual_seed(distributed.rank_seed(seed, rank))
+            self.buffer.manual_seed(distributed.rank_seed(seed + 3, rank))
 
     def state_dict(self) -> dict[str, Any]:
         cuda = self.device.type == "cuda"
