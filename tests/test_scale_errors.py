@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,40 @@ def test_push_to_an_unreachable_s3_endpoint_is_one_line_naming_it(tmp_path):
     assert time.monotonic() - t0 < 60
     assert "url = s3://simgan-test/dvc" in (root / ".dvc" / "config.local").read_text()
     assert not (tmp_path / "s3:").exists()
+
+
+class _FakeServer(BaseHTTPRequestHandler):
+    """Answers /health with 200 and the artifact listing with the class's status and body."""
+
+    status, body = 500, b"<h1>Internal Server Error</h1>"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        status, body = (200, b"OK") if self.path == "/health" else (self.status, self.body)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "body", "says"), [
+    (500, b"<h1>Internal Server Error</h1>", "cannot reach its artifact store (HTTP 500 listing "),
+    (503, b"Endpoint: /x disabled due to the mlflow server running with `--no-serve-artifacts`",
+     "runs with --no-serve-artifacts"),
+])
+def test_a_server_that_cannot_serve_artifacts_is_named_in_one_line(status, body, says):
+    handler = type("Handler", (_FakeServer,), {"status": status, "body": body})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(tracking.StoreError) as caught:
+            tracking.check_server(uri)
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(caught.value)
+    assert message.startswith(f"MLflow tracking server {uri} {says}") and "\n" not in message

@@ -180,6 +180,11 @@ def check_server(uri: str) -> None:
     except Exception as exc:
         raise StoreError(f"MLflow tracking server {uri} did not list its artifact store "
                          f"({_reason(exc)}); check the server's log") from None
+    if listed.status_code == 503 and "--no-serve-artifacts" in listed.text:
+        raise StoreError(
+            f"MLflow tracking server {uri} runs with --no-serve-artifacts; the experiments' "
+            f"artifact locations ({ARTIFACT_SCHEME}:/...) need it to serve them: start it with "
+            "--artifacts-destination s3://<bucket>/<path> (docs/scale.md)")
     if listed.status_code >= 500:
         raise StoreError(
             f"MLflow tracking server {uri} cannot reach its artifact store (HTTP "
