@@ -112,7 +112,7 @@ class Postgres:
 
 
 @contextmanager
-def postgres(timeout: float = 60) -> Iterator[Postgres]:
+def postgres(timeout: float = 120) -> Iterator[Postgres]:
     """A throwaway PostgreSQL cluster (trust auth, loopback only, fsync off) with a database
     ``mlflow``. Its data lives in a temp dir the ``postgres`` user owns, removed afterwards."""
     import psycopg2
@@ -179,7 +179,7 @@ class S3:
 
 
 @contextmanager
-def s3(log_dir: Path, timeout: float = 60) -> Iterator[S3]:
+def s3(log_dir: Path, timeout: float = 120) -> Iterator[S3]:
     """moto's S3 server (``moto_server``, a child process) with the bucket ``simgan-test``."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -209,7 +209,7 @@ def mlflow_env(store: S3) -> dict[str, str]:
 
 @contextmanager
 def mlflow_server(log_dir: Path, pg: Postgres, store: S3, prefix: str = "mlartifacts",
-                  timeout: float = 120) -> Iterator[str]:
+                  timeout: float = 300) -> Iterator[str]:
     """``mlflow server`` with the PostgreSQL backend store and artifacts proxied to
     ``s3://<bucket>/<prefix>``; yields its tracking URI (http://127.0.0.1:<port>)."""
     port = free_port()

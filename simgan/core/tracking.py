@@ -14,7 +14,8 @@ MLFLOW_TRACKING_URI says otherwise. Experiments store ``mlflow-artifacts:/<exper
 as their artifact location, never an absolute path: the process that logs resolves it to
 ``<directory of mlflow.db>/mlartifacts`` (what ``mlflow server --artifacts-destination``
 does), so a copied project writes into its own ``mlartifacts/``. A tracking server
-(http URI) resolves the same URIs to its own destination.
+(http URI) resolves the same URIs to its own destination; stages probe it before any work
+(:func:`check_server`) and bound MLflow's HTTP retries (``HTTP_BOUNDS``): docs/scale.md.
 
 Models are logged as MLflow *logged models* holding the stage's own weights file (a
 ``torch.save`` of tensors and plain values, loadable with ``weights_only=True``: no pickled
