@@ -49,6 +49,17 @@ def pg_bin() -> Path | None:
     return None
 
 
+def require_postgres() -> None:
+    """Skip the calling test without PostgreSQL; fail on CI, where .ci/run installs it."""
+    import pytest
+
+    if pg_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed on CI (.ci/run installs it)")
+        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed "
+                    "(Debian: apt-get install postgresql)")
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd

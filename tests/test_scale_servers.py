@@ -1,6 +1,7 @@
 """Shared tracking and shared data on real servers (docs/scale.md): the smoke pipeline of one
 task logs to an ``mlflow server`` on PostgreSQL with its artifacts in S3 (moto), its DVC
-outputs go to an S3 remote and come back in a fresh clone unchanged; then S3 goes away.
+outputs go to an S3 remote and come back in a fresh clone unchanged. (S3 going away:
+tests/test_scale_faults.py.)
 
 The servers (tests/servers.py) run on 127.0.0.1 for this module only. Skipped when the
 PostgreSQL binaries are missing (.ci/run installs Debian's ``postgresql``).
@@ -9,7 +10,6 @@ PostgreSQL binaries are missing (.ci/run installs Debian's ``postgresql``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -43,11 +43,7 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory) -> Iterator[Deployment]:
-    if servers.pg_bin() is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed on CI (.ci/run installs it)")
-        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed "
-                    "(Debian: apt-get install postgresql)")
+    servers.require_postgres()
     logs = tmp_path_factory.mktemp("servers")
     with servers.postgres() as pg, servers.s3(logs) as store, \
             servers.mlflow_server(logs, pg, store) as uri:
@@ -153,37 +149,3 @@ def test_outputs_pushed_to_s3_come_back_unchanged_in_a_fresh_clone(deployment, t
     assert {k: v for k, v in status.items() if v != ["always changed"]} == {}
     ran = _run(["dvc", "repro", f"compare@{TASK}"], clone, env=aws)
     assert re.findall(r"Running stage '([^']+)'", ran) == [f"manifest@{TASK}"]  # always runs
-
-
-def test_an_unreachable_s3_store_is_one_line_naming_the_url(deployment):
-    """Last (it stops S3): a stage's start-of-run check, and the push after a run."""
-    repo, store = deployment.repo, deployment.store
-    meta = repo / f"data/{TASK}/synthetic/train/meta.json"
-    before = meta.read_bytes(), meta.stat().st_mtime_ns
-    store.stop()
-    proc = subprocess.run([sys.executable, "-m", "stages.render", "--task", TASK], cwd=repo,
-                          env={**_stage_env(repo), "MLFLOW_TRACKING_URI": deployment.uri},
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        f"stages.render: StoreError: MLflow tracking server {deployment.uri} cannot reach its "
-        f"artifact store (HTTP 500 listing {deployment.uri}/api/2.0/mlflow-artifacts/"
-        "artifacts); check the server's --artifacts-destination, MLFLOW_S3_ENDPOINT_URL and "
-        "AWS credentials (its log names the S3 URL)"]
-    assert (meta.read_bytes(), meta.stat().st_mtime_ns) == before, "render wrote anyway"
-    assert store.endpoint in (deployment.logs / "mlflow-server.log").read_text()
-
-    proc = subprocess.run([sys.executable, "-m", "flows.remote", "push"], cwd=repo,
-                          env={**_stage_env(repo), **servers.AWS_ENV}, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
-        f"WARNING: dvc push to remote 'storage' (s3://{store.bucket}/dvc) not started: its "
-        f"S3 endpoint {store.endpoint} is unreachable (Connection refused)"), proc.stderr
-
-
-def _stage_env(repo: Path) -> dict[str, str]:
-    from tests.test_pipeline_e2e import _env
-
-    return _env(repo)
