@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,8 +46,15 @@ def _run(args: list[str], repo: Path, timeout: float = 240,
          env: dict[str, str] | None = None) -> str:
     """Run a command in the copy (``env``: more variables); returns stdout, fails the test
     with both streams' tails."""
-    proc = subprocess.run(args, cwd=repo, env=_env(repo, env), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.Popen(args, cwd=repo, env=_env(repo, env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:  # a timeout, Ctrl-C: stop dvc's stage processes too, not only dvc
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    proc = subprocess.CompletedProcess(args, proc.returncode, out, err)
     assert proc.returncode == 0, (
         f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     )
