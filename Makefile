@@ -42,7 +42,8 @@ TASKS ?= $(ALL_TASKS)
 SUBSET := $(filter-out $(TASKS),$(ALL_TASKS))
 
 # DVC outputs are pushed to DVC_REMOTE after a successful run when .dvc/config names no default
-# remote (set in .dvc/config.local; DVC_REMOTE=none skips; a failed push is one WARNING line,
+# remote (set in .dvc/config.local; DVC_REMOTE=s3://bucket/path for S3, docs/scale.md;
+# DVC_REMOTE=none skips; a failed push is one WARNING line,
 # not a failed run). `dvc repro` waits (up to SIMGAN_DVC_LOCK_WAIT_SECONDS, default 1800) while
 # another DVC process, e.g. a scheduled run, holds the workspace (flows/dvc_wait.py).
 DVC_REMOTE ?= $(abspath $(ROOT)/../simgan-dvc-remote)

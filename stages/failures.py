@@ -4,7 +4,8 @@ over the traceback for a bug, KILLED runs for a signal.
 - Bad params: the ParamsError's lines (one per problem), exit status 2 (a usage error, as
   argparse's; the flow and tests rely on it).
 - Bad inputs a user can fix (unreadable files, missing labels, an unwritable MLflow store,
-  an unavailable device, a missing input file, no permission, a full disk, no memory):
+  an unreachable tracking server or artifact store, an unavailable device, a missing input
+  file, no permission, a full disk, no memory):
   ``stages.<stage>: <Type>: <message>[; <what to do>]``, exit status 1, no traceback.
 - Anything else is a bug: ``stages.<stage>: unexpected <Type>: <message> (traceback
   below)``, then the traceback, exit status 1.
@@ -29,7 +30,7 @@ from types import FrameType
 from simgan.core.config import ParamsError
 from simgan.core.errors import UserError
 from simgan.core.ingest.common import IngestError, NoLabelsError
-from simgan.core.tracking import StoreError
+from simgan.core.tracking import StoreError, server_failure
 
 PARAMS_STATUS = 2
 FAILED_STATUS = 1
@@ -56,6 +57,9 @@ def advice(exc: BaseException) -> str | None:
         return "free disk space (df -h .) and run the stage again"
     if isinstance(exc, MemoryError):
         return "lower the batch_size / chunk_size / n_per_set params, or free memory"
+    if server_failure(exc):
+        return ("the MLflow tracking server (MLFLOW_TRACKING_URI) or its artifact store "
+                "stopped answering; check its log, then run the stage again (docs/scale.md)")
     return None
 
 

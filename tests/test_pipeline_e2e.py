@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("synthetic", "refined", "real")
 
 
-def _env(repo: Path) -> dict[str, str]:
+def _env(repo: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.update(
@@ -37,13 +38,23 @@ def _env(repo: Path) -> dict[str, str]:
         SIMGAN_PIPELINE_ID="e2e-test",
         PYTHONPATH=str(repo),
     )
+    env.update(extra or {})
     return env
 
 
-def _run(args: list[str], repo: Path, timeout: float = 240) -> str:
-    """Run a command in the copy; returns stdout, fails the test with both streams' tails."""
-    proc = subprocess.run(args, cwd=repo, env=_env(repo), capture_output=True, text=True,
-                          timeout=timeout)
+def _run(args: list[str], repo: Path, timeout: float = 240,
+         env: dict[str, str] | None = None) -> str:
+    """Run a command in the copy (``env``: more variables); returns stdout, fails the test
+    with both streams' tails."""
+    proc = subprocess.Popen(args, cwd=repo, env=_env(repo, env), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:  # a timeout, Ctrl-C: stop dvc's stage processes too, not only dvc
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    proc = subprocess.CompletedProcess(args, proc.returncode, out, err)
     assert proc.returncode == 0, (
         f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     )
@@ -59,9 +70,8 @@ def _source_files() -> list[str]:
     return [f for f in listed if f and f != "dvc.lock" and (ROOT / f).is_file()]
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("e2e") / "repo"
+def smoke_repo(repo: Path) -> Path:
+    """A git repo at ``repo`` holding the sources (as a clone would), on the smoke profile."""
     for rel in _source_files():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, repo / rel)
@@ -69,6 +79,12 @@ def repo(tmp_path_factory) -> Path:
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], repo)
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "e2e"], repo)
     _run([sys.executable, "-m", "stages.profile", "configs/smoke.yaml"], repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = smoke_repo(tmp_path_factory.mktemp("e2e") / "repo")
     _run(["dvc", "repro"], repo, timeout=600)
     return repo
 

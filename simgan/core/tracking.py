@@ -14,7 +14,8 @@ MLFLOW_TRACKING_URI says otherwise. Experiments store ``mlflow-artifacts:/<exper
 as their artifact location, never an absolute path: the process that logs resolves it to
 ``<directory of mlflow.db>/mlartifacts`` (what ``mlflow server --artifacts-destination``
 does), so a copied project writes into its own ``mlartifacts/``. A tracking server
-(http URI) resolves the same URIs to its own destination.
+(http URI) resolves the same URIs to its own destination; stages probe it before any work
+(:func:`check_server`) and bound MLflow's HTTP retries (``HTTP_BOUNDS``): docs/scale.md.
 
 Models are logged as MLflow *logged models* holding the stage's own weights file (a
 ``torch.save`` of tensors and plain values, loadable with ``weights_only=True``: no pickled
@@ -129,14 +130,101 @@ def artifact_destination(root: str | Path) -> Path | None:
     db = sqlite_path(uri)
     if db is not None:
         return db.parent / ARTIFACT_DIR
-    if urlparse(uri).scheme in ("http", "https"):
+    if is_server(uri):
         return None
     return Path(root).resolve() / ARTIFACT_DIR
 
 
+def is_server(uri: str) -> bool:
+    """A tracking server (``http(s)://``) rather than a database or files this process opens."""
+    return urlparse(uri).scheme in ("http", "https")
+
+
+#: MLflow's own defaults retry a failed request 7 times with a backoff doubling to 120 s, about
+#: 4 minutes of silence before an error; ours give up after about 10 s of retries. Set only
+#: when unset (``setdefault``): a user's own values win.
+HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+PROBE_TIMEOUT_S = 10
+"""How long the start-of-stage probe waits for the server's /health (one try, no retries)."""
+ARTIFACT_PROBE_TIMEOUT_S = 60
+"""... and for its artifact store to list (the server's own S3 client retries for ~10 s)."""
+
+
+def check_server(uri: str) -> None:
+    """Raise StoreError in one line naming ``uri`` when the tracking server does not answer
+    or cannot reach its artifact store; one try each, bounded in time (no retry loop).
+
+    Stages call it (through :func:`check_writable`) before any work, so an unreachable server
+    costs seconds and writes nothing. The artifact store (S3 behind ``mlflow server
+    --artifacts-destination``) is the server's to reach: a client only sees an HTTP 500 from
+    the server, whose log names the S3 URL it failed on."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(uri)
+    fix = ("start it (docs/scale.md) or unset MLFLOW_TRACKING_URI to use the project's "
+           "mlflow.db")
+    try:
+        health = http_request(creds, "/health", "GET", max_retries=0, timeout=PROBE_TIMEOUT_S,
+                              raise_on_status=False)
+    except Exception as exc:  # connection refused, DNS, timeout: requests wraps them all
+        raise StoreError(f"MLflow tracking server {uri} unreachable ({_reason(exc)}); "
+                         f"{fix}") from None
+    if health.status_code != 200:
+        raise StoreError(f"MLflow tracking server {uri} unhealthy (GET /health: HTTP "
+                         f"{health.status_code}); {fix}")
+    try:
+        listed = http_request(creds, "/api/2.0/mlflow-artifacts/artifacts", "GET",
+                              max_retries=0, timeout=ARTIFACT_PROBE_TIMEOUT_S,
+                              raise_on_status=False, params={"path": ""})
+    except Exception as exc:
+        raise StoreError(f"MLflow tracking server {uri} did not list its artifact store "
+                         f"({_reason(exc)}); check the server's log") from None
+    if listed.status_code == 503 and "--no-serve-artifacts" in listed.text:
+        raise StoreError(
+            f"MLflow tracking server {uri} runs with --no-serve-artifacts; the experiments' "
+            f"artifact locations ({ARTIFACT_SCHEME}:/...) need it to serve them: start it with "
+            "--artifacts-destination s3://<bucket>/<path> (docs/scale.md)")
+    if listed.status_code >= 500:
+        raise StoreError(
+            f"MLflow tracking server {uri} cannot reach its artifact store (HTTP "
+            f"{listed.status_code} listing {uri}/api/2.0/mlflow-artifacts/artifacts); check "
+            "the server's --artifacts-destination, MLFLOW_S3_ENDPOINT_URL and AWS credentials "
+            "(its log names the S3 URL)")
+
+
+def server_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a request to the tracking server that failed after its retries (the
+    server or its artifact store went away mid-stage); its message names the URL."""
+    if "mlflow" not in sys.modules:
+        return False
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and str(exc).startswith("API request to ")
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, short: 'Connection refused'."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = " ".join(str(exc).split())
+    for known in ("Connection refused", "timed out", "Name or service not known",
+                  "Connection reset by peer", "No route to host"):
+        if known in text:
+            return known
+    return f"{type(exc).__name__}: {text[-160:]}"
+
+
 def check_writable(root: str | Path) -> None:
-    """Raise StoreError, naming the path and the fix, if the store cannot be written."""
-    db = sqlite_path(tracking_uri(root))
+    """Raise StoreError, naming the path (or the server's URL) and the fix, if the store
+    cannot be written: a local file or directory without write permission, a tracking server
+    that does not answer or cannot reach its artifact store (:func:`check_server`)."""
+    uri = tracking_uri(root)
+    if is_server(uri):
+        check_server(uri)
+        return
+    db = sqlite_path(uri)
     needed = [p for p in (db, db.parent if db else None, artifact_destination(root)) if p]
     for path in needed:
         bad = _unwritable(path)
@@ -163,7 +251,11 @@ def use_store(root: str | Path) -> Any:
     import mlflow
 
     before = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri(root))
+    uri = tracking_uri(root)
+    if is_server(uri):
+        for key, value in HTTP_BOUNDS.items():
+            os.environ.setdefault(key, value)
+    mlflow.set_tracking_uri(uri)
     if before is None:  # mlflow exports it: the next project in this process must not see it
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     destination = artifact_destination(root)
