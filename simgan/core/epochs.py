@@ -26,6 +26,8 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
+from simgan.core.images import pick_device
+from simgan.core.precision import Amp, Precision
 from simgan.core.task import MetricsCallback
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,10 @@ class EpochParams(Protocol):
     def seed(self) -> int: ...
     @property
     def compile(self) -> bool: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def precision(self) -> Precision: ...
 
 
 class EpochTask(Protocol):
@@ -210,6 +216,7 @@ class _Run:
     train_idx: np.ndarray
     val_idx: np.ndarray
     bar: tqdm
+    amp: Amp
 
 
 def train_epochs(
@@ -235,10 +242,12 @@ def train_epochs(
     opt = task.build_optimizer(model)
     sched = lr_schedule(opt, params.lr_schedule, total_steps)
     checkpoint.resume(model, opt, sched, task.name)
-    fwd = torch.compile(model) if params.compile else model
+    amp = Amp.for_training(pick_device(params.device), params.precision)
+    fwd = amp.wrap(torch.compile(model) if params.compile else model)  # type: ignore[arg-type]
     with tqdm(total=total_steps, initial=checkpoint.epoch * steps_per_epoch, desc=task.name,
               unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
-        run = _Run(params, task, checkpoint, model, fwd, opt, sched, train_idx, val_idx, bar)
+        run = _Run(params, task, checkpoint, model, fwd, opt, sched, train_idx, val_idx, bar,
+                   amp)
         model.train()
         while checkpoint.epoch < params.epochs:
             t0 = time.perf_counter()
@@ -260,8 +269,7 @@ def _train_epoch(run: _Run, epoch: int) -> float:
         x, target = run.task.make_batch(rows, generator)
         loss = run.task.loss(run.fwd(x), target)
         run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        run.opt.step()
+        run.amp.step(loss, run.opt)
         run.sched.step()
         loss_sum += float(loss.detach()) * rows.shape[0]
         run.bar.update(1)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.images import pick_device, to_tensor, to_uint8
+from simgan.core.precision import Amp
 from simgan.core.refiner.discriminator import PatchDiscriminator
 from simgan.core.refiner.history import HistoryBuffer
 from simgan.core.refiner.losses import (
@@ -271,6 +272,7 @@ class RefinerTrainer:
         self.synthetic, self.real, self.params = synthetic, real, params
         self.on_metrics, self.on_samples = on_metrics, on_samples
         self.device = pick_device(params.device)
+        self.amp = Amp.for_training(self.device, params.precision)
         self.memory_format = (
             torch.channels_last if params.channels_last else torch.contiguous_format
         )
@@ -308,9 +310,11 @@ class RefinerTrainer:
         )
         self.opt_r = _make_optimizer(p, self.refiner, p.lr)
         self.opt_d = _make_optimizer(p, self.discriminator, p.lr_discriminator or p.lr)
-        self.fwd_r: nn.Module = torch.compile(self.refiner) if p.compile else self.refiner  # type: ignore[assignment]
-        self.fwd_d: nn.Module = (
-            torch.compile(self.discriminator) if p.compile else self.discriminator  # type: ignore[assignment]
+        self.fwd_r: nn.Module = self.amp.wrap(
+            torch.compile(self.refiner) if p.compile else self.refiner  # type: ignore[arg-type]
+        )
+        self.fwd_d: nn.Module = self.amp.wrap(
+            torch.compile(self.discriminator) if p.compile else self.discriminator  # type: ignore[arg-type]
         )
 
     # ---- updates
@@ -346,8 +350,7 @@ class RefinerTrainer:
             loss = loss + adv
             out["loss_r_adv"] = adv.detach()
         self.opt_r.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_r.step()
+        self.amp.step(loss, self.opt_r)
         out["drift"] = (r.detach() - x).abs().mean() * 127.5
         return out
 
@@ -366,8 +369,7 @@ class RefinerTrainer:
         loss_real = adversarial_loss(logits_real, REAL, p.adv_reduction)
         loss_fake = adversarial_loss(logits_fake, REFINED, p.adv_reduction)
         self.opt_d.zero_grad(set_to_none=True)
-        (loss_real + loss_fake).backward()
-        self.opt_d.step()
+        self.amp.step(loss_real + loss_fake, self.opt_d)
         buffer.push(r[half:])
         return {
             "loss_d_real": loss_real.detach(),
