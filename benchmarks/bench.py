@@ -231,12 +231,12 @@ def table(results: dict[str, Any]) -> str:
                      f"{r['reference_s_per_step'] * 1e3:>13.1f} {r['ratio']:>6.2f} "
                      f"{r['flops_per_step'] / 1e9:>11.2f} {r['gflops_per_s']:>8.1f} "
                      f"{100 * r['share_of_gemm']:>7.0f} {r['images_per_s']:>6.0f}")
-    lines += ["", f"{"throughput":<32} {'rate':>10}"]
+    lines += ["", f"{'throughput':<32} {'rate':>10}"]
     for section, unit in (("render", "images_per_s"), ("refine", "images_per_s"),
                           ("estimator_train", "images_per_s")):
         for r in results[section]:
-            lines.append(f"{section + ": " + r["name"]:<32} {r[unit]:>10.0f} images/s")
-    lines.append(f"{"ingest: UnityEyes files":<32} {results['ingest']['files_per_s']:>10.0f}"
+            lines.append(f"{section + ': ' + r['name']:<32} {r[unit]:>10.0f} images/s")
+    lines.append(f"{'ingest: UnityEyes files':<32} {results['ingest']['files_per_s']:>10.0f}"
                  " files/s")
     lines.append("")
     for task, rows in results["stage_times"].items():
