@@ -199,7 +199,9 @@ def compare(cfg: StepConfig, warmup: int, repeat: int, steps: int) -> dict[str, 
     """Median seconds per step of the project and of the reference, timed in alternation
     (``repeat`` rounds of ``steps`` steps each, the order swapped every round so that neither
     always runs second), after ``warmup`` steps of each; the ratio reference / project
-    (>= 1: the project is at least as fast)."""
+    (>= 1: the project is at least as fast). Each step's CPU time is recorded too: on a
+    shared machine the CPU-time ratio is the steadier one (another process's burst lengthens
+    wall time, not this process's CPU time)."""
     project, plain = project_step(cfg), PlainLoop(cfg)
     flops = step_flops(project)
     runners = {"project": project.train_step, "reference": plain.train_step}
@@ -207,19 +209,23 @@ def compare(cfg: StepConfig, warmup: int, repeat: int, steps: int) -> dict[str, 
         for _ in range(warmup):
             fn()
     seconds: dict[str, list[float]] = {k: [] for k in runners}
+    cpu: dict[str, list[float]] = {k: [] for k in runners}
     for i in range(repeat):
         for name in (("project", "reference") if i % 2 == 0 else ("reference", "project")):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 runners[name]()
             seconds[name].append((time.perf_counter() - t0) / steps)
+            cpu[name].append((time.process_time() - c0) / steps)
     med = {k: statistics.median(v) for k, v in seconds.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     return {
         "name": cfg.name, "config": cfg.record(),
         "warmup_steps": warmup, "repeat": repeat, "steps_per_timing": steps,
         "project_s_per_step": med["project"], "reference_s_per_step": med["reference"],
         "ratio": med["reference"] / med["project"],
+        "ratio_cpu_time": med_cpu["reference"] / med_cpu["project"],
         "flops_per_step": flops, "gflops_per_s": flops / med["project"] / 1e9,
         "images_per_s": cfg.train.batch_size / med["project"],
-        "seconds": seconds,
+        "seconds": seconds, "cpu_seconds": cpu,
     }

@@ -11,7 +11,8 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Run  # noqa: E402
 
 from simgan.core import tracking  # noqa: E402
 
@@ -19,29 +20,26 @@ from simgan.core import tracking  # noqa: E402
 def stage_times(root: Path, task: str, pipeline_id: str | None = None) -> list[dict]:
     """[{name, seconds, status, pipeline_id}] of the latest stage run of each stage of ``task``
     (of ``pipeline_id`` if given), oldest first; [] when nothing is on record (no tracking
-    database is created to find that out)."""
+    database is created to find that out, and no global MLflow setting is changed)."""
     uri = tracking.tracking_uri(root)
     db = tracking.sqlite_path(uri)
     if db is not None and not db.is_file():
         return []
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(tracking.experiment_name(task)) is None:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(tracking.experiment_name(task))
+    if exp is None:
         return []
     query = f"tags.{tracking.TAG_KIND} = 'stage'"  # not the parent run of each pipeline
     if pipeline_id:
         query += f" and tags.{tracking.TAG_PIPELINE} = '{pipeline_id}'"
-    runs = mlflow.search_runs(
-        experiment_names=[tracking.experiment_name(task)], filter_string=query,
-        order_by=["start_time DESC"],
-    )
-    if runs.empty:
-        return []
-    runs["seconds"] = (runs["end_time"] - runs["start_time"]).dt.total_seconds()
-    runs["name"] = runs["tags.mlflow.runName"]
-    latest = runs.drop_duplicates("name").sort_values("start_time")
-    pid = f"tags.{tracking.TAG_PIPELINE}"
-    return [{"name": r["name"], "seconds": float(r["seconds"]), "status": r["status"],
-             "pipeline_id": r.get(pid)} for _, r in latest.iterrows()]
+    latest: dict[str, Run] = {}
+    for run in client.search_runs([exp.experiment_id], query,
+                                  order_by=["attributes.start_time DESC"], max_results=5000):
+        latest.setdefault(run.info.run_name, run)
+    done = [r for r in latest.values() if r.info.end_time]
+    return [{"name": r.info.run_name, "seconds": (r.info.end_time - r.info.start_time) / 1e3,
+             "status": r.info.status, "pipeline_id": r.data.tags.get(tracking.TAG_PIPELINE)}
+            for r in sorted(done, key=lambda r: r.info.start_time)]
 
 
 def main() -> None:

@@ -263,7 +263,7 @@ def _train_epoch(run: _Run, epoch: int) -> float:
     perm = np.random.default_rng([p.seed, 1, epoch]).permutation(run.train_idx.shape[0])
     order = run.train_idx[perm]
     generator = torch.Generator().manual_seed(p.seed * 100_003 + epoch)
-    loss_sum = 0.0
+    losses = []  # read after the epoch: reading a CUDA scalar per step would wait for the GPU
     for s in range(0, order.shape[0], p.batch_size):
         rows = np.sort(order[s : s + p.batch_size])
         x, target = run.task.make_batch(rows, generator)
@@ -271,8 +271,11 @@ def _train_epoch(run: _Run, epoch: int) -> float:
         run.opt.zero_grad(set_to_none=True)
         run.amp.step(loss, run.opt)
         run.sched.step()
-        loss_sum += float(loss.detach()) * rows.shape[0]
+        losses.append((loss.detach(), rows.shape[0]))
         run.bar.update(1)
+    loss_sum = 0.0
+    for loss, n in losses:
+        loss_sum += float(loss) * n
     return loss_sum / order.shape[0]
 
 

@@ -187,27 +187,40 @@ class HeldOut:
 
 
 class _Meter:
-    """Running sums of metrics between two log lines (checkpointed with the run)."""
+    """Running sums of metrics between two log lines (checkpointed with the run).
+
+    ``add`` only queues the (device) tensors: reading a CUDA scalar waits for the GPU, and
+    one wait per metric and update would serialise every step. They are read, and summed in
+    the order they came (so the sums have the same bits), when the sums are needed."""
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self._queued: list[dict[str, torch.Tensor | float]] = []
 
     def add(self, values: dict[str, torch.Tensor | float]) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
+        self._queued.append(values)
+
+    def _flush(self) -> None:
+        for values in self._queued:
+            for k, v in values.items():
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                self.counts[k] = self.counts.get(k, 0) + 1
+        self._queued = []
 
     def pop(self) -> dict[str, float]:
+        self._flush()
         out = {k: self.sums[k] / self.counts[k] for k in self.sums}
         self.sums, self.counts = {}, {}
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        self._flush()
         return {"sums": dict(self.sums), "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+        self._queued = []
 
 
 class _Rngs:
