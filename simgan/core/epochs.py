@@ -26,8 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
-from simgan.core.images import pick_device
-from simgan.core.precision import Amp, Precision
+from simgan.core.precision import FP32, Amp
 from simgan.core.task import MetricsCallback
 
 log = logging.getLogger(__name__)
@@ -167,10 +166,6 @@ class EpochParams(Protocol):
     def seed(self) -> int: ...
     @property
     def compile(self) -> bool: ...
-    @property
-    def device(self) -> str: ...
-    @property
-    def precision(self) -> Precision: ...
 
 
 class EpochTask(Protocol):
@@ -242,7 +237,7 @@ def train_epochs(
     opt = task.build_optimizer(model)
     sched = lr_schedule(opt, params.lr_schedule, total_steps)
     checkpoint.resume(model, opt, sched, task.name)
-    amp = Amp.for_training(pick_device(params.device), params.precision)
+    amp = Amp.for_training(_device_of(model), getattr(params, "precision", FP32))
     fwd = amp.wrap(torch.compile(model) if params.compile else model)  # type: ignore[arg-type]
     with tqdm(total=total_steps, initial=checkpoint.epoch * steps_per_epoch, desc=task.name,
               unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
@@ -255,6 +250,11 @@ def train_epochs(
             _end_epoch(run, train_loss, t0, on_metrics)
     assert checkpoint.best is not None
     return checkpoint.best["state"], checkpoint.history
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Where ``task.build_model`` put the net (its first parameter; CPU if it has none)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _train_epoch(run: _Run, epoch: int) -> float:
