@@ -202,8 +202,8 @@ def compare(cfg: StepConfig, warmup: int, repeat: int, steps: int) -> dict[str, 
     (>= 1: the project is at least as fast). Each step's CPU time is recorded too: on a
     shared machine the CPU-time ratio is the steadier one (another process's burst lengthens
     wall time, not this process's CPU time)."""
-    project, plain = project_step(cfg), PlainLoop(cfg)
-    flops = step_flops(project)
+    flops = step_flops(project_step(cfg))  # on a trainer of its own: the counter's hooks
+    project, plain = project_step(cfg), PlainLoop(cfg)  # never touch the timed ones
     runners = {"project": project.train_step, "reference": plain.train_step}
     for fn in runners.values():
         for _ in range(warmup):
