@@ -47,11 +47,18 @@ SUBSET := $(filter-out $(TASKS),$(ALL_TASKS))
 # another DVC process, e.g. a scheduled run, holds the workspace (flows/dvc_wait.py).
 DVC_REMOTE ?= $(abspath $(ROOT)/../simgan-dvc-remote)
 
+# MAX_PARALLEL=2: stages whose upstream stages are done run side by side, each in its own
+# `dvc repro --single-item`, the cores split between them (flows/side_by_side.py). Default 1:
+# one at a time with every core, the numerics of the committed results (training numerics
+# depend on the thread count; docs/performance.md).
+MAX_PARALLEL ?=
+
 # One MLflow parent run per task and `make run` (docs/tracking.md); the review page of a TASKS
 # subset, built outside DVC, is logged to the same parents.
 run: export SIMGAN_PIPELINE_ID := make-$(shell date +%Y%m%dT%H%M%S)
 run: setup ## the whole pipeline for TASKS (default: all), then reports/index.html; dvc push
-	$(PY) -m flows.dvc_wait repro $(addprefix compare@,$(TASKS)) $(if $(SUBSET),,review)
+	$(PY) -m flows.side_by_side $(if $(MAX_PARALLEL),--max-parallel $(MAX_PARALLEL)) \
+		$(addprefix compare@,$(TASKS)) $(if $(SUBSET),,review)
 	$(if $(SUBSET),$(PY) -m stages.review,@true)
 	@$(PY) -m flows.remote push --default "$(DVC_REMOTE)"
 	@for t in $(TASKS); do echo "== $$t"; sed -n '/^| trained on/,/^Refined vs/p' reports/$$t/comparison.md; done

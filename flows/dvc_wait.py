@@ -29,12 +29,13 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
 __all__ = [
     "DEFAULT_MAX_WAIT_SECONDS",
     "ENV_MAX_WAIT",
+    "FIRST_DELAY_SECONDS",
     "DvcLockTimeoutError",
     "backoff_delays",
     "is_lock_error",
@@ -95,8 +96,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def workspace_busy(root: str | os.PathLike[str]) -> str | None:
-    """Who else holds the DVC workspace at ``root`` ("PID 12: dvc repro ..."), or None."""
+def workspace_busy(
+    root: str | os.PathLike[str], ignore_pids: Collection[int] = ()
+) -> str | None:
+    """Who else holds the DVC workspace at ``root`` ("PID 12: dvc repro ..."), or None.
+
+    ``ignore_pids``: DVC processes of our own (stages run side by side on disjoint stages)."""
     tmp = Path(root) / ".dvc" / "tmp"
     with contextlib.suppress(OSError, ValueError):
         table = json.loads((tmp / "rwlock").read_text() or "{}")
@@ -104,7 +109,8 @@ def workspace_busy(root: str | os.PathLike[str]) -> str | None:
         for readers in table.get("read", {}).values():
             holders.extend(readers)
         for info in holders:
-            if int(info.get("pid", 0)) != os.getpid() and _alive(int(info["pid"])):
+            pid = int(info.get("pid", 0))
+            if pid != os.getpid() and pid not in ignore_pids and _alive(pid):
                 return f"PID {info['pid']}: {info.get('cmd', '?')[-120:]}"
     lock = tmp / "lock"
     if lock.exists():

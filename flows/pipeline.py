@@ -23,26 +23,22 @@ module also sets any that are missing, for this repository, before it imports Pr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import queue
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import warnings
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from io import StringIO
 from pathlib import Path
 from typing import Any, TypedDict
 
-from flows.dvc_wait import DvcLockTimeoutError, run_waiting, workspace_busy
-from flows.environment import apply_project_environment, project_environment
+from flows.dvc_process import dvc_waiting_for_lock, stage_environment
+from flows.dvc_wait import FIRST_DELAY_SECONDS, DvcLockTimeoutError
+from flows.environment import apply_project_environment
+from flows.side_by_side import default_max_parallel, run_side_by_side, threads_per_stage
+from flows.stage_graph import list_stages, stage_graph, stage_matches_task
 
 #: The repository this module belongs to (only a project root if it looks like one).
 MODULE_ROOT = Path(__file__).resolve().parents[1]
@@ -79,9 +75,6 @@ __all__ = [
 ]
 
 PARAMS_FILE = "params.yaml"
-STDERR_TAIL_LINES = 25
-#: how ``dvc repro`` / ``dvc exp run`` announce a stage they execute (not skip)
-RUNNING_STAGE = re.compile(r"^Running stage '([^']+)'")
 DEFAULT_RETRIES = 1
 DEFAULT_RETRY_DELAY_SECONDS = 5.0
 
@@ -101,24 +94,6 @@ class StageFailedError(RuntimeError):
     """A DVC stage exited non-zero; the message names the stage and ends with its stderr."""
 
 
-# --------------------------------------------------------------------------------------------
-# The stage graph, from DVC itself
-# --------------------------------------------------------------------------------------------
-
-
-def stage_matches_task(stage_name: str, task_name: str) -> bool | None:
-    """Whether a ``foreach``/``matrix`` stage belongs to ``task_name``.
-
-    ``render@gaze`` and ``train_estimator@gaze-synthetic`` (or ``...@synthetic-gaze``) belong
-    to ``gaze``. Returns None for a stage without ``@``: it is not generated per task.
-    """
-    name = stage_name.rsplit(":", 1)[-1]  # "sub/dvc.yaml:render@gaze" -> "render@gaze"
-    if "@" not in name:
-        return None
-    key = name.split("@", 1)[1]
-    return f"-{task_name}-" in f"-{key}-"
-
-
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The DVC project root: ``root`` if given, else this checkout, else the one around cwd."""
     if root is not None:
@@ -128,96 +103,6 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     from dvc.repo import Repo
 
     return Path(Repo.find_root()).resolve()
-
-
-def list_stages(
-    root: str | os.PathLike[str],
-    targets: Sequence[str] | None = None,
-    task: str | None = None,
-) -> list[str]:
-    """Stage names (as ``dvc repro`` accepts them) in dependency order, upstream first.
-
-    ``targets`` restricts the list to those stages and their ancestors (a ``foreach`` group
-    name such as ``render`` means all its items), stopping at frozen stages as ``dvc repro``
-    does. ``task`` keeps the stages generated for that task, plus task-independent stages
-    (no ``@`` in the name) whose upstream stages are all kept. Stages without a command (data
-    tracked with ``dvc add``) are left out: there is nothing to run. Ties keep the order of
-    ``dvc.yaml``, so the result is deterministic.
-    """
-    import networkx as nx
-    from dvc.repo import Repo
-
-    root_path = Path(root).resolve()
-    with warnings.catch_warnings(), Repo(os.fspath(root_path)) as repo:
-        # DVC 3.67 triggers pygtrie DeprecationWarnings while building the graph; not ours.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        stages = list(repo.index.stages)
-        position = {stage: index for index, stage in enumerate(stages)}
-        names = {stage: _stage_address(stage, root_path) for stage in stages}
-        # Edges go from a stage to the stages producing its dependencies (DVC's convention).
-        graph = nx.DiGraph(repo.index.graph)
-        graph.remove_edges_from([edge for edge in graph.edges if edge[0].frozen])
-
-        wanted: set[Any] = set(graph.nodes)
-        targeted: list[Any] = []
-        if targets:
-            wanted = set()
-            for target in targets:
-                for stage in _match_target(target, names):
-                    targeted.append(stage)
-                    wanted.add(stage)
-                    wanted.update(nx.descendants(graph, stage))
-
-        upstream_first = nx.lexicographical_topological_sort(
-            graph.reverse(copy=False), key=lambda stage: position[stage]
-        )
-        kept: list[Any] = []
-        kept_set: set[Any] = set()
-        for stage in upstream_first:
-            if stage not in wanted or not stage.cmd:
-                continue
-            if task:
-                belongs = stage_matches_task(names[stage], task)
-                if belongs is False:
-                    continue
-                if belongs is None and not all(
-                    dep in kept_set or not dep.cmd for dep in graph.successors(stage)
-                ):
-                    continue
-            kept.append(stage)
-            kept_set.add(stage)
-
-        dropped = [names[stage] for stage in targeted if stage not in kept_set and stage.cmd]
-        if dropped:
-            raise ValueError(
-                f"target stage(s) {dropped} are not part of task {task!r}; "
-                "pass task=None (--task all) to run them"
-            )
-        return [names[stage] for stage in kept]
-
-
-def _stage_address(stage: Any, root: Path) -> str:
-    """The stage's name as ``dvc repro`` takes it when run from ``root``.
-
-    DVC's own ``stage.addressing`` is relative to the process's cwd, which is not ``root``.
-    """
-    relative = Path(os.path.relpath(stage.path, root)).as_posix()
-    name = getattr(stage, "name", None)
-    if not name:  # a .dvc file
-        return relative
-    return name if relative == "dvc.yaml" else f"{relative}:{name}"
-
-
-def _match_target(target: str, names: Mapping[Any, str]) -> list[Any]:
-    """Stages named by ``target``: an exact stage name or a ``foreach``/``matrix`` group."""
-    target = target.removeprefix("./").removeprefix("dvc.yaml:")
-    exact = [stage for stage, name in names.items() if name == target]
-    if exact:
-        return exact
-    group = [stage for stage, name in names.items() if name.split("@", 1)[0] == target]
-    if group:
-        return group
-    raise ValueError(f"unknown stage {target!r}; stages are: {sorted(names.values())}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,114 +263,6 @@ def parse_set_params(specs: Iterable[str]) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _stage_environment(root: Path, pipeline_id: str | None) -> dict[str, str]:
-    """Environment for ``dvc repro``: project defaults, unbuffered output, this venv first.
-
-    Stage commands call ``python``: putting this interpreter's directory first on PATH makes
-    that the project's venv even when it was not activated.
-    """
-    env = dict(os.environ)
-    env.update(project_environment(root, env))
-    env["PYTHONUNBUFFERED"] = "1"  # stream stage output line by line instead of at exit
-    bindir = str(Path(sys.executable).parent)
-    path_entries = env.get("PATH", "").split(os.pathsep)
-    if path_entries[:1] != [bindir]:
-        env["PATH"] = os.pathsep.join([bindir, *[p for p in path_entries if p]])
-    if pipeline_id:
-        env["SIMGAN_PIPELINE_ID"] = pipeline_id
-    return env
-
-
-def _pump(stream: Any, name: str, lines: queue.Queue[tuple[str, str | None]]) -> None:
-    """Read one pipe line by line into the queue (threads: a blocked pipe must not stall)."""
-    try:
-        for line in stream:
-            lines.put((name, line.rstrip("\r\n")))
-    finally:
-        lines.put((name, None))
-
-
-def _terminate(process: subprocess.Popen[str]) -> None:
-    """Stop DVC and the stage command it started (own process group), politely first."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _stream_dvc(
-    command: Sequence[str], cwd: Path, env: Mapping[str, str], logger: Any
-) -> tuple[int, str, set[str]]:
-    """One DVC subprocess, its output streamed to ``logger``.
-
-    Returns (exit code, stderr tail, names of the stages DVC said it was running).
-    """
-    ran: set[str] = set()
-    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-    process = subprocess.Popen(
-        list(command),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        bufsize=1,
-        start_new_session=True,  # a process group, so cancelling also stops the stage command
-    )
-    readers = [
-        threading.Thread(target=_pump, args=(process.stdout, "stdout", lines), daemon=True),
-        threading.Thread(target=_pump, args=(process.stderr, "stderr", lines), daemon=True),
-    ]
-    try:
-        for reader in readers:
-            reader.start()
-        open_streams = len(readers)
-        while open_streams:
-            stream, line = lines.get()
-            if line is None:
-                open_streams -= 1
-                continue
-            if stream == "stderr":
-                stderr_tail.append(line)
-            elif match := RUNNING_STAGE.match(line):
-                ran.add(match.group(1))
-            logger.info("%s", line)
-        returncode = process.wait()
-    finally:
-        _terminate(process)
-        for reader in readers:
-            reader.join(timeout=5)
-    return returncode, "\n".join(stderr_tail), ran
-
-
-def _dvc_waiting_for_lock(
-    command: Sequence[str], cwd: Path, env: Mapping[str, str], logger: Any,
-    lock_wait_seconds: float | None,
-) -> tuple[int, str, set[str]]:
-    """:func:`_stream_dvc`, tried again while another DVC process holds the workspace."""
-    ran: set[str] = set()
-    tail = ""
-
-    def attempt() -> tuple[int, str]:
-        nonlocal tail
-        code, tail, names = _stream_dvc(command, cwd, env, logger)
-        ran.update(names)
-        return code, tail
-
-    returncode = run_waiting(attempt, busy=lambda: workspace_busy(cwd),
-                             max_wait=lock_wait_seconds, log=logger.warning)
-    return returncode, tail, ran
-
-
 @task(
     name="dvc-stage",
     task_run_name="{stage_name}",
@@ -500,8 +277,11 @@ def run_stage(
     force: bool = False,
     pipeline_id: str | None = None,
     lock_wait_seconds: float | None = None,
+    threads: int | None = None,
 ) -> StageResult:
     """Run ``dvc repro --single-item <stage>`` in ``root``, streaming its output to the log.
+
+    ``threads``: the torch threads the stage may use (set when stages run side by side).
 
     Returns ``skipped`` when DVC found the stage up to date (or restored it from its run
     cache) and ``ran`` when it executed the command. While another DVC process holds the
@@ -519,7 +299,7 @@ def run_stage(
     logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
 
     ran_stages, seconds = _run_dvc(command, root_path, pipeline_id, logger,
-                                   lock_wait_seconds, f"DVC stage {stage_name!r}")
+                                   lock_wait_seconds, f"DVC stage {stage_name!r}", threads)
     status = "ran" if stage_name in ran_stages else "skipped"
     logger.info("stage %s %s in %.1f s", stage_name, status, seconds)
     return StageResult(status=status, seconds=seconds)
@@ -527,14 +307,15 @@ def run_stage(
 
 def _run_dvc(
     command: list[str], root: Path, pipeline_id: str | None, logger: Any,
-    lock_wait_seconds: float | None, what: str,
+    lock_wait_seconds: float | None, what: str, threads: int | None = None,
 ) -> tuple[set[str], float]:
     """Run a dvc command (waiting while DVC is busy): the stages it ran and its wall seconds;
     a failure raises :class:`StageFailedError` naming ``what`` with the tail of stderr."""
     started = time.monotonic()
     try:
-        returncode, tail, ran = _dvc_waiting_for_lock(
-            command, root, _stage_environment(root, pipeline_id), logger, lock_wait_seconds,
+        returncode, tail, ran = dvc_waiting_for_lock(
+            command, root, stage_environment(root, pipeline_id, threads), logger,
+            lock_wait_seconds, first_delay=1.0 if threads else FIRST_DELAY_SECONDS,
         )
     except DvcLockTimeoutError as exc:
         raise StageFailedError(f"{what} did not start: {exc}") from None
@@ -624,8 +405,13 @@ def pipeline(
     retries: int = DEFAULT_RETRIES,
     retry_delay_seconds: float = DEFAULT_RETRY_DELAY_SECONDS,
     lock_wait_seconds: float | None = None,
+    max_parallel: int = 1,
 ) -> dict[str, StageResult]:
-    """Run the DVC stages for ``task`` one after another (or, with overrides, as an experiment).
+    """Run the DVC stages for ``task`` (or, with overrides, as an experiment).
+
+    With ``max_parallel`` > 1, stages whose upstream stages are done run side by side, at most
+    that many at once, the cores split between them (``flows.side_by_side``); with 1 they run
+    one after another.
 
     ``task=None`` runs every task; ``targets`` limits the run to those stages and their
     ancestors; ``force`` reruns stages even when DVC finds them up to date. Each stage is one
@@ -655,6 +441,9 @@ def pipeline(
         return summary
 
     runner = run_stage.with_options(retries=retries, retry_delay_seconds=retry_delay_seconds)
+    if max_parallel > 1:
+        return _side_by_side(runner, root_path, stages, targets, task, force, pipeline_id,
+                             lock_wait_seconds, max_parallel, retries, logger)
     summary = {}
     for index, name in enumerate(stages):
         started = time.monotonic()
@@ -670,6 +459,50 @@ def pipeline(
         summary[name] = StageResult(
             status=result["status"], seconds=round(time.monotonic() - started, 3)
         )
+    logger.info(_format_summary(summary, []))
+    return summary
+
+
+class _PrefectHandle:
+    """A submitted Prefect task as :func:`flows.side_by_side.run_side_by_side` polls it."""
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+        self.finished = threading.Event()
+        future.add_done_callback(lambda _: self.finished.set())
+
+    def done(self) -> bool:
+        return self.finished.is_set()
+
+    def result(self) -> Mapping[str, object]:
+        return self.future.result()
+
+
+def _side_by_side(
+    runner: Any, root: Path, stages: Sequence[str], targets: list[str] | None,
+    task: str | None, force: bool, pipeline_id: str | None,
+    lock_wait_seconds: float | None, max_parallel: int, retries: int, logger: Any,
+) -> dict[str, StageResult]:
+    """The flow's stages as Prefect tasks submitted side by side (see ``pipeline``)."""
+    graph = stage_graph(root, targets=targets, task=task)
+    threads = threads_per_stage(min(max_parallel, len(stages)) or 1)
+    logger.info("up to %d stage(s) at once, %d torch thread(s) each", max_parallel, threads)
+
+    def start(name: str) -> _PrefectHandle:
+        return _PrefectHandle(runner.submit(
+            name, str(root), force=force, pipeline_id=pipeline_id,
+            lock_wait_seconds=lock_wait_seconds, threads=threads,
+        ))
+
+    outcomes, errors = run_side_by_side(graph, start, max_parallel, log=logger.info)
+    summary = {name: StageResult(status=o["status"], seconds=o["seconds"])
+               for name, o in outcomes.items()}
+    if errors:
+        logger.error(_format_summary(summary, []))
+        name, exc = next(iter(errors.items()))
+        raise StageFailedError(
+            f"stage {name!r} failed after {retries + 1} attempt(s): {exc}"
+        ) from exc
     logger.info(_format_summary(summary, []))
     return summary
 
@@ -700,6 +533,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
     parser.add_argument("--root", default=None, help="DVC project root (default: this repo)")
     parser.add_argument(
+        "--max-parallel",
+        type=int,
+        default=default_max_parallel(),
+        metavar="N",
+        help="stages side by side, the cores split between them (default: cores / "
+        f"SIMGAN_THREADS, or 1 when it is unset: here {default_max_parallel()}; 1 runs them "
+        "one after another with every core each)",
+    )
+    parser.add_argument(
         "--retries",
         type=int,
         default=DEFAULT_RETRIES,
@@ -707,6 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.max_parallel < 1:
+        parser.error(f"--max-parallel must be >= 1, got {args.max_parallel}")
     try:
         overrides = parse_set_params(args.set_param)
     except ValueError as exc:
@@ -718,6 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root=args.root,
         force=args.force,
         retries=args.retries,
+        max_parallel=args.max_parallel,
         return_state=True,
     )
     if state.is_completed():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simgan.core.launch import DistributedError, env_ranks, is_main_process, local_world_size
 from simgan.core.task import Task
 from simgan.core.tracking import Provenance
 from simgan.tasks import get_task, load_task_params, task_names
@@ -21,6 +22,10 @@ from stages.failures import reported
 from stages.layout import SOURCES, Layout
 from stages.ownership import own_outputs
 from stages.provenance import provenance
+
+#: stages that train data-parallel under torchrun (docs/scale-ddp.md); the others refuse it,
+#: since every rank would write the same outputs
+DATA_PARALLEL = frozenset({"train_refiner", "train_estimator"})
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
 
 def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namespace) -> None:
     root = Path.cwd()
+    if env_ranks()[0] > 1 and stage not in DATA_PARALLEL:
+        raise DistributedError(f"{stage} runs in one process; start it without torchrun "
+                               f"(data-parallel stages: {', '.join(sorted(DATA_PARALLEL))})")
     params = load_task_params(root / args.params, args.task)
     _limit_threads()
     ctx = StageContext(
@@ -76,18 +84,24 @@ def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namesp
         root=root,
         provenance=provenance(root, params.model_dump(mode="json")),
     )
-    own_outputs(stage, ctx)
+    if is_main_process():  # under torchrun rank 0 owns the outputs; the others only train
+        own_outputs(stage, ctx)
     t0 = time.perf_counter()
     body(ctx)
     label = f"{stage}@{args.task}" + (f"-{ctx.source}" if ctx.source else "")
-    print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if is_main_process():  # one line per job, not per DDP rank
+        print(f"[simgan] {label} finished in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
 
 @contextmanager
 def tracked(ctx: StageContext, stage: str, params: Mapping[str, Any]) -> Iterator[Any]:
-    """The stage's MLflow run, nested under its pipeline's parent run (simgan.core.tracking)."""
+    """The stage's MLflow run, nested under its pipeline's parent run (simgan.core.tracking);
+    None on DDP ranks other than 0, which record nothing."""
     from simgan.core import tracking
 
+    if not is_main_process():
+        yield None
+        return
     with tracking.stage_run(ctx.provenance, ctx.task.name, stage, params,
                             train_source=ctx.source) as run:
         yield run
@@ -98,6 +112,8 @@ def log_datasets(ctx: StageContext, paths: Mapping[str, Path], context: str) -> 
     from simgan.core import tracking
     from stages.lineage import dataset_digest
 
+    if not is_main_process():
+        return
     for name, path in paths.items():
         rel = path.relative_to(ctx.root) if path.is_relative_to(ctx.root) else path
         tracking.log_dataset(f"{ctx.task.name}/{name}", rel.as_posix(),
@@ -145,5 +161,5 @@ def _limit_threads() -> None:
     """Use the cores we have, no more (oversubscription halves CPU throughput)."""
     import torch
 
-    n = int(os.environ.get("SIMGAN_THREADS", os.cpu_count() or 1))
+    n = int(os.environ.get("SIMGAN_THREADS", (os.cpu_count() or 1) // local_world_size()))
     torch.set_num_threads(max(1, n))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from simgan.core.dataset import open_dataset
+from simgan.core.launch import is_main_process
 from stages.artifacts import example_batch, save_torch
 from stages.common import StageContext, log_datasets, log_model, main, tracked
 
@@ -24,12 +25,15 @@ def run(ctx: StageContext) -> None:
     with tracked(ctx, "train_estimator", section.model_dump(mode="json")):
         log_datasets(ctx, {f"{ctx.source}/train": data.path}, "training")
         if not ctx.task.has_labels(data.labels):
-            no_labels(ctx, data)
+            if is_main_process():
+                no_labels(ctx, data)
             return
         model = ctx.task.train_estimator(
             ctx.params, data.images, data.labels,
             ctx.layout.estimator_checkpoints(ctx.source), tracking.log_metrics,
         )
+        if not is_main_process():  # DDP: rank 0 writes the outputs
+            return
         save_torch(
             ctx.layout.estimator_model(ctx.source),
             {"state_dict": model.state_dict(), "source": ctx.source, "n_train": len(data)},

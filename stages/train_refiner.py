@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from simgan.core.dataset import open_images
 from simgan.core.ingest.common import NoLabelsError
+from simgan.core.launch import is_main_process
 from stages.artifacts import example_batch, load_torch, save_torch, write_json
 from stages.common import StageContext, log_datasets, log_model, main, tracked
 
@@ -38,6 +39,8 @@ def run(ctx: StageContext) -> None:
             select_by=ctx.task.refiner_select_by(ctx.params),
             label_model=label_model(ctx),
         )
+        if not is_main_process():  # DDP: rank 0 writes the outputs
+            return
         warn_if_identity(ctx, result.selection)
         saved = refiner_file(result.selected_state, section.net, result.selection)
         save_torch(ctx.layout.refiner_model, saved)

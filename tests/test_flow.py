@@ -223,6 +223,25 @@ def test_flow_runs_ancestors_then_skips_then_reruns_overridden(
     assert forced["a"]["status"] == "ran"
 
 
+def test_flow_side_by_side_runs_each_stage_after_its_upstream(
+    prefect_api: None, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    state = pipeline(targets=["c", "other", "per_task"], root=str(project), task=None,
+                     max_parallel=2, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert set(result) == {"a", "b", "c", "other", "per_task@gaze", "per_task@hand"}
+    assert {info["status"] for info in result.values()} == {"ran"}
+    assert (project / "c.txt").read_text() == "a\nb-2\nc\n"  # each after its upstream
+    flow_log = "\n".join(r.getMessage() for r in caplog.records)
+    assert "up to 2 stage(s) at once" in flow_log
+    # every stage recorded by DVC: nothing left to run
+    again = pipeline(targets=["c", "other", "per_task"], root=str(project), task=None,
+                     max_parallel=2)
+    assert {info["status"] for info in again.values()} == {"skipped"}
+
+
 @pytest.mark.slow
 def test_failing_stage_fails_flow_after_retries(prefect_api: None, project: Path) -> None:
     state = pipeline(

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from torch import nn
 from tqdm import tqdm
 
+from simgan.core import distributed
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.precision import FP32, Amp
 from simgan.core.task import MetricsCallback
@@ -97,10 +98,13 @@ class EpochCheckpoint:
     best: dict[str, Any] | None = None
 
     def resume(self, model: nn.Module, opt: torch.optim.Optimizer,
-               sched: torch.optim.lr_scheduler.LRScheduler, what: str) -> None:
+               sched: torch.optim.lr_scheduler.LRScheduler, what: str,
+               ranks: distributed.Ranks | None = None) -> None:
         """Load the last epoch if the file (or the one before it, if it is damaged) has this
-        run's fingerprint; otherwise start afresh (and say so)."""
-        saved = load_checkpoint(self.path, self.fingerprint, what)
+        run's fingerprint; otherwise start afresh (and say so). Under DDP (``ranks``) rank 0
+        reads and every rank continues from it: nothing in it depends on the world size."""
+        load = lambda: load_checkpoint(self.path, self.fingerprint, what)  # noqa: E731
+        saved = distributed.from_main(load, ranks) if ranks is not None else load()
         if saved is None:
             return
         model.load_state_dict(saved["model"])
@@ -146,6 +150,19 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
         n_val = min(max(n_val, 1), n - 1)
     perm = np.random.default_rng([seed, 0]).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def shard_rows(rows: np.ndarray, ranks: distributed.Ranks) -> tuple[np.ndarray, float]:
+    """This rank's share of a global batch and the weight of its mean loss, ``n_rank *
+    world_size / n``: DDP averages gradients over ranks, so the weighted shares give exactly
+    the gradient of the mean over the global batch even when it does not split evenly (a
+    short last batch). A rank left without rows trains on one row at weight 0."""
+    if not ranks.active:
+        return rows, 1.0
+    mine = distributed.shard(rows, ranks)
+    if mine.shape[0] == 0:
+        return rows[:1], 0.0
+    return mine, mine.shape[0] * ranks.world_size / rows.shape[0]
 
 
 # ----------------------------------------------------------------------------- the epoch loop
@@ -211,6 +228,7 @@ class _Run:
     train_idx: np.ndarray
     val_idx: np.ndarray
     bar: tqdm
+    ranks: distributed.Ranks
     amp: Amp
 
 
@@ -236,13 +254,17 @@ def train_epochs(
     model = task.build_model(train_idx)
     opt = task.build_optimizer(model)
     sched = lr_schedule(opt, params.lr_schedule, total_steps)
-    checkpoint.resume(model, opt, sched, task.name)
+    # under torchrun: join the group (batch_size stays the global batch); else just the device
+    ranks = distributed.setup(getattr(params, "device", "auto"))
+    checkpoint.resume(model, opt, sched, task.name, ranks)
     amp = Amp.for_training(_device_of(model), getattr(params, "precision", FP32))
-    fwd = amp.wrap(torch.compile(model) if params.compile else model)  # type: ignore[arg-type]
+    trained = distributed.wrap(model, ranks)
+    fwd = amp.wrap(torch.compile(trained) if params.compile else trained)  # type: ignore[arg-type]
     with tqdm(total=total_steps, initial=checkpoint.epoch * steps_per_epoch, desc=task.name,
-              unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True) as bar:
+              unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
+              disable=not ranks.is_main) as bar:
         run = _Run(params, task, checkpoint, model, fwd, opt, sched, train_idx, val_idx, bar,
-                   amp)
+                   ranks, amp)
         model.train()
         while checkpoint.epoch < params.epochs:
             t0 = time.perf_counter()
@@ -263,20 +285,23 @@ def _train_epoch(run: _Run, epoch: int) -> float:
     perm = np.random.default_rng([p.seed, 1, epoch]).permutation(run.train_idx.shape[0])
     order = run.train_idx[perm]
     generator = torch.Generator().manual_seed(p.seed * 100_003 + epoch)
+    if run.ranks.active:  # each rank its own augmentation draws
+        generator.manual_seed(distributed.rank_seed(p.seed, run.ranks.rank, epoch))
     losses = []  # read after the epoch: reading a CUDA scalar per step would wait for the GPU
     for s in range(0, order.shape[0], p.batch_size):
         rows = np.sort(order[s : s + p.batch_size])
+        rows, weight = shard_rows(rows, run.ranks)
         x, target = run.task.make_batch(rows, generator)
         loss = run.task.loss(run.fwd(x), target)
         run.opt.zero_grad(set_to_none=True)
-        run.amp.step(loss, run.opt)
+        run.amp.step(loss * weight if run.ranks.active else loss, run.opt)
         run.sched.step()
-        losses.append((loss.detach(), rows.shape[0]))
+        losses.append((loss.detach(), rows.shape[0] if weight else 0))
         run.bar.update(1)
     loss_sum = 0.0
     for loss, n in losses:
         loss_sum += float(loss) * n
-    return loss_sum / order.shape[0]
+    return distributed.all_sum([loss_sum], run.ranks)[0] / order.shape[0]
 
 
 def _end_epoch(
@@ -301,6 +326,8 @@ def _end_epoch(
                         refresh=False)
     # no validation: the last epoch wins
     run.ckpt.end_epoch(row, row.get(run.task.score_key, -float(epoch + 1)), run.model)
+    if not run.ranks.is_main:  # DDP: every rank validates the same model, rank 0 writes
+        return
     if on_metrics is not None:
         on_metrics({k: v for k, v in (row | timing).items() if k != "epoch"}, run.ckpt.epoch)
     run.ckpt.save(run.model, run.opt, run.sched)

@@ -21,6 +21,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from simgan.core.distributed import setup  # a rank's own GPU under torchrun
 from simgan.core.epochs import (
     CHECKPOINT,
     EpochCheckpoint,
@@ -188,7 +189,7 @@ def train_estimator(
         raise ValueError(f"targets: expected ({images.shape[0]}, K), got {targets.shape}")
     check_finite(targets, "targets")
     fmt = torch.channels_last if params.channels_last else torch.contiguous_format
-    task = _GazeTask(images, targets, params, pick_device(params.device), fmt)
+    task = _GazeTask(images, targets, params, setup(params.device).device, fmt)
     fingerprint = params_fingerprint(params, images, targets, _FORMAT)
     ckpt = EpochCheckpoint(Path(checkpoint_dir) / CHECKPOINT, fingerprint)
     return train_epochs(images.shape[0], params, task, ckpt, on_metrics)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from simgan.core.distributed import setup  # a rank's own GPU under torchrun
 from simgan.core.epochs import (
     CHECKPOINT,
     EpochCheckpoint,
@@ -322,7 +323,7 @@ def train_pose_estimator(
     # steps took 3-7 s instead of 0.1 s. Flushing them to zero changes nothing that matters.
     torch.set_flush_denormal(True)
     fmt = torch.channels_last if params.channels_last else torch.contiguous_format
-    task = _PoseTask(images, kp_all, params, pick_device(params.device), fmt)
+    task = _PoseTask(images, kp_all, params, setup(params.device).device, fmt)
     fingerprint = params_fingerprint(params, images, kp_all, _FORMAT)
     ckpt = EpochCheckpoint(Path(checkpoint_dir) / CHECKPOINT, fingerprint)
     return train_epochs(images.shape[0], params, task, ckpt, on_metrics)

@@ -35,9 +35,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from simgan.core import distributed
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
-from simgan.core.images import pick_device, to_tensor, to_uint8
+from simgan.core.images import to_tensor, to_uint8
 from simgan.core.precision import Amp
+from simgan.core.refiner import ranks as rank_state
 from simgan.core.refiner.discriminator import PatchDiscriminator
 from simgan.core.refiner.history import HistoryBuffer
 from simgan.core.refiner.losses import (
@@ -228,10 +230,13 @@ class _Rngs:
     Generator (mini-batch indices) and the history buffer's own generator. Separate streams,
     so that e.g. a different buffer size does not shift which images the batches draw."""
 
-    def __init__(self, seed: int, device: torch.device) -> None:
+    def __init__(self, seed: int, device: torch.device, rank: int = 0) -> None:
         self.device = device
-        self.numpy = np.random.default_rng([seed, 2])
+        self.numpy = np.random.default_rng([seed, 2])  # the global batch: same on every rank
         self.buffer = torch.Generator().manual_seed(seed + 3)
+        if rank:  # DDP ranks > 0: their own noise and buffer draws (simgan.core.refiner.ranks)
+            torch.manual_seed(distributed.rank_seed(seed, rank))
+            self.buffer.manual_seed(distributed.rank_seed(seed + 3, rank))
 
     def state_dict(self) -> dict[str, Any]:
         cuda = self.device.type == "cuda"
@@ -284,7 +289,9 @@ class RefinerTrainer:
                              "trained on synthetic images)")
         self.synthetic, self.real, self.params = synthetic, real, params
         self.on_metrics, self.on_samples = on_metrics, on_samples
-        self.device = pick_device(params.device)
+        self.ranks = distributed.setup(params.device)  # one process: just the device
+        distributed.check_divisible("train.batch_size", params.batch_size, self.ranks)
+        self.device = self.ranks.device
         self.amp = Amp.for_training(self.device, params.precision)
         self.memory_format = (
             torch.channels_last if params.channels_last else torch.contiguous_format
@@ -292,9 +299,10 @@ class RefinerTrainer:
         self.held_out = HeldOut.draw(synthetic, real, params)
         self.label_model = _frozen(label_model, self.device) if params.lambda_label > 0 else None
         self._build_nets(net, disc)
-        self.rngs = _Rngs(params.seed, self.device)
-        self.buffer = HistoryBuffer(
-            params.history_size, (1, *synthetic.shape[1:]), self.rngs.buffer, self.device
+        self.rngs = _Rngs(params.seed, self.device, self.ranks.rank)
+        self.buffer = HistoryBuffer(  # per rank: its share of history_size
+            distributed.share(params.history_size, self.ranks), (1, *synthetic.shape[1:]),
+            self.rngs.buffer, self.device,
         )
         self.selector = Selector(
             self.held_out.synthetic, self.held_out.real, self.device,
@@ -323,11 +331,18 @@ class RefinerTrainer:
         )
         self.opt_r = _make_optimizer(p, self.refiner, p.lr)
         self.opt_d = _make_optimizer(p, self.discriminator, p.lr_discriminator or p.lr)
+        train_r = distributed.wrap(self.refiner, self.ranks)  # DDP under torchrun
+        train_d = distributed.wrap(self.discriminator, self.ranks)
+        # under autocast if precision is not fp32 (at fp32 amp.wrap returns the module)
         self.fwd_r: nn.Module = self.amp.wrap(
-            torch.compile(self.refiner) if p.compile else self.refiner  # type: ignore[arg-type]
+            torch.compile(train_r) if p.compile else train_r  # type: ignore[arg-type]
         )
         self.fwd_d: nn.Module = self.amp.wrap(
-            torch.compile(self.discriminator) if p.compile else self.discriminator  # type: ignore[arg-type]
+            torch.compile(train_d) if p.compile else train_d  # type: ignore[arg-type]
+        )
+        # D as R's judge: no D gradients, so never through DDP (it would await D's reduction)
+        self.judge_d: nn.Module = (
+            self.fwd_d if train_d is self.discriminator else self.amp.wrap(self.discriminator)
         )
 
     # ---- updates
@@ -335,7 +350,8 @@ class RefinerTrainer:
     def _batch(self, images: np.ndarray, pool: np.ndarray) -> torch.Tensor:
         b = self.params.batch_size
         pick = self.rngs.numpy.choice(pool.shape[0], b, replace=b > pool.shape[0])
-        t = to_tensor(images[pool[np.sort(pick)]], self.device)
+        rows = distributed.shard(pool[np.sort(pick)], self.ranks)  # this rank's share
+        t = to_tensor(images[rows], self.device)
         return t.contiguous(memory_format=self.memory_format)
 
     def refiner_step(self, adversarial: bool) -> dict[str, torch.Tensor]:
@@ -358,7 +374,7 @@ class RefinerTrainer:
             out["loss_r_label"] = label.detach()
         if adversarial:
             self.discriminator.requires_grad_(False)
-            adv = adversarial_loss(self.fwd_d(r), REAL, p.adv_reduction)
+            adv = adversarial_loss(self.judge_d(r), REAL, p.adv_reduction)
             self.discriminator.requires_grad_(True)
             loss = loss + adv
             out["loss_r_adv"] = adv.detach()
@@ -370,9 +386,10 @@ class RefinerTrainer:
     def discriminator_step(self) -> dict[str, torch.Tensor]:
         """One update of D on real images against refined ones, half of them from the buffer;
         the other half of this batch's refined images then goes into the buffer."""
-        p, b, buffer = self.params, self.params.batch_size, self.buffer
-        half = b // 2
+        p, buffer = self.params, self.buffer
         x = self._batch(self.synthetic, self.held_out.train_synthetic)
+        b = x.shape[0]  # batch_size, or this rank's share of it
+        half = b // 2
         y = self._batch(self.real, self.held_out.train_real)
         with torch.no_grad():
             r = self.fwd_r(x)
@@ -409,7 +426,7 @@ class RefinerTrainer:
 
     def log(self) -> dict[str, float]:
         """Average the metrics since the last log line into ``history`` and ``on_metrics``."""
-        step, metrics = self.step, self.meter.pop()
+        step, metrics = self.step, distributed.average(self.meter.pop(), self.ranks)
         pretrain_r = step <= self.params.pretrain_refiner_steps
         metrics["phase"] = float(0 if pretrain_r else 1 if step <= self.adv_start else 2)
         self.history.append({"step": float(step), **metrics})
@@ -498,15 +515,23 @@ class RefinerTrainer:
     def save(self, path: Path) -> None:
         """Replace ``path`` (checksummed, atomically, keeping the previous file) with the
         state, tagged with the run's fingerprint."""
-        write_checkpoint(path, {"fingerprint": self.fingerprint, **self.state_dict()})
+        state = rank_state.with_rank_states(
+            {"fingerprint": self.fingerprint, **self.state_dict()},
+            lambda: _snapshot(rank_state.local_state(self.buffer, self.rngs)), self.ranks,
+        )
+        if state is not None:  # rank 0 (or the only process) writes
+            write_checkpoint(path, state)
 
     def resume(self, path: Path) -> bool:
         """Continue from ``path`` (or the checkpoint before it, if ``path`` is damaged) if it
         was written by this run (same params and data)."""
-        saved = load_checkpoint(path, self.fingerprint, "refiner")
+        saved = distributed.from_main(
+            lambda: load_checkpoint(path, self.fingerprint, "refiner"), self.ranks
+        )
         if saved is None:
             return False
-        self.load_state_dict(saved)
+        self.load_state_dict(rank_state.for_this_rank(
+            saved, self.ranks, self.params.seed, self.params.history_size, self.device))
         log.info("resuming refiner training at step %d/%d", self.step, self.total)
         return True
 
@@ -541,8 +566,9 @@ def train_refiner(
     ``on_samples(global_step, synthetic, refined, real)`` receives fixed held-out uint8
     images every ``sample_every`` adversarial steps.
     """
-    t = RefinerTrainer(synthetic, real, net, disc, params, select_by, on_metrics, on_samples,
-                       label_model)
+    main = distributed.is_main_process()  # the other DDP ranks train and report nothing
+    t = RefinerTrainer(synthetic, real, net, disc, params, select_by,
+                       on_metrics if main else None, on_samples if main else None, label_model)
     ckpt = Path(checkpoint_dir) / CHECKPOINT
     t.resume(ckpt)
     t.refiner.train()
@@ -551,7 +577,7 @@ def train_refiner(
         t.select(0)
         t.samples(0)
     bar = tqdm(total=t.total, initial=t.step, desc="refiner", unit="step", file=sys.stderr,
-               mininterval=1.0, dynamic_ncols=True)
+               mininterval=1.0, dynamic_ncols=True, disable=not main)
     while t.step < t.total:
         t.train_step()
         bar.update(1)
