@@ -78,7 +78,7 @@ class Mode:
 
 
 MODES = {
-    "full": Mode("full", 2, 7, 12, 2048, 4096, 1024, 4096, 200),
+    "full": Mode("full", 2, 7, 12, 2048, 4096, 1024, 1024, 100),
     "quick": Mode("quick", 1, 3, 4, 1024, 2048, 512, 2048, 60),
     "tiny": Mode("tiny", 1, 2, 2, 128, 64, 32, 64, 6, tiny=True),
 }
