@@ -92,9 +92,12 @@ test-fast: setup ## the tests not marked slow (no end-to-end DVC graph)
 lint: setup ## ruff check
 	$(VENV)/bin/ruff check .
 
-bench: setup ## render and training throughput (figures for closing notes)
-	$(PY) benchmarks/bench_render.py
-	$(PY) benchmarks/bench_train.py --quick
+# Every throughput figure side by side (docs/performance.md): the refiner step against a plain
+# torch loop, GFLOP/s against this machine's GEMM rate, render, refine, estimator training,
+# ingest, stage times. `make bench BENCH=--quick` for a shorter run.
+BENCH ?=
+bench: setup ## throughput side by side -> benchmarks/results.json (BENCH=--quick)
+	$(PY) -m benchmarks.bench $(BENCH)
 
 # The same stages as a Prefect flow (ephemeral Prefect server, logs per stage).
 flow: setup ## the same stages as a Prefect flow, per task

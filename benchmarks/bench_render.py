@@ -25,17 +25,22 @@ DOMAINS: dict[str, EyeDomain | None] = {
 }
 
 
+def render_eyes(n: int, seed: int, chunk: int, domain: EyeDomain | None) -> int:
+    """Render ``n`` default-size eyes of ``domain`` (None: synthetic); returns the count."""
+    total = 0
+    for images, labels in iter_eye_chunks(EyeRenderParams(), n, seed=seed, chunk_size=chunk,
+                                          domain=domain):
+        total += images.shape[0]
+        assert len(labels) == images.shape[0] and images.dtype == np.uint8
+    return total
+
+
 def measure(n: int, repeat: int, chunk: int, domain: EyeDomain | None) -> tuple[float, float]:
     """Best wall-clock and CPU-time images/s over ``repeat`` full renders of ``n`` images."""
-    params = EyeRenderParams()
     best_wall, best_cpu = 0.0, 0.0
     for r in range(repeat):
         t_wall, t_cpu = time.perf_counter(), time.process_time()
-        total = 0
-        for images, labels in iter_eye_chunks(params, n, seed=r, chunk_size=chunk,
-                                              domain=domain):
-            total += images.shape[0]
-            assert len(labels) == images.shape[0] and images.dtype == np.uint8
+        total = render_eyes(n, r, chunk, domain)
         wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
         best_wall, best_cpu = max(best_wall, total / wall), max(best_cpu, total / cpu)
     return best_wall, best_cpu

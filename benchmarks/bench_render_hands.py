@@ -17,18 +17,25 @@ from simgan.hand.render import HandRenderParams, iter_hand_chunks
 from simgan.hand.standin import RealDepthParams, standin_domain
 
 
+def render_hands(params: HandRenderParams, n: int, seed: int, chunk: int, real: bool,
+                 threads: int) -> int:
+    """Render ``n`` hands (synthetic, or the stand-in Kinect domain if ``real``)."""
+    domain = standin_domain(RealDepthParams()) if real else None
+    total = 0
+    for images, labels in iter_hand_chunks(params, n, seed=seed, chunk_size=chunk,
+                                           domain=domain, threads=threads):
+        total += images.shape[0]
+        assert len(labels) == images.shape[0] and images.dtype == np.uint8
+    return total
+
+
 def measure(params: HandRenderParams, n: int, repeat: int, chunk: int, real: bool,
             threads: int) -> tuple[float, float]:
     """Best wall-clock and CPU-time images/s over ``repeat`` full renders of ``n`` images."""
-    domain = standin_domain(RealDepthParams()) if real else None
     best_wall, best_cpu = 0.0, 0.0
     for r in range(repeat):
         t_wall, t_cpu = time.perf_counter(), time.process_time()
-        total = 0
-        for images, labels in iter_hand_chunks(params, n, seed=r, chunk_size=chunk,
-                                               domain=domain, threads=threads):
-            total += images.shape[0]
-            assert len(labels) == images.shape[0] and images.dtype == np.uint8
+        total = render_hands(params, n, r, chunk, real, threads)
         wall, cpu = time.perf_counter() - t_wall, time.process_time() - t_cpu
         best_wall, best_cpu = max(best_wall, total / wall), max(best_cpu, total / cpu)
     return best_wall, best_cpu

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from simgan.core.images import to_tensor
 from simgan.hand.estimator import (
@@ -34,8 +36,10 @@ SIZES = (
 )
 
 
-def bench(overrides: dict, batch: int, size: int, seconds: float) -> tuple[float, float]:
-    """(training images/s, inference images/s)."""
+def pose_calls(
+    overrides: dict, batch: int, size: int
+) -> tuple[nn.Module, Callable[[], None], Callable[[], None]]:
+    """(model, one training step, one inference pass over 8 batches) on fixed random crops."""
     torch.set_flush_denormal(True)
     p = PoseEstimatorParams(**overrides)
     model = build_hourglass(p).to(memory_format=torch.channels_last)
@@ -59,6 +63,12 @@ def bench(overrides: dict, batch: int, size: int, seconds: float) -> tuple[float
         with torch.inference_mode():
             model(to_tensor(np.repeat(images, 8, 0)))
 
+    return model, step, infer
+
+
+def bench(overrides: dict, batch: int, size: int, seconds: float) -> tuple[float, float]:
+    """(training images/s, inference images/s)."""
+    model, step, infer = pose_calls(overrides, batch, size)
     out = []
     for fn, n in ((step, batch), (infer, 8 * batch)):
         model.train(fn is step)

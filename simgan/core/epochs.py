@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from simgan.core import distributed
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
+from simgan.core.precision import FP32, Amp
 from simgan.core.task import MetricsCallback
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,7 @@ class _Run:
     val_idx: np.ndarray
     bar: tqdm
     ranks: distributed.Ranks
+    amp: Amp
 
 
 def train_epochs(
@@ -255,13 +257,14 @@ def train_epochs(
     # under torchrun: join the group (batch_size stays the global batch); else just the device
     ranks = distributed.setup(getattr(params, "device", "auto"))
     checkpoint.resume(model, opt, sched, task.name, ranks)
+    amp = Amp.for_training(_device_of(model), getattr(params, "precision", FP32))
     trained = distributed.wrap(model, ranks)
-    fwd = torch.compile(trained) if params.compile else trained
+    fwd = amp.wrap(torch.compile(trained) if params.compile else trained)  # type: ignore[arg-type]
     with tqdm(total=total_steps, initial=checkpoint.epoch * steps_per_epoch, desc=task.name,
               unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
               disable=not ranks.is_main) as bar:
         run = _Run(params, task, checkpoint, model, fwd, opt, sched, train_idx, val_idx, bar,
-                   ranks)
+                   ranks, amp)
         model.train()
         while checkpoint.epoch < params.epochs:
             t0 = time.perf_counter()
@@ -269,6 +272,11 @@ def train_epochs(
             _end_epoch(run, train_loss, t0, on_metrics)
     assert checkpoint.best is not None
     return checkpoint.best["state"], checkpoint.history
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Where ``task.build_model`` put the net (its first parameter; CPU if it has none)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _train_epoch(run: _Run, epoch: int) -> float:
@@ -279,18 +287,20 @@ def _train_epoch(run: _Run, epoch: int) -> float:
     generator = torch.Generator().manual_seed(p.seed * 100_003 + epoch)
     if run.ranks.active:  # each rank its own augmentation draws
         generator.manual_seed(distributed.rank_seed(p.seed, run.ranks.rank, epoch))
-    loss_sum = 0.0
+    losses = []  # read after the epoch: reading a CUDA scalar per step would wait for the GPU
     for s in range(0, order.shape[0], p.batch_size):
         rows = np.sort(order[s : s + p.batch_size])
         rows, weight = shard_rows(rows, run.ranks)
         x, target = run.task.make_batch(rows, generator)
         loss = run.task.loss(run.fwd(x), target)
         run.opt.zero_grad(set_to_none=True)
-        (loss * weight if run.ranks.active else loss).backward()
-        run.opt.step()
+        run.amp.step(loss * weight if run.ranks.active else loss, run.opt)
         run.sched.step()
-        loss_sum += float(loss.detach()) * (rows.shape[0] if weight else 0)
+        losses.append((loss.detach(), rows.shape[0] if weight else 0))
         run.bar.update(1)
+    loss_sum = 0.0
+    for loss, n in losses:
+        loss_sum += float(loss) * n
     return distributed.all_sum([loss_sum], run.ranks)[0] / order.shape[0]
 
 

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from simgan.core.errors import DeviceError
+from simgan.core.transfer import to_device
 
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, H, W) uint8 -> (B, 1, H, W) float32 in [-1, 1] on ``device``, channels_last."""
-    t = torch.from_numpy(np.require(images, requirements=["C", "W"])).to(device=device)
+    t = to_device(torch.from_numpy(np.require(images, requirements=["C", "W"])), device)
     t = t.to(torch.float32).unsqueeze(1).mul_(2.0 / 255.0).sub_(1.0)
     return t.contiguous(memory_format=torch.channels_last)
 

@@ -30,9 +30,11 @@ from simgan.core.epochs import (
     params_fingerprint,
     train_epochs,
 )
-from simgan.core.fields import Device, Seed, StrictParams, Width
+from simgan.core.fields import Device, Seed, Width
 from simgan.core.images import pick_device, to_tensor
+from simgan.core.precision import PrecisionParams
 from simgan.core.task import MetricsCallback
+from simgan.core.transfer import to_device
 from simgan.gaze.net import PAPER_FC_HIDDEN, PAPER_WIDTHS, GazeCNN
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 _FORMAT = 1
 
 
-class EstimatorParams(StrictParams):
+class EstimatorParams(PrecisionParams):
     """Gaze CNN size and training schedule (defaults: paper widths, CPU-friendly schedule;
     why the default profile uses quarter widths and no BatchNorm: docs/science.md, "The gaze
     estimator's CPU schedule")."""
@@ -158,7 +160,7 @@ class _GazeTask:
             d = p.brightness_jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
             x = (x * c.to(self.device) + d.to(self.device)).clamp_(-1, 1)
         x = x.contiguous(memory_format=self.fmt)
-        return x, torch.from_numpy(self.targets[rows]).to(self.device)
+        return x, to_device(torch.from_numpy(self.targets[rows]), self.device)
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return ((output.float() - target) ** 2).sum(1).mean()

@@ -41,9 +41,11 @@ from simgan.core.epochs import (
     params_fingerprint,
     train_epochs,
 )
-from simgan.core.fields import Device, Seed, StrictParams
+from simgan.core.fields import Device, Seed
 from simgan.core.images import pick_device, to_tensor
+from simgan.core.precision import PrecisionParams
 from simgan.core.task import MetricsCallback
+from simgan.core.transfer import to_device
 from simgan.hand.hourglass import StackedHourglass
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ _FORMAT = 1
 Decode = Literal["quadratic", "soft_argmax"]
 
 
-class PoseEstimatorParams(StrictParams):
+class PoseEstimatorParams(PrecisionParams):
     """Hourglass size, heatmap targets, augmentation and schedule. The default is sized for
     the CPU budget (docs/hand.md, "The hourglass's CPU size"); paper-like sizes are
     :data:`simgan.hand.hourglass.PAPER`."""
@@ -283,7 +285,7 @@ class _PoseTask:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params
         x = to_tensor(self.images[rows], self.device).contiguous()
-        kp = torch.from_numpy(self.keypoints[rows]).to(self.device)
+        kp = to_device(torch.from_numpy(self.keypoints[rows]), self.device)
         if p.rotation_deg > 0 or p.scale_jitter > 0 or p.shift_px > 0:
             m = random_affine(rows.shape[0], self.images.shape[1:], p.rotation_deg,
                               p.scale_jitter, p.shift_px, generator)

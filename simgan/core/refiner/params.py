@@ -20,6 +20,7 @@ from simgan.core.fields import (
     StrictParams,
     Width,
 )
+from simgan.core.precision import PrecisionParams
 
 SelectBy = Literal["mmd", "latest"]
 Beta = Annotated[float, Field(ge=0, lt=1)]
@@ -78,7 +79,7 @@ class DiscriminatorParams(StrictParams):
         return self
 
 
-class RefinerTrainParams(StrictParams):
+class RefinerTrainParams(PrecisionParams):
     """The S+U schedule, optimiser, losses, buffer, cadence and selection of ``train_refiner``.
 
     Defaults are a CPU schedule (small batch, lambda 0.5 on mean L1, Kg 2, Kd 1, Adam 1e-4),

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from simgan.core import distributed
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.images import to_tensor, to_uint8
+from simgan.core.precision import Amp
 from simgan.core.refiner import ranks as rank_state
 from simgan.core.refiner.discriminator import PatchDiscriminator
 from simgan.core.refiner.history import HistoryBuffer
@@ -188,27 +189,40 @@ class HeldOut:
 
 
 class _Meter:
-    """Running sums of metrics between two log lines (checkpointed with the run)."""
+    """Running sums of metrics between two log lines (checkpointed with the run).
+
+    ``add`` only queues the (device) tensors: reading a CUDA scalar waits for the GPU, and
+    one wait per metric and update would serialise every step. They are read, and summed in
+    the order they came (so the sums have the same bits), when the sums are needed."""
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self._queued: list[dict[str, torch.Tensor | float]] = []
 
     def add(self, values: dict[str, torch.Tensor | float]) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
+        self._queued.append(values)
+
+    def _flush(self) -> None:
+        for values in self._queued:
+            for k, v in values.items():
+                self.sums[k] = self.sums.get(k, 0.0) + float(v)
+                self.counts[k] = self.counts.get(k, 0) + 1
+        self._queued = []
 
     def pop(self) -> dict[str, float]:
+        self._flush()
         out = {k: self.sums[k] / self.counts[k] for k in self.sums}
         self.sums, self.counts = {}, {}
         return out
 
     def state_dict(self) -> dict[str, Any]:
+        self._flush()
         return {"sums": dict(self.sums), "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+        self._queued = []
 
 
 class _Rngs:
@@ -278,6 +292,7 @@ class RefinerTrainer:
         self.ranks = distributed.setup(params.device)  # one process: just the device
         distributed.check_divisible("train.batch_size", params.batch_size, self.ranks)
         self.device = self.ranks.device
+        self.amp = Amp.for_training(self.device, params.precision)
         self.memory_format = (
             torch.channels_last if params.channels_last else torch.contiguous_format
         )
@@ -318,11 +333,16 @@ class RefinerTrainer:
         self.opt_d = _make_optimizer(p, self.discriminator, p.lr_discriminator or p.lr)
         train_r = distributed.wrap(self.refiner, self.ranks)  # DDP under torchrun
         train_d = distributed.wrap(self.discriminator, self.ranks)
-        self.fwd_r: nn.Module = torch.compile(train_r) if p.compile else train_r  # type: ignore[assignment]
-        self.fwd_d: nn.Module = torch.compile(train_d) if p.compile else train_d  # type: ignore[assignment]
+        # under autocast if precision is not fp32 (at fp32 amp.wrap returns the module)
+        self.fwd_r: nn.Module = self.amp.wrap(
+            torch.compile(train_r) if p.compile else train_r  # type: ignore[arg-type]
+        )
+        self.fwd_d: nn.Module = self.amp.wrap(
+            torch.compile(train_d) if p.compile else train_d  # type: ignore[arg-type]
+        )
         # D as R's judge: no D gradients, so never through DDP (it would await D's reduction)
         self.judge_d: nn.Module = (
-            self.fwd_d if train_d is self.discriminator else self.discriminator
+            self.fwd_d if train_d is self.discriminator else self.amp.wrap(self.discriminator)
         )
 
     # ---- updates
@@ -359,8 +379,7 @@ class RefinerTrainer:
             loss = loss + adv
             out["loss_r_adv"] = adv.detach()
         self.opt_r.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_r.step()
+        self.amp.step(loss, self.opt_r)
         out["drift"] = (r.detach() - x).abs().mean() * 127.5
         return out
 
@@ -380,8 +399,7 @@ class RefinerTrainer:
         loss_real = adversarial_loss(logits_real, REAL, p.adv_reduction)
         loss_fake = adversarial_loss(logits_fake, REFINED, p.adv_reduction)
         self.opt_d.zero_grad(set_to_none=True)
-        (loss_real + loss_fake).backward()
-        self.opt_d.step()
+        self.amp.step(loss_real + loss_fake, self.opt_d)
         buffer.push(r[half:])
         return {
             "loss_d_real": loss_real.detach(),
