@@ -6,7 +6,7 @@ local rank) and returns the :class:`Ranks` the training loops consult. With ``WO
 unset (or 1) it only picks the device: no process group, no wrapper, no extra collective,
 so a single-process run computes exactly what it computed before (same bytes).
 
-Conventions shared by every loop (docs/scale-ddp.md):
+Conventions shared by every loop (docs/scale.md, "Data-parallel training"):
 
 * ``batch_size`` is the GLOBAL batch. Every rank draws the same global batch of indices from
   the same seeded stream and trains on its contiguous share (:func:`shard`); DDP averages the
