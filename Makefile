@@ -17,7 +17,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: help setup run seeds exp test test-fast lint bench flow schedule schedule-stop mlflow-ui clean-runs
+.PHONY: help setup run seeds exp test test-scale test-fast lint bench flow schedule schedule-stop mlflow-ui clean-runs
 
 help: ## list the targets (this list)
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -83,11 +83,16 @@ exp: setup ## dvc exp show with only the columns that matter (headline metrics, 
 	dvc exp show --no-pager --only-changed --drop 'Created|.*/.*' \
 		--keep 'reports/($(subst $(eval) ,|,$(strip $(TASKS))))/headline\.json:.*' --precision 3
 
-test: setup ## every test (about 8 min on 2 cores)
-	$(PY) -m pytest -q -n auto --dist loadfile
+test: setup ## every test but the scale-out ones (about 8 min on 2 cores)
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not scale"
+
+# Real PostgreSQL + S3 (moto) + mlflow server, Dask clusters and torchrun jobs of whole stages:
+# minutes each on 2 cores, so apart from `make test` (.ci/run runs both).
+test-scale: setup ## the scale-out tests (servers, clusters, torchrun stages; docs/scale.md)
+	$(PY) -m pytest -q -n auto --dist loadfile -m scale
 
 test-fast: setup ## the tests not marked slow (no end-to-end DVC graph)
-	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow and not scale"
 
 lint: setup ## ruff check
 	$(VENV)/bin/ruff check .

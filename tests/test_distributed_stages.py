@@ -46,6 +46,7 @@ def _torchrun(root: Path, pipeline: str, stage: str, *args: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.scale
 def test_training_stages_under_torchrun_write_once(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

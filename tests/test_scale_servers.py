@@ -25,7 +25,7 @@ from tests.test_pipeline_e2e import STAGE_RUNS, _run, smoke_repo
 
 # the module's servers and pipeline start in the first test's set-up: on a loaded 2-core
 # machine that alone took up to ~10 min (unloaded: under 3), so that test gets more than 600 s
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(1200)]
 
 TASK = "gaze"
 PIPELINE = "scale-test"
