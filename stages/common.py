@@ -23,8 +23,8 @@ from stages.layout import SOURCES, Layout
 from stages.ownership import own_outputs
 from stages.provenance import provenance
 
-#: stages that train data-parallel under torchrun (docs/scale.md, "Data-parallel training"); the others refuse it,
-#: since every rank would write the same outputs
+#: stages that train data-parallel under torchrun (docs/scale.md, "Data-parallel training");
+#: the others refuse it, since every rank would write the same outputs
 DATA_PARALLEL = frozenset({"train_refiner", "train_estimator"})
 
 

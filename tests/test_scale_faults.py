@@ -16,7 +16,8 @@ import pytest
 from tests import servers
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.scale]  # three servers: ~45 s on a quiet machine, 4.5 min at load 9
+# three servers: ~45 s on a quiet machine, 4.5 min at load 9
+pytestmark = [pytest.mark.slow, pytest.mark.scale]
 
 
 @pytest.fixture
