@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from simgan.core.ingest.common import IngestSourceBase
+from simgan.core.shards import ShardPlan
 
 Chunks = Iterator[tuple[np.ndarray, pd.DataFrame]]
 MetricsCallback = Callable[[dict[str, float], int], None]
@@ -29,7 +30,8 @@ class SplitPlan:
 
     Readers of real files may skip bad inputs (``skip_bad``): then ``n`` is an upper bound
     (``n_is_upper_bound``) and ``late_meta`` gives, after the chunks are exhausted, what is
-    known only then (counts of skipped files) for meta.json.
+    known only then (counts of skipped files) for meta.json. ``shards``, when set, yields
+    the same chunks from ranges computed elsewhere (:mod:`simgan.core.shards`).
     """
 
     n: int
@@ -39,6 +41,8 @@ class SplitPlan:
     meta: dict[str, Any] = field(default_factory=dict)
     n_is_upper_bound: bool = False
     late_meta: Callable[[], dict[str, Any]] | None = None
+    #: the same work as ranges a cluster can compute (None: this process only)
+    shards: ShardPlan | None = None
 
 
 @dataclass(frozen=True)
