@@ -33,16 +33,18 @@ def refine_images(
     Only one chunk is in memory at a time, so the caller can stream the chunks into a memmap.
     The refiner is moved to ``device`` and put in eval mode. A refiner with noise inputs draws
     its noise from a CPU generator seeded by ``seed``, so the output is reproducible; a range
-    starting at row ``start`` (a multiple of ``batch_size``, so batches are the whole run's)
-    first advances the generator past the noise of the rows before it, so any range gives
-    the bytes the whole run gives there.
+    starting at row ``start`` first advances the generator past the noise of the rows before
+    it, so any range gives the bytes the whole run gives there. Both ends must fall on the
+    whole run's batch boundaries: torch draws the noise of a 2-image batch differently from
+    the first 2 images of a 4-image one.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    stop = images_uint8.shape[0] if stop is None else stop
-    if start % batch_size or not 0 <= start <= stop <= images_uint8.shape[0]:
-        raise ValueError(f"rows [{start}, {stop}) of {images_uint8.shape[0]}: start must be a "
-                         f"multiple of batch_size {batch_size}, and the range inside the array")
+    n = images_uint8.shape[0]
+    stop = n if stop is None else stop
+    if start % batch_size or (stop % batch_size and stop != n) or not 0 <= start <= stop <= n:
+        raise ValueError(f"rows [{start}, {stop}) of {n}: start and stop (unless it is {n}) "
+                         f"must be multiples of batch_size {batch_size}, inside the array")
     dev = pick_device(device) if isinstance(device, str) else device
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     refiner = refiner.to(dev, memory_format=fmt).eval()
