@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flows.environment import apply_project_environment
-from simgan.core.shards import ShardPlan, default_shard_size, shard_ranges
+from simgan.core.shards import default_shard_size, shard_ranges
+from simgan.core.task import ShardPlan
 
 MODULE_ROOT = Path(__file__).resolve().parents[1]
 if (MODULE_ROOT / "dvc.yaml").is_file():

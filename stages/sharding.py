@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from simgan.core.shards import ShardPlan
+from simgan.core.task import ShardPlan
 
 T = TypeVar("T")
 ENGINE_ENV = "SIMGAN_SHARDS"

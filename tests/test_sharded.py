@@ -30,7 +30,8 @@ from simgan.core.dataset import IMAGES, LABELS, META, write_dataset
 from simgan.core.ingest.common import IngestError
 from simgan.core.refiner.apply import RefineShards, refine_images
 from simgan.core.refiner.net import Refiner, load_refiner
-from simgan.core.shards import ShardPlan, default_shard_size, shard_ranges
+from simgan.core.shards import default_shard_size, shard_ranges
+from simgan.core.task import ShardPlan
 from simgan.gaze.readers.sources import UnityEyesSource, plan_splits
 from stages.datasets_io import write_split
 from tests.test_ingest_unityeyes import write_sample
@@ -220,26 +221,30 @@ def on_cluster(monkeypatch: pytest.MonkeyPatch, prefect_api: None, dask_address:
     return dask_address
 
 
-def _die_first_time(marker: str, work: Callable[[], Any]) -> Any:
-    """Kill this worker process (no cleanup, as a crash or the OOM killer would) unless
-    ``marker`` exists; create it first, so the retried attempt runs ``work``."""
-    if not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
+def _die_first_times(marker: str, kills: int, work: Callable[[], Any]) -> Any:
+    """Kill this worker process (no cleanup, as a crash or the OOM killer would) on the
+    first ``kills`` attempts, counted as lines of ``marker``; then run ``work``."""
+    done = Path(marker).read_text().count("\n") if os.path.exists(marker) else 0
+    if done < kills:
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
         os._exit(1)
     return work()
 
 
-class KillsItsWorkerOnce(ShardPlan):
-    """``inner``, except that the first attempt of the range starting at ``victim`` kills the
-    worker process running it."""
+class KillsItsWorker(ShardPlan):
+    """``inner``, except that the first ``kills`` attempts of the range starting at ``victim``
+    kill the worker process running it."""
 
-    def __init__(self, inner: ShardPlan, victim: int, marker: Path) -> None:
-        self.inner, self.victim, self.marker = inner, victim, str(marker)
+    def __init__(self, inner: ShardPlan, victim: int, marker: Path, kills: int) -> None:
+        self.inner, self.victim, self.marker, self.kills = inner, victim, str(marker), kills
         self.size, self.align = inner.size, inner.align
 
     def work(self, lo: int, hi: int) -> Callable[[], Any]:
         work = self.inner.work(lo, hi)
-        return partial(_die_first_time, self.marker, work) if lo == self.victim else work
+        if lo != self.victim:
+            return work
+        return partial(_die_first_times, self.marker, self.kills, work)
 
     def chunks(self, results: Iterable[Any]) -> Iterator[Any]:
         return self.inner.chunks(results)
@@ -274,15 +279,18 @@ def test_two_dask_workers_refine_the_same_bytes(tmp_path: Path, on_cluster: str)
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_shard_costs_a_retry_not_a_byte(tmp_path: Path,
-                                                            on_cluster: str) -> None:
+@pytest.mark.parametrize("kills", [1, 4])
+def test_a_worker_killed_mid_shard_costs_a_retry_not_a_byte(tmp_path: Path, on_cluster: str,
+                                                            kills: int) -> None:
+    """1 death: Dask reruns the shard on another worker. 4: Dask gives up (KilledWorker
+    after allowed-failures=3) and the flow resubmits the shard as a new task run."""
     folder = unityeyes_folder(tmp_path)
     os.environ.pop("SIMGAN_SHARDS")
     write_split(tmp_path / "local", ingest_plan(folder), {"split": "train"}, "local")
     os.environ["SIMGAN_SHARDS"] = "dask"
-    marker = tmp_path / "killed.pid"
+    marker = tmp_path / "killed.pids"
     plan = ingest_plan(folder)
-    plan = dataclasses.replace(plan, shards=KillsItsWorkerOnce(plan.shards, 3, marker))
+    plan = dataclasses.replace(plan, shards=KillsItsWorker(plan.shards, 3, marker, kills))
     write_split(tmp_path / "dask", plan, {"split": "train"}, "dask")
-    assert marker.is_file()  # a worker did die in the shard [3, 6)
+    assert len(marker.read_text().split()) == kills  # workers did die in the shard [3, 6)
     assert digests(tmp_path / "dask") == digests(tmp_path / "local")

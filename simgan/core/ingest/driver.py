@@ -29,9 +29,8 @@ import numpy as np
 import pandas as pd
 
 from simgan.core.ingest.common import BadInput, IngestError, IngestReport
-from simgan.core.shards import ShardPlan
 from simgan.core.stream import Piece, ordered_map, regroup
-from simgan.core.task import SplitPlan
+from simgan.core.task import ShardPlan, SplitPlan
 
 Decoded = tuple[np.ndarray, dict[str, np.ndarray], list[BadInput]]
 DecodeFn = Callable[[Any, Any, bool], Decoded]

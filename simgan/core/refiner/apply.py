@@ -15,7 +15,7 @@ from torch import nn
 
 from simgan.core.images import pick_device, to_tensor, to_uint8
 from simgan.core.refiner.net import apply_refiner, load_refiner
-from simgan.core.shards import ShardPlan
+from simgan.core.task import ShardPlan
 
 
 def refine_images(
