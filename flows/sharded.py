@@ -30,6 +30,7 @@ default: 4 shards per worker, at most 4096 units), ``SIMGAN_SHARD_RETRIES`` (def
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -170,15 +171,14 @@ def ordered_results(shards: ShardPlan, settings: DaskSettings, workers: int) -> 
 
 
 def _cluster_workers(settings: DaskSettings) -> int:
-    """Workers to size shards for: the LocalCluster's, or those the scheduler has now."""
+    """Worker threads to size shards for: the LocalCluster's, or what the scheduler at
+    ``address`` has now (a short client of its own: the task runner connects lazily)."""
     if not settings.address:
         return settings.workers
-    from distributed import get_client
+    from distributed import Client
 
-    try:
-        return max(1, len(get_client().scheduler_info()["workers"]))
-    except ValueError:  # no client in this context: size for the configured count
-        return settings.workers
+    with Client(settings.address, timeout=60, set_as_default=False) as client:
+        return max(1, sum(client.nthreads().values()))
 
 
 _JOBS: dict[str, tuple[ShardPlan, Callable[[Iterator[Any]], Any], DaskSettings]] = {}
@@ -213,6 +213,26 @@ def run_sharded(shards: ShardPlan, consume: Callable[[Iterator[Any]], T],
     try:
         run = sharded_write.with_options(flow_run_name=label,
                                          task_runner=settings.task_runner())
-        return run(job)
+        with _one_api_for_the_workers():
+            return run(job)
     finally:
         del _JOBS[job]
+
+
+def _one_api_for_the_workers() -> contextlib.AbstractContextManager[Any]:
+    """Make the task runs on the workers report to this process's Prefect API.
+
+    Prefect ships its settings with each task run to the worker. Without ``PREFECT_API_URL``
+    the flow would use a temporary server of this process that the settings do not name, and
+    every worker would start (10-25 s) and report to a temporary server of its own. So the
+    temporary server is started here and named in the settings. (Remote workers cannot reach
+    a server on 127.0.0.1: for them, set ``PREFECT_API_URL`` to a ``prefect server start``.)"""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    return temporary_settings(updates={PREFECT_API_URL: server.api_url})
