@@ -31,13 +31,17 @@ def _digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+FAST_JPEG = os.environ.get("BENCH_FAST_JPEG", "1") == "1"
+
+
 def _ingest(folder: Path, out: Path, workers: int, chunk: int) -> tuple[int, float]:
     """Index and ingest ``folder`` with the render stage's writer (stages/datasets_io.py)."""
     from simgan.gaze.readers.sources import UnityEyesSource, plan_splits
     from stages.datasets_io import write_split
 
     t0 = time.perf_counter()
-    src = UnityEyesSource(path=folder, test_fraction=0.0, workers=workers)
+    src = UnityEyesSource(path=folder, test_fraction=0.0, workers=workers,
+                          fast_jpeg=FAST_JPEG)
     plan = plan_splits(src, chunk_size=chunk)["train"]
     ds = write_split(out, plan, {"split": "train"}, "ingest")
     return len(ds), time.perf_counter() - t0
@@ -91,8 +95,12 @@ def main() -> None:
     ap.add_argument("--dask", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--dir", type=Path, default=None, help="reuse/keep the fake files here")
+    ap.add_argument("--full-jpeg", action="store_true",
+                    help="fast_jpeg: false (decode every JPEG at full size: 4-5x the work)")
     ap.add_argument("--_run", type=str, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.full_jpeg:
+        os.environ["BENCH_FAST_JPEG"] = "0"  # children inherit it
     if args._run:  # child: one measurement, JSON on stdout
         what, workers = args._run.split(",")
         run = run_dask if what == "dask" else run_local
@@ -111,8 +119,8 @@ def main() -> None:
     if len(list(folder.glob("*.json"))) != args.n:
         write_fake_unityeyes(folder, args.n)
     common = ["--dir", str(folder), "--chunk", str(args.chunk)]
-    print(f"ingest of {args.n} UnityEyes files (640x480 jpg + json), {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(f"ingest of {args.n} UnityEyes files (640x480 jpg + json), fast_jpeg "
+          f"{not args.full_jpeg}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"{'engine':<28} {'files/s':>8} {'s':>7} {'start-up s':>10}  same bytes")
     runs = [("this process (workers: 0)", "local,0")]
     runs += [(f"process pool (workers: {w})", f"local,{w}") for w in args.pool]
