@@ -188,6 +188,18 @@ def test_engine_and_settings_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert DaskSettings(address="tcp://h:1").task_runner().address == "tcp://h:1"
 
 
+def test_a_plan_without_shards_is_written_here_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    folder = unityeyes_folder(tmp_path)
+    monkeypatch.delenv("SIMGAN_SHARDS", raising=False)
+    write_split(tmp_path / "local", ingest_plan(folder), {}, "local")
+    monkeypatch.setenv("SIMGAN_SHARDS", "dask")
+    plan = dataclasses.replace(ingest_plan(folder), shards=None)  # as the builtin renderer's
+    write_split(tmp_path / "here", plan, {}, "render train")
+    assert "render train: this source has no shards" in capsys.readouterr().err
+    assert digests(tmp_path / "here") == digests(tmp_path / "local")
+
+
 def test_default_engine_imports_neither_prefect_nor_dask() -> None:
     code = ("import sys, stages.datasets_io, stages.refine; "
             "print(sorted(m for m in ('prefect', 'distributed') if m in sys.modules))")
