@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from simgan.core.dataset import Dataset, write_dataset
 from simgan.core.task import SplitPlan
+from stages.sharding import write_maybe_sharded
 
 SPEED_KEYS = frozenset({"workers", "threads"})
 """Params keys that change how fast a dataset is written, never its bytes: left out of
@@ -57,15 +58,16 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str,
     """Stream a planned split into the dataset at ``path`` (atomic), showing progress.
 
     meta.json holds no SPEED_KEYS (a file source's ``workers``): the bytes of a dataset do not
-    depend on how many processes wrote it.
+    depend on how many processes wrote it, nor on whether a Dask cluster computed them
+    (``SIMGAN_SHARDS``, stages/sharding.py).
 
     A plan whose ``n`` is an upper bound (a file source with ``skip_bad``) may write fewer
     rows; what is known only at the end (skip counts) goes into meta.json via ``late_meta``.
     """
     bar = tqdm(total=plan.n, desc=desc, unit="img", mininterval=1.0)
 
-    def counted():
-        for images, labels in plan.chunks():
+    def counted(chunks):
+        for images, labels in chunks:
             bar.update(images.shape[0])
             yield images, labels
 
@@ -74,11 +76,15 @@ def write_split(path: Path, plan: SplitPlan, meta: dict[str, Any], desc: str,
         return data if root is None else portable(data, root)
 
     late = None if plan.late_meta is None else (lambda: fix(plan.late_meta()))
-    try:
+
+    def write(chunks) -> Dataset:
         return write_dataset(
-            path, counted(), plan.n, plan.image_shape, plan.dtype, fix({**plan.meta, **meta}),
-            allow_fewer=plan.n_is_upper_bound, late_meta=late,
+            path, counted(chunks), plan.n, plan.image_shape, plan.dtype,
+            fix({**plan.meta, **meta}), allow_fewer=plan.n_is_upper_bound, late_meta=late,
         )
+
+    try:
+        return write_maybe_sharded(plan.shards, plan.chunks, write, desc)
     finally:
         bar.close()
 

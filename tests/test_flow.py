@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,15 +87,6 @@ stages:
       print('boom on stderr', file=sys.stderr); sys.exit(3)"
     deps: [a.txt]
 """
-
-
-@pytest.fixture(scope="session")
-def prefect_api() -> Iterator[None]:
-    """One ephemeral Prefect API for all flow runs of this module (it is slow to start)."""
-    from prefect.testing.utilities import prefect_test_harness  # 5 s import: only when used
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ behind :class:`Task`, so stages are written once. The registry of tasks is
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,40 @@ MetricsCallback = Callable[[dict[str, float], int], None]
 EstimatorLoader = Callable[[str], Any]
 
 
+class ShardPlan(ABC):
+    """Work along an axis of ``size`` units that can be computed as ranges ``[lo, hi)``, so
+    an engine the library does not know (``flows/sharded.py``: Prefect on Dask) can spread it
+    over workers (why this shape: :mod:`simgan.core.shards`).
+
+    ``work(lo, hi)`` is built where the plan lives (the writer's process) and runs anywhere: it
+    must pickle small (it carries the range's inputs by name, never the whole plan), and it
+    reads its inputs from paths the workers can see. ``chunks(results)`` turns the results of
+    consecutive ranges covering ``[0, size)`` into exactly the chunks the plan's single-process
+    run yields, so the dataset written from them has the same bytes.
+    """
+
+    #: units along the sharded axis (files, image rows)
+    size: int
+    #: range boundaries are multiples of this (a refiner batch: batches stay whole)
+    align: int = 1
+
+    @abstractmethod
+    def work(self, lo: int, hi: int) -> Callable[[], Any]:
+        """A picklable zero-argument callable computing the range ``[lo, hi)``."""
+
+    @abstractmethod
+    def chunks(self, results: Iterable[Any]) -> Chunks:
+        """The plan's writer chunks, from the range results in range order."""
+
+
 @dataclass(frozen=True)
 class SplitPlan:
     """How to produce one dataset split: its size, image format and a chunk generator.
 
     Readers of real files may skip bad inputs (``skip_bad``): then ``n`` is an upper bound
     (``n_is_upper_bound``) and ``late_meta`` gives, after the chunks are exhausted, what is
-    known only then (counts of skipped files) for meta.json.
+    known only then (counts of skipped files) for meta.json. ``shards``, when set, yields
+    the same chunks from ranges computed elsewhere (:class:`ShardPlan`).
     """
 
     n: int
@@ -39,6 +66,8 @@ class SplitPlan:
     meta: dict[str, Any] = field(default_factory=dict)
     n_is_upper_bound: bool = False
     late_meta: Callable[[], dict[str, Any]] | None = None
+    #: the same work as ranges a cluster can compute (None: this process only)
+    shards: ShardPlan | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ may carry ``samples``, the rows they would give) and a module-level
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,7 +30,7 @@ import pandas as pd
 
 from simgan.core.ingest.common import BadInput, IngestError, IngestReport
 from simgan.core.stream import Piece, ordered_map, regroup
-from simgan.core.task import SplitPlan
+from simgan.core.task import ShardPlan, SplitPlan
 
 Decoded = tuple[np.ndarray, dict[str, np.ndarray], list[BadInput]]
 DecodeFn = Callable[[Any, Any, bool], Decoded]
@@ -113,25 +113,27 @@ class _Decoding:
         return ordered_map(work, _batches(units, size), workers=self.workers, kind="process",
                            in_flight=max(self.workers, 1) * IN_FLIGHT)
 
-    def pieces(self, units: Sequence[Any], report: IngestReport) -> Iterator[Piece]:
-        """Count every unit in ``report`` (raising the first bad one without ``skip_bad``)
-        and yield the rows of each batch as a piece."""
-        for batch in self.batches(units):
-            for item in batch.items:
-                report.units += 1
-                if isinstance(item, BadInput):
-                    if not self.skip_bad:
-                        raise item.error()
-                    report.skip(item)
-                    continue
-                for b in item[1]:
-                    report.skip(b)
-            if batch.images is None:
+
+def batch_pieces(batches: Iterable[BatchResult], report: IngestReport, *, skip_bad: bool,
+                 out_shape: tuple[int, int]) -> Iterator[Piece]:
+    """Count every unit of ``batches`` (in order) in ``report``, raising the first bad one
+    without ``skip_bad``, and yield the rows of each batch as a piece."""
+    for batch in batches:
+        for item in batch.items:
+            report.units += 1
+            if isinstance(item, BadInput):
+                if not skip_bad:
+                    raise item.error()
+                report.skip(item)
                 continue
-            if batch.images.shape[1:] != tuple(self.out_shape) or batch.images.dtype != np.uint8:
-                raise RuntimeError(f"decoder gave {batch.images.dtype} {batch.images.shape[1:]}, "
-                                   f"expected uint8 {tuple(self.out_shape)}")
-            yield batch.images, pd.DataFrame(batch.cols)
+            for b in item[1]:
+                report.skip(b)
+        if batch.images is None:
+            continue
+        if batch.images.shape[1:] != tuple(out_shape) or batch.images.dtype != np.uint8:
+            raise RuntimeError(f"decoder gave {batch.images.dtype} {batch.images.shape[1:]}, "
+                               f"expected uint8 {tuple(out_shape)}")
+        yield batch.images, pd.DataFrame(batch.cols)
 
 
 def stream_chunks(
@@ -160,6 +162,26 @@ def stream_chunks(
     A split that was offered inputs but kept no row (all bad, with ``skip_bad``) raises an
     IngestError naming ``source``: an empty dataset is never a success.
     """
+    decoding = _Decoding(decode, options, out_shape, workers, skip_bad, task_size)
+    return chunks_from_batches(
+        decoding.batches(units), out_shape=out_shape, chunk_size=chunk_size, skip_bad=skip_bad,
+        report=report, known_bad=known_bad, number_rows=number_rows, source=source)
+
+
+def chunks_from_batches(
+    batches: Iterable[BatchResult],
+    *,
+    out_shape: tuple[int, int],
+    chunk_size: int,
+    skip_bad: bool,
+    report: IngestReport,
+    known_bad: Sequence[BadInput] = (),
+    number_rows: str | None = None,
+    source: str = "input",
+) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    """The chunks of :func:`stream_chunks` from batch results in unit order, wherever they
+    were decoded (this process's pool, or shards on a cluster: :class:`IngestShards`): the
+    one place that counts, numbers and regroups, so both give the same bytes."""
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be > 0 (got {chunk_size})")
     t0 = time.perf_counter()
@@ -168,8 +190,8 @@ def stream_chunks(
             if not skip_bad:
                 raise bad.error()
             report.skip(bad)
-        decoding = _Decoding(decode, options, out_shape, workers, skip_bad, task_size)
-        for images, labels in regroup(decoding.pieces(units, report), chunk_size):
+        pieces = batch_pieces(batches, report, skip_bad=skip_bad, out_shape=out_shape)
+        for images, labels in regroup(pieces, chunk_size):
             k = images.shape[0]
             if number_rows is not None:
                 labels.insert(0, number_rows, np.arange(report.rows, report.rows + k,
@@ -189,6 +211,29 @@ def nothing_usable(source: str, report: IngestReport) -> IngestError:
         f"no usable row: {report.skipped} bad input(s) skipped, none kept (by field "
         f"{dict(sorted(report.by_field.items()))}{first}). Fix or remove the bad inputs: "
         "skip_bad drops some bad inputs, it cannot make a dataset of none"))
+
+
+class IngestShards(ShardPlan):
+    """An ingest plan as ranges of its units, for a cluster (:mod:`simgan.core.shards`).
+
+    A range's work is :func:`run_batch` over its units (the units travel by value, the files
+    they name are read where the work runs); :meth:`chunks` feeds the results, in order,
+    through :func:`chunks_from_batches`, as the single-process run does, and records the
+    run's report in the plan's :class:`IngestRun`, so meta.json is the same too."""
+
+    def __init__(self, units: Sequence[Any], decode: DecodeFn, options: Any, run: IngestRun,
+                 **chunking: Any) -> None:
+        self.units, self.decode, self.options, self.run = units, decode, options, run
+        self.chunking = chunking  # out_shape, chunk_size, skip_bad, known_bad, number_rows, source
+        self.size = len(units)
+
+    def work(self, lo: int, hi: int) -> Callable[[], BatchResult]:
+        return partial(run_batch, self.decode, list(self.units[lo:hi]), self.options,
+                       self.chunking["skip_bad"])
+
+    def chunks(self, results: Iterable[BatchResult]) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        self.run.report = IngestReport()
+        return chunks_from_batches(results, report=self.run.report, **self.chunking)
 
 
 class IngestRun:
@@ -237,6 +282,11 @@ def ingest_plan(
             source=source or str(meta.get("source_path", "input")),
         )
 
+    shards = IngestShards(
+        units, decode, options, run, out_shape=out_shape, chunk_size=chunk_size,
+        skip_bad=skip_bad, known_bad=known_bad, number_rows=number_rows,
+        source=source or str(meta.get("source_path", "input")),
+    )
     return SplitPlan(
         n=n_upper,
         image_shape=(int(out_shape[0]), int(out_shape[1])),
@@ -245,4 +295,5 @@ def ingest_plan(
         meta=meta,
         n_is_upper_bound=skip_bad,
         late_meta=run,
+        shards=shards,
     )

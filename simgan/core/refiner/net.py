@@ -132,8 +132,7 @@ class Refiner(nn.Module):
         b, _, h, w = x.shape
         device = generator.device if generator is not None else x.device
         maps = []
-        for s in self.noise_scales:
-            size = (-(-h // s), -(-w // s))
+        for s, size in zip(self.noise_scales, self._noise_sizes(h, w), strict=True):
             z = torch.randn(b, self.noise_channels, *size, generator=generator, device=device)
             z = z.to(x.device, x.dtype)
             if s > 1:
@@ -141,6 +140,16 @@ class Refiner(nn.Module):
                                               align_corners=False)
             maps.append(z)
         return maps
+
+    def _noise_sizes(self, h: int, w: int) -> list[tuple[int, int]]:
+        return [(-(-h // s), -(-w // s)) for s in self.noise_scales]
+
+    def skip_noise(self, b: int, h: int, w: int, generator: torch.Generator) -> None:
+        """Advance ``generator`` as refining a (b, 1, h, w) batch would, without refining it:
+        a shard that starts at row k then draws the noise the whole run draws for row k."""
+        for size in self._noise_sizes(h, w) if self.noise_channels else []:
+            torch.randn(b, self.noise_channels, *size, generator=generator,
+                        device=generator.device)
 
 
 def apply_refiner(
