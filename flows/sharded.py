@@ -20,7 +20,7 @@ Where things must be: the workers read their inputs (the source files of an inge
 source ``images.npy`` of a refinement) at the *same absolute paths* as the writer, so remote
 workers need a shared file system mounted at the same place, and the same code (this
 checkout, or the installed package) importable. Results travel back through Dask, so the
-output needs no shared storage: only the writer's disk. See docs/scale-dask.md.
+output needs no shared storage: only the writer's disk. See docs/scale.md, "Sharded ingestion".
 
 Settings come from the environment (the stages read them through ``stages/sharding.py``):
 ``SIMGAN_DASK_WORKERS`` (LocalCluster processes, default 2), ``SIMGAN_DASK_ADDRESS``

@@ -267,6 +267,7 @@ class KillsItsWorker(ShardPlan):
 
 
 @pytest.mark.slow
+@pytest.mark.scale
 def test_two_dask_workers_ingest_the_same_bytes(tmp_path: Path, on_cluster: str) -> None:
     folder = unityeyes_folder(tmp_path)
     os.environ.pop("SIMGAN_SHARDS")
@@ -283,6 +284,7 @@ def test_two_dask_workers_ingest_the_same_bytes(tmp_path: Path, on_cluster: str)
 
 
 @pytest.mark.slow
+@pytest.mark.scale
 def test_two_dask_workers_refine_the_same_bytes(tmp_path: Path, on_cluster: str) -> None:
     from flows.sharded import DaskSettings, run_sharded
 
@@ -295,6 +297,7 @@ def test_two_dask_workers_refine_the_same_bytes(tmp_path: Path, on_cluster: str)
 
 
 @pytest.mark.slow
+@pytest.mark.scale
 def test_workers_killed_mid_shard_cost_a_retry_not_a_byte(tmp_path: Path, on_cluster: str
                                                           ) -> None:
     """Shard [3, 6) kills its worker once: Dask reruns it on another worker. Shard [6, 9)
