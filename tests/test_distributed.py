@@ -89,6 +89,7 @@ def _close(a: dict[str, float], b: dict[str, float], keys: list[str]) -> None:
         assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
 
 
+@pytest.mark.scale  # a torchrun job of 2 processes (make test-scale)
 def test_refiner_ranks_agree_and_match_one_process(two_ranks, tmp_path: Path) -> None:
     _, ranks = two_ranks
     r0, r1 = ranks[0]["refiner"], ranks[1]["refiner"]
@@ -113,6 +114,7 @@ def test_refiner_ranks_agree_and_match_one_process(two_ranks, tmp_path: Path) ->
         assert np.allclose(r0["refiner"][name], value, atol=1e-4), name
 
 
+@pytest.mark.scale  # a torchrun job of 2 processes (make test-scale)
 def test_gaze_estimator_ranks_agree_and_match_one_process(two_ranks, tmp_path: Path) -> None:
     _, ranks = two_ranks
     g0, g1 = ranks[0]["gaze"], ranks[1]["gaze"]
@@ -126,6 +128,7 @@ def test_gaze_estimator_ranks_agree_and_match_one_process(two_ranks, tmp_path: P
         assert np.allclose(g0["state"][name], value, atol=1e-5), name
 
 
+@pytest.mark.scale  # a torchrun job of 2 processes (make test-scale)
 def test_resume_same_and_changed_world_size(two_ranks, tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     out, ranks = two_ranks
@@ -146,6 +149,7 @@ def test_resume_same_and_changed_world_size(two_ranks, tmp_path: Path,
     assert "written by 2 process(es), this run has 1" in caplog.text
 
 
+@pytest.mark.scale  # a torchrun job of 2 processes (make test-scale)
 def test_killed_rank_ends_the_job_in_bounded_time(tmp_path: Path) -> None:
     proc = _torchrun("forever", tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                      start_new_session=True)
