@@ -173,11 +173,19 @@ def steady_rate(folder: Path, workers: int, batches: int = 24) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def _child(args: list[str]) -> dict:
+def run_child(script: str, args: list[str], unset: tuple[str, ...] = ()) -> dict:
+    """Run ``script args`` in a fresh interpreter (a cold start per measurement) and return
+    the JSON of its last stdout line; ``unset``: variables the child must not inherit."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+    for name in unset:
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
                          env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _child(args: list[str]) -> dict:
+    return run_child(__file__, args)
 
 
 def main() -> None:

@@ -17,11 +17,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_ingest, run as a script
 
 
 def _digest(path: Path) -> str:
@@ -80,11 +81,9 @@ def run_dask(folder: Path, workers: int, chunk: int) -> dict:
 
 
 def _child(args: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    env.pop("SIMGAN_SHARDS", None)
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                         env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    from bench_ingest import run_child
+
+    return run_child(__file__, args, unset=("SIMGAN_SHARDS",))
 
 
 def main() -> None:
@@ -107,7 +106,6 @@ def main() -> None:
         print(json.dumps(run(args.dir, int(workers), args.chunk)))
         return
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_ingest import write_fake_unityeyes
 
     tmp = None

@@ -16,6 +16,7 @@ import pytest
 
 from simgan.core import tracking
 from tests.servers import AWS_ENV, free_port
+from tests.test_ops import _dvc_project
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,17 +79,6 @@ def test_a_remote_given_as_url_is_not_made_a_directory(target, url):
     from flows.remote import _is_url
 
     assert _is_url(target) is url
-
-
-def _dvc_project(root: Path) -> Path:
-    root.mkdir()
-    env = {**os.environ, "DVC_SITE_CACHE_DIR": str(root / ".dvc" / "site-cache")}
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True, env=env)
-    (root / "data.txt").write_text("payload\n")
-    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data.txt"], cwd=root, check=True,
-                   env=env)
-    return root
 
 
 def test_push_to_an_unreachable_s3_endpoint_is_one_line_naming_it(tmp_path):
