@@ -83,7 +83,7 @@ exp: setup ## dvc exp show with only the columns that matter (headline metrics, 
 	dvc exp show --no-pager --only-changed --drop 'Created|.*/.*' \
 		--keep 'reports/($(subst $(eval) ,|,$(strip $(TASKS))))/headline\.json:.*' --precision 3
 
-test: setup ## every test but the scale-out ones (about 8 min on 2 cores)
+test: setup ## every test but the scale-out ones (about 10 min on 2 cores)
 	$(PY) -m pytest -q -n auto --dist loadfile -m "not scale"
 
 # Real PostgreSQL + S3 (moto) + mlflow server, Dask clusters and torchrun jobs of whole stages:
