@@ -13,6 +13,7 @@ is shared: read the load average printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,22 @@ def write_fake_unityeyes(folder: Path, n: int, seed: int = 0, size=(640, 480)) -
                                    "shape_weights": [str(x) for x in rng.normal(0, 1, 40)]},
         }
         (folder / f"{i}.json").write_text(json.dumps(data, indent=4))
+
+
+@contextlib.contextmanager
+def fake_unityeyes_folder(folder: Path | None, n: int) -> Iterator[Path]:
+    """``n`` fake UnityEyes pairs in ``folder`` (kept; written unless it already holds ``n``),
+    or in a temporary directory removed afterwards."""
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        folder.mkdir(parents=True, exist_ok=True)
+        if len(list(folder.glob("*.json"))) != n:
+            t0 = time.perf_counter()
+            write_fake_unityeyes(folder, n)
+            print(f"wrote {n} UnityEyes-format pairs (640x480 jpg + json) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        yield folder
 
 
 def run_once(folder: Path, workers: int, fast_jpeg: bool, chunk: int) -> dict:
@@ -210,17 +228,12 @@ def main() -> None:
         print(json.dumps(r))
         return
 
-    tmp = None
-    folder = args.dir
-    if folder is None:
-        tmp = tempfile.TemporaryDirectory()
-        folder = Path(tmp.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    if len(list(folder.glob("*.json"))) != args.n:
-        t0 = time.perf_counter()
-        write_fake_unityeyes(folder, args.n)
-        print(f"wrote {args.n} UnityEyes-format pairs (640x480 jpg + json) in "
-              f"{time.perf_counter() - t0:.1f} s")
+    with fake_unityeyes_folder(args.dir, args.n) as folder:
+        _compare(folder, args)
+
+
+def _compare(folder: Path, args: argparse.Namespace) -> None:
+    """The measurements of ``main`` on the fixture files in ``folder``, one child each."""
     mb = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
     common = ["--dir", str(folder), "--chunk", str(args.chunk)]
     print(f"ingest of {args.n} files ({mb:.0f} MB) into a dataset, chunk {args.chunk}, "
@@ -244,8 +257,6 @@ def main() -> None:
         print(f"label table of {r['rows']:,} rows x {r['columns']} columns through "
               f"write_dataset: {r['seconds']:.1f} s, RSS growth {r['rss_growth_mb']:.0f} MB, "
               f"parquet {r['parquet_mb']:.0f} MB")
-    if tmp is not None:
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

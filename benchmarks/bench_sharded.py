@@ -106,16 +106,14 @@ def main() -> None:
         print(json.dumps(run(args.dir, int(workers), args.chunk)))
         return
 
-    from bench_ingest import write_fake_unityeyes
+    from bench_ingest import fake_unityeyes_folder
 
-    tmp = None
-    folder = args.dir
-    if folder is None:
-        tmp = tempfile.TemporaryDirectory()
-        folder = Path(tmp.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    if len(list(folder.glob("*.json"))) != args.n:
-        write_fake_unityeyes(folder, args.n)
+    with fake_unityeyes_folder(args.dir, args.n) as folder:
+        _compare(folder, args)
+
+
+def _compare(folder: Path, args: argparse.Namespace) -> None:
+    """Each engine on the fixture files in ``folder``, one child each, bytes checked."""
     common = ["--dir", str(folder), "--chunk", str(args.chunk)]
     print(f"ingest of {args.n} UnityEyes files (640x480 jpg + json), fast_jpeg "
           f"{not args.full_jpeg}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
@@ -130,8 +128,6 @@ def main() -> None:
         start = f"{r['startup_s']:>10.1f}" if "startup_s" in r else f"{'-':>10}"
         print(f"{name:<28} {r['files'] / r['seconds']:>8.1f} {r['seconds']:>7.1f} {start}  "
               f"{r['digest'] == reference}  (load {os.getloadavg()[0]:.2f})", flush=True)
-    if tmp is not None:
-        tmp.cleanup()
 
 
 if __name__ == "__main__":
