@@ -225,22 +225,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     outcomes: dict[str, Outcome] = {}
     errors: dict[str, BaseException] = {}
+    planned: set[str] = set()
+    always, stale = (set(), set(graph)) if args.force else changed_stages(root, graph)
+    # The always-changed manifests first (unless behind a stale stage), then what is out of
+    # date after them: DVC is asked again only if the first phase ran something.
+    phases = [{a for a in always if not any(u in stale for u in graph[a])}, None]
     with ThreadPoolExecutor(max_workers=max_parallel) as pool:
-        # The manifests first (DVC always runs them), then what is out of date after them.
-        phases = ("all",) if args.force else ("always", "stale")
-        for phase in phases:
-            if args.force:
-                names = set(graph)
-            else:
-                always, stale = changed_stages(root, graph)
-                if phase == "always":  # unless behind a stale stage: then with the rest
-                    names = {a for a in always if not any(u in stale for u in graph[a])}
-                else:
-                    names = (stale | always) - set(outcomes)
+        for names in phases:
+            if names is None:
+                if any(o["status"] == "ran" for o in outcomes.values()):
+                    always, stale = changed_stages(root, graph)
+                names = (stale | always) - planned
             todo = {name: tuple(u for u in upstream if u in names)
                     for name, upstream in graph.items() if name in names}
             if not todo:
                 continue
+            planned |= set(todo)
             threads = threads_per_stage(min(max_parallel, len(todo)))
             print(f"{len(todo)} of {len(graph)} stage(s) to run, up to {max_parallel} at once, "
                   f"{threads} torch thread(s) each: {', '.join(todo)}", flush=True)

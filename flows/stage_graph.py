@@ -137,19 +137,13 @@ def changed_stages(
             if stage.always_changed
         } & set(graph)
         status = repo.status(targets=list(graph))
-    stale = {
-        name for name in graph
-        if name not in always and any(_same_stage(name, key) for key in status)
-    }
+    # `dvc status` keys a stage as `dvc.yaml:render@gaze` or `render@gaze`; the graph as the latter
+    reported = {key.removeprefix("dvc.yaml:") for key in status}
+    stale = {name for name in graph if name not in always and name in reported}
     for name, upstream in graph.items():  # upstream first: one pass propagates
         if name not in always and any(dep in stale for dep in upstream):
             stale.add(name)
     return always, stale
-
-
-def _same_stage(name: str, status_key: str) -> bool:
-    """``dvc status`` keys a stage as ``dvc.yaml:render@gaze``; the graph as ``render@gaze``."""
-    return status_key == name or status_key.removeprefix("dvc.yaml:") == name
 
 
 def _stage_address(stage: Any, root: Path) -> str:
