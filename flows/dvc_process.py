@@ -14,18 +14,27 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.dvc_wait import FIRST_DELAY_SECONDS, run_waiting, workspace_busy
+from flows.dvc_wait import (
+    FIRST_DELAY_SECONDS,
+    DvcLockTimeoutError,
+    run_waiting,
+    workspace_busy,
+)
 from flows.environment import project_environment
 
 __all__ = [
     "RUNNING_STAGE",
+    "StageFailedError",
     "dvc_waiting_for_lock",
     "own_dvc_pids",
+    "repro_single",
+    "run_dvc",
     "stage_environment",
     "stream_dvc",
 ]
@@ -33,6 +42,10 @@ __all__ = [
 STDERR_TAIL_LINES = 25
 #: how ``dvc repro`` / ``dvc exp run`` announce a stage they execute (not skip)
 RUNNING_STAGE = re.compile(r"^Running stage '([^']+)'")
+
+class StageFailedError(RuntimeError):
+    """A DVC stage exited non-zero; the message names the stage and ends with its stderr."""
+
 
 _OWN_LOCK = threading.Lock()
 _OWN_DVC_PIDS: set[int] = set()
@@ -166,3 +179,43 @@ def dvc_waiting_for_lock(
         max_wait=lock_wait_seconds, log=logger.warning, first_delay=first_delay,
     )
     return returncode, tail, ran
+
+
+def run_dvc(
+    command: list[str], root: Path, pipeline_id: str | None, logger: Any,
+    lock_wait_seconds: float | None, what: str, threads: int | None = None,
+) -> tuple[set[str], float]:
+    """Run a dvc command (waiting while DVC is busy): the stages it ran and its wall seconds;
+    a failure raises :class:`StageFailedError` naming ``what`` with the tail of stderr.
+    ``threads`` (stages side by side) also shortens the first wait: a sibling's lock is brief.
+    """
+    started = time.monotonic()
+    try:
+        returncode, tail, ran = dvc_waiting_for_lock(
+            command, root, stage_environment(root, pipeline_id, threads), logger,
+            lock_wait_seconds, first_delay=1.0 if threads else FIRST_DELAY_SECONDS,
+        )
+    except DvcLockTimeoutError as exc:
+        raise StageFailedError(f"{what} did not start: {exc}") from None
+    seconds = round(time.monotonic() - started, 3)
+    if returncode != 0:
+        raise StageFailedError(
+            f"{what} failed with exit code {returncode} after {seconds:.1f} s; "
+            f"stderr tail:\n{tail or '(no stderr)'}"
+        )
+    return set(ran), seconds
+
+
+def repro_single(
+    root: Path, stage: str, logger: Any, *, force: bool = False, pipeline_id: str | None = None,
+    lock_wait_seconds: float | None = None, threads: int | None = None,
+) -> tuple[str, float]:
+    """``dvc repro --single-item <stage>`` in ``root``: ``ran`` when DVC executed the command,
+    ``skipped`` when it found the stage up to date (or restored it from its run cache), and
+    the wall seconds; a failure raises :class:`StageFailedError`."""
+    command = [sys.executable, "-m", "dvc", "repro", "--single-item",
+               *(["--force"] if force else []), stage]
+    logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root)
+    ran, seconds = run_dvc(command, root, pipeline_id, logger, lock_wait_seconds,
+                           f"DVC stage {stage!r}", threads)
+    return ("ran" if stage in ran else "skipped"), seconds

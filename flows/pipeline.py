@@ -34,8 +34,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, TypedDict
 
-from flows.dvc_process import dvc_waiting_for_lock, stage_environment
-from flows.dvc_wait import FIRST_DELAY_SECONDS, DvcLockTimeoutError
+from flows.dvc_process import StageFailedError, repro_single, run_dvc
 from flows.environment import apply_project_environment
 from flows.side_by_side import default_max_parallel, run_side_by_side, threads_per_stage
 from flows.stage_graph import list_stages, stage_graph, stage_matches_task
@@ -88,10 +87,6 @@ class StageResult(TypedDict):
 
 class OverrideError(ValueError):
     """A params override names a missing key (or adds an existing one), like ``dvc -S``."""
-
-
-class StageFailedError(RuntimeError):
-    """A DVC stage exited non-zero; the message names the stage and ends with its stderr."""
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -290,42 +285,12 @@ def run_stage(
     any other non-zero exit, with the tail of stderr, so Prefect retries and then fails the task.
     """
     logger = get_run_logger()
-    root_path = Path(root).resolve()
     pipeline_id = pipeline_id or (str(flow_run.id) if flow_run.id else None)
-    command = [sys.executable, "-m", "dvc", "repro", "--single-item"]
-    if force:
-        command.append("--force")
-    command.append(stage_name)
-    logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
-
-    ran_stages, seconds = _run_dvc(command, root_path, pipeline_id, logger,
-                                   lock_wait_seconds, f"DVC stage {stage_name!r}", threads)
-    status = "ran" if stage_name in ran_stages else "skipped"
+    status, seconds = repro_single(Path(root).resolve(), stage_name, logger, force=force,
+                                   pipeline_id=pipeline_id,
+                                   lock_wait_seconds=lock_wait_seconds, threads=threads)
     logger.info("stage %s %s in %.1f s", stage_name, status, seconds)
     return StageResult(status=status, seconds=seconds)
-
-
-def _run_dvc(
-    command: list[str], root: Path, pipeline_id: str | None, logger: Any,
-    lock_wait_seconds: float | None, what: str, threads: int | None = None,
-) -> tuple[set[str], float]:
-    """Run a dvc command (waiting while DVC is busy): the stages it ran and its wall seconds;
-    a failure raises :class:`StageFailedError` naming ``what`` with the tail of stderr."""
-    started = time.monotonic()
-    try:
-        returncode, tail, ran = dvc_waiting_for_lock(
-            command, root, stage_environment(root, pipeline_id, threads), logger,
-            lock_wait_seconds, first_delay=1.0 if threads else FIRST_DELAY_SECONDS,
-        )
-    except DvcLockTimeoutError as exc:
-        raise StageFailedError(f"{what} did not start: {exc}") from None
-    seconds = round(time.monotonic() - started, 3)
-    if returncode != 0:
-        raise StageFailedError(
-            f"{what} failed with exit code {returncode} after {seconds:.1f} s; "
-            f"stderr tail:\n{tail or '(no stderr)'}"
-        )
-    return set(ran), seconds
 
 
 def override_specs(overrides: Mapping[str, object]) -> list[str]:
@@ -371,7 +336,7 @@ def run_experiment(
         command += ["-S", spec]
     command += list(stages)
     logger.info("$ %s  (cwd=%s)", " ".join(command[2:]), root_path)
-    ran, seconds = _run_dvc(command, root_path, pipeline_id, logger, lock_wait_seconds,
+    ran, seconds = run_dvc(command, root_path, pipeline_id, logger, lock_wait_seconds,
                             "dvc exp run")
     return {
         name: StageResult(status="ran" if name in ran else "skipped",

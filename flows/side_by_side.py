@@ -180,16 +180,11 @@ class _PrefixLogger:
 
 def _repro_one(root: Path, stage: str, force: bool, threads: int) -> dict[str, object]:
     """``dvc repro --single-item <stage>`` in its own process; raises on failure."""
-    from flows.dvc_process import dvc_waiting_for_lock, stage_environment
+    from flows.dvc_process import repro_single
 
-    command = [sys.executable, "-m", "dvc", "repro", "--single-item",
-               *(["--force"] if force else []), stage]
-    env = stage_environment(root, os.environ.get("SIMGAN_PIPELINE_ID"), threads=threads)
-    code, tail, ran = dvc_waiting_for_lock(command, root, env, _PrefixLogger(stage), None,
-                                           first_delay=1.0)
-    if code != 0:
-        raise RuntimeError(f"exit code {code}; stderr tail:\n{tail or '(no stderr)'}")
-    return {"status": "ran" if stage in ran else "skipped"}
+    status, _ = repro_single(root, stage, _PrefixLogger(stage), force=force,
+                             pipeline_id=os.environ.get("SIMGAN_PIPELINE_ID"), threads=threads)
+    return {"status": status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
