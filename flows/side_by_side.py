@@ -20,6 +20,7 @@ Command line (what ``make run`` uses)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import sys
@@ -178,6 +179,12 @@ class _PrefixLogger:
         print(self.prefix + (message % args if args else message), file=sys.stderr, flush=True)
 
 
+def file_digests(paths: Sequence[Path]) -> dict[Path, str | None]:
+    """md5 of each file (None when it is missing): what the always-run stages wrote."""
+    return {path: hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
+            for path in paths}
+
+
 def _repro_one(root: Path, stage: str, force: bool, threads: int) -> dict[str, object]:
     """``dvc repro --single-item <stage>`` in its own process; raises on failure."""
     from flows.dvc_process import repro_single
@@ -206,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--max-parallel must be >= 1, got {max_parallel}")
 
     from flows.dvc_wait import DvcLockTimeoutError, run_waiting, workspace_busy
-    from flows.stage_graph import changed_stages, stage_graph
+    from flows.stage_graph import Changes, changed_stages, stage_graph
 
     root = Path(args.root).resolve()
     logging.getLogger("dvc").setLevel(logging.WARNING)
@@ -221,15 +228,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes: dict[str, Outcome] = {}
     errors: dict[str, BaseException] = {}
     planned: set[str] = set()
-    always, stale = (set(), set(graph)) if args.force else changed_stages(root, graph)
+    changes = Changes(set(), set(graph), ()) if args.force else changed_stages(root, graph)
+    always, stale = changes.always, changes.stale
     # The always-changed manifests first (unless behind a stale stage), then what is out of
-    # date after them: DVC is asked again only if the first phase ran something.
+    # date after them: DVC is asked again only if the first phase changed an output.
     phases = [{a for a in always if not any(u in stale for u in graph[a])}, None]
+    before = file_digests(changes.always_outputs)
     with ThreadPoolExecutor(max_workers=max_parallel) as pool:
         for names in phases:
             if names is None:
-                if any(o["status"] == "ran" for o in outcomes.values()):
-                    always, stale = changed_stages(root, graph)
+                if (any(o["status"] == "ran" for o in outcomes.values())
+                        and file_digests(changes.always_outputs) != before):
+                    always, stale, _ = changed_stages(root, graph)
                 names = (stale | always) - planned
             todo = {name: tuple(u for u in upstream if u in names)
                     for name, upstream in graph.items() if name in names}

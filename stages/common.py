@@ -26,6 +26,9 @@ from stages.provenance import provenance
 #: stages that train data-parallel under torchrun (docs/scale.md, "Data-parallel training");
 #: the others refuse it, since every rank would write the same outputs
 DATA_PARALLEL = frozenset({"train_refiner", "train_estimator"})
+#: stages that run no torch: they do not import it (1-2 s of start-up) just to limit its
+#: threads; the manifest stage runs on every `dvc repro`, so its start-up is the no-op's cost
+WITHOUT_TORCH = frozenset({"manifest"})
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namesp
         raise DistributedError(f"{stage} runs in one process; start it without torchrun "
                                f"(data-parallel stages: {', '.join(sorted(DATA_PARALLEL))})")
     params = load_task_params(root / args.params, args.task)
-    _limit_threads()
+    if stage not in WITHOUT_TORCH:
+        _limit_threads()
     ctx = StageContext(
         task=get_task(args.task),
         params=params,

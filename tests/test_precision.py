@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from simgan.core.precision import Amp, PrecisionError, check_precision
+from simgan.core.amp import Amp, PrecisionError, check_precision
 from simgan.core.refiner.params import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
 from simgan.core.refiner.trainer import RefinerTrainer, _Meter
 from simgan.core.transfer import to_device

@@ -112,7 +112,7 @@ with open("spans.jsonl", "a") as log:
 DVC_YAML = """\
 stages:
   listing:
-    cmd: python -c "print('listing')" > listing.txt
+    cmd: cat source.txt > listing.txt
     always_changed: true
     outs: [{listing.txt: {cache: false}}]
   left:
@@ -136,6 +136,8 @@ def toy(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "step.py").write_text(STEP)
     (root / "dvc.yaml").write_text(DVC_YAML)
+    (root / "source.txt").write_text("listing\n")  # what the always-run stage lists: DVC
+    # does not see it (like a file source's files), only the listing stage's output
     env = {**os.environ, **project_environment(root)}
     subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=env)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True, env=env)
@@ -154,8 +156,9 @@ def test_graph_edges_and_what_is_out_of_date(toy: Path) -> None:
     graph = stage_graph(toy)
     assert graph == {"listing": (), "left": ("listing",), "right": ("listing",),
                      "join": ("left", "right")}
-    always, stale = changed_stages(toy, graph)
+    always, stale, outputs = changed_stages(toy, graph)
     assert always == {"listing"}
+    assert outputs == (toy.resolve() / "listing.txt",)
     assert stale == {"left", "right", "join"}  # outputs missing, and join downstream of them
 
 
@@ -175,6 +178,13 @@ def test_disjoint_dvc_stages_run_at_the_same_time_and_land_in_dvc_lock(toy: Path
     assert again.returncode == 0, again.stderr
     assert "1 of 4 stage(s) to run" in again.stdout and "listing" in again.stdout
     assert len((toy / "spans.jsonl").read_text().splitlines()) == 3
+    # What the listing lists changed: its output changes, so DVC is asked again and the
+    # stages downstream of it run.
+    (toy / "source.txt").write_text("listing v2\n")
+    changed = _side_by_side(toy, "--max-parallel", "2", "join")
+    assert changed.returncode == 0, changed.stderr
+    assert "3 of 4 stage(s) to run" in changed.stdout
+    assert (toy / "join.txt").read_text() == "listing v2\nleft\nlisting v2\nright\njoin\n"
 
 
 def test_a_failing_stage_fails_the_run_and_names_it(toy: Path) -> None:

@@ -26,8 +26,9 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core import distributed
+from simgan.core.amp import Amp
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
-from simgan.core.precision import FP32, Amp
+from simgan.core.precision import FP32
 from simgan.core.task import MetricsCallback
 
 log = logging.getLogger(__name__)

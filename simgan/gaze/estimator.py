@@ -14,11 +14,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
 from simgan.core.distributed import setup  # a rank's own GPU under torchrun
@@ -30,40 +28,15 @@ from simgan.core.epochs import (
     params_fingerprint,
     train_epochs,
 )
-from simgan.core.fields import Device, Seed, Width
 from simgan.core.images import pick_device, to_tensor
-from simgan.core.precision import PrecisionParams
 from simgan.core.task import MetricsCallback
 from simgan.core.transfer import to_device
-from simgan.gaze.net import PAPER_FC_HIDDEN, PAPER_WIDTHS, GazeCNN
+from simgan.gaze.estimator_params import EstimatorParams
+from simgan.gaze.net import GazeCNN
 
 log = logging.getLogger(__name__)
 
 _FORMAT = 1
-
-
-class EstimatorParams(PrecisionParams):
-    """Gaze CNN size and training schedule (defaults: paper widths, CPU-friendly schedule;
-    why the default profile uses quarter widths and no BatchNorm: docs/science.md, "The gaze
-    estimator's CPU schedule")."""
-
-    widths: tuple[Width, Width, Width, Width, Width] = PAPER_WIDTHS
-    fc_hidden: int = Field(PAPER_FC_HIDDEN, ge=1, le=65536)
-    batch_norm: bool = False
-    standardize: bool = False
-    epochs: int = Field(3, ge=1, le=10000)
-    batch_size: int = Field(128, ge=1, le=65536)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = Field(1e-3, gt=0, le=10)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    val_fraction: float = Field(0.1, ge=0, lt=0.5)
-    brightness_jitter: float = Field(0.0, ge=0, le=1)
-    contrast_jitter: float = Field(0.0, ge=0, le=1)
-    compile: bool = False
-    channels_last: bool = True
-    device: Device = "auto"
-    seed: Seed = 0
 
 
 def build_gaze_cnn(

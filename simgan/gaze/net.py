@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-PAPER_WIDTHS: tuple[int, int, int, int, int] = (32, 32, 64, 80, 192)
-PAPER_FC_HIDDEN = 1000
+from simgan.gaze.estimator_params import PAPER_FC_HIDDEN, PAPER_WIDTHS
 
 
 def _conv(c_in: int, c_out: int, batch_norm: bool) -> list[nn.Module]:

@@ -21,7 +21,7 @@ from simgan.core.refiner.params import (
     RefinerTrainParams,
 )
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
-from simgan.gaze.estimator import EstimatorParams
+from simgan.gaze.estimator_params import EstimatorParams
 from simgan.gaze.labels import has_gaze_labels, require_gaze_labels
 from simgan.gaze.mpii_like import MpiiLikeParams
 from simgan.gaze.readers.sources import RealSource, SyntheticSource, is_file_source

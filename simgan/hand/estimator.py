@@ -24,12 +24,10 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from simgan.core.distributed import setup  # a rank's own GPU under torchrun
@@ -41,45 +39,15 @@ from simgan.core.epochs import (
     params_fingerprint,
     train_epochs,
 )
-from simgan.core.fields import Device, Seed
 from simgan.core.images import pick_device, to_tensor
-from simgan.core.precision import PrecisionParams
 from simgan.core.task import MetricsCallback
 from simgan.core.transfer import to_device
+from simgan.hand.estimator_params import Decode, PoseEstimatorParams
 from simgan.hand.hourglass import StackedHourglass
 
 log = logging.getLogger(__name__)
 
 _FORMAT = 1
-Decode = Literal["quadratic", "soft_argmax"]
-
-
-class PoseEstimatorParams(PrecisionParams):
-    """Hourglass size, heatmap targets, augmentation and schedule. The default is sized for
-    the CPU budget (docs/hand.md, "The hourglass's CPU size"); paper-like sizes are
-    :data:`simgan.hand.hourglass.PAPER`."""
-
-    stacks: int = Field(2, ge=1, le=8)
-    width: int = Field(32, ge=2, le=1024)
-    depth: int = Field(2, ge=1, le=6)
-    stem_stride: Literal[1, 2, 4] = 4
-    sigma: float = Field(1.0, gt=0.0, le=10.0, description="target Gaussian, heatmap px")
-    decode: Decode = "quadratic"
-    epochs: int = Field(4, ge=1, le=10000)
-    batch_size: int = Field(32, ge=1, le=65536)
-    optimizer: Literal["adam", "adamw", "rmsprop"] = "adam"
-    lr: float = Field(2e-3, gt=0, le=10)
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    val_fraction: float = Field(0.1, ge=0, lt=0.5)
-    rotation_deg: float = Field(20.0, ge=0.0, le=180.0, description="uniform +- (paper: 20)")
-    scale_jitter: float = Field(0.1, ge=0.0, lt=0.5, description="zoom 1 +- this")
-    shift_px: float = Field(3.0, ge=0.0, le=64.0, description="crop shift +- this, image px")
-    interpolation: Literal["nearest", "bilinear"] = "nearest"
-    compile: bool = False
-    channels_last: bool = True
-    device: Device = "auto"
-    seed: Seed = 0
 
 
 def build_hourglass(params: PoseEstimatorParams, joints: int = 14) -> StackedHourglass:

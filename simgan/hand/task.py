@@ -42,7 +42,7 @@ from simgan.core.refiner.params import (
     RefinerTrainParams,
 )
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
-from simgan.hand.estimator import PoseEstimatorParams
+from simgan.hand.estimator_params import PoseEstimatorParams
 from simgan.hand.joints import N_JOINTS, joint_columns, keypoints_from_labels
 from simgan.hand.nyu import CropFormat, Kind, NyuSource
 from simgan.hand.render import HandDomain, HandRenderParams

@@ -36,9 +36,9 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core import distributed
+from simgan.core.amp import Amp
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.images import to_tensor, to_uint8
-from simgan.core.precision import Amp
 from simgan.core.refiner import ranks as rank_state
 from simgan.core.refiner.discriminator import PatchDiscriminator
 from simgan.core.refiner.history import HistoryBuffer
