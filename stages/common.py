@@ -70,6 +70,32 @@ def main(stage: str, body: Callable[[StageContext], None], with_source: bool = F
     _log_to_stderr()
     with reported(stage):
         _run(stage, body, args)
+    if _own_process(stage):
+        _exit_without_teardown()
+
+
+def _own_process(stage: str) -> bool:
+    """Whether this process was started as ``python -m stages.<stage>`` (not a test calling
+    :func:`main`, nor another module's process)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == f"stages.{stage}"
+
+
+def _exit_without_teardown() -> None:
+    """End a finished stage's process without the interpreter's module teardown.
+
+    With torch, MLflow (SQLAlchemy) and pandas loaded, CPython's finalisation takes ~1.5 s on
+    this machine's cores, after every output is written and every run closed: 25 stages per
+    ``make run`` spent ~40 s on it. The exit handlers still run (``atexit``: the DDP process
+    group's teardown, MLflow's), then logging and the standard streams are flushed.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()  # what a normal exit runs first; os._exit skips it
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namespace) -> None:
