@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -205,3 +206,26 @@ def test_a_missing_source_directory_fails_the_stage_in_one_line(project, monkeyp
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == (f"stages.manifest: IngestError: {project / 'inputs' / 'eyes'}: path: "
                     "directory not found")
+
+
+def test_the_stage_process_imports_no_torch_and_still_runs_exit_handlers(project, tmp_path):
+    """``python -m stages.manifest`` (the stage of every ``dvc repro``) validates params
+    without torch, and ends without the interpreter's teardown (stages/common.py) but after
+    the exit handlers and with its outputs written."""
+    probe = tmp_path / "probe.txt"
+    code = (
+        "import atexit, runpy, sys\n"
+        "probe = sys.argv[1]\n"
+        "atexit.register(lambda: open(probe, 'w').write(\n"
+        "    ' '.join(m for m in ('torch', 'mlflow') if m in sys.modules)))\n"
+        "sys.argv = ['manifest', '--task', 'gaze']\n"
+        "runpy.run_module('stages.manifest', run_name='__main__', alter_sys=True)\n"
+        "raise SystemExit('not reached: the stage ends its own process')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code, str(probe)], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "not reached" not in done.stderr
+    assert probe.read_text() == ""  # the handler ran, and neither torch nor mlflow was loaded
+    assert (project / "data" / "gaze" / "manifest" / "render.json").read_bytes() == b"[]\n"
