@@ -18,7 +18,9 @@ import argparse
 import copy
 import json
 import math
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,7 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15, help="timed steps per way")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="use inductor's cache of earlier runs (default: a fresh one, so "
+                             "the first steps show the compilation a first run pays)")
     args = parser.parse_args(argv)
+    if not args.warm_cache:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
     rows = []
     print(f"{'estimator':<16} {'mode':<22} {'first 2 steps s':>15} {'step ms':>8} "
           f"{'img/s':>7} {'break-even steps':>16} {'steps per training':>18}")
