@@ -143,8 +143,7 @@ def changed_stages(root: str | os.PathLike[str], graph: Mapping[str, Sequence[st
         always_stages = [stage for stage in repo.index.stages if stage.always_changed
                          and _stage_address(stage, root_path) in graph]
         always = {_stage_address(stage, root_path) for stage in always_stages}
-        outputs = tuple(root_path / str(out.def_path) for stage in always_stages
-                        for out in stage.outs)
+        outputs = tuple(Path(out.fs_path) for stage in always_stages for out in stage.outs)
         # the whole project's status, filtered below: with targets, DVC parses dvc.yaml and
         # dvc.lock again for each one (25 targets: 12 s instead of 2 s)
         status = repo.status()
