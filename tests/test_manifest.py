@@ -211,11 +211,14 @@ def test_a_missing_source_directory_fails_the_stage_in_one_line(project, monkeyp
 def test_the_stage_process_imports_no_torch_and_still_runs_exit_handlers(project, tmp_path):
     """``python -m stages.manifest`` (the stage of every ``dvc repro``) validates params
     without torch, and ends without the interpreter's teardown (stages/common.py) but after
-    the exit handlers and with its outputs written."""
+    its threads and exit handlers, with its outputs written."""
     probe = tmp_path / "probe.txt"
     code = (
         "import atexit, runpy, sys\n"
         "probe = sys.argv[1]\n"
+        "import concurrent.futures, time\n"  # work a thread pool still holds at the end
+        "pool = concurrent.futures.ThreadPoolExecutor(1)\n"
+        "pool.submit(lambda: (time.sleep(3), open(probe + '.pool', 'w').write('done')))\n"
         "atexit.register(lambda: open(probe, 'w').write(\n"
         "    ' '.join(m for m in ('torch', 'mlflow') if m in sys.modules)))\n"
         "sys.argv = ['manifest', '--task', 'gaze']\n"
@@ -228,4 +231,5 @@ def test_the_stage_process_imports_no_torch_and_still_runs_exit_handlers(project
     assert done.returncode == 0, done.stderr
     assert "not reached" not in done.stderr
     assert probe.read_text() == ""  # the handler ran, and neither torch nor mlflow was loaded
+    assert Path(f"{probe}.pool").read_text() == "done"  # threads finish, as at a normal exit
     assert (project / "data" / "gaze" / "manifest" / "render.json").read_bytes() == b"[]\n"
