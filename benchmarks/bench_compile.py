@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.timing import time_calls
+from simgan.core.epochs import split_indices
 from simgan.tasks import load_task_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +49,8 @@ def gaze_case() -> Case:
     model = build_gaze_cnn(p.estimator, (eye.height, eye.width))
     batch = torch.rand(p.estimator.batch_size, 1, eye.height, eye.width) * 2 - 1
     target = F.normalize(torch.randn(p.estimator.batch_size, 3), dim=1)
-    steps = p.estimator.epochs * math.ceil(p.render.n_train * (1 - p.estimator.val_fraction)
-                                           / p.estimator.batch_size)
-    return "gaze CNN", model, lambda m, x: F.mse_loss(m(x), target), batch, steps
+    return ("gaze CNN", model, lambda m, x: F.mse_loss(m(x), target), batch,
+            _steps_per_training(p.estimator, p.render.n_train))
 
 
 def hand_case() -> Case:
@@ -68,13 +68,19 @@ def hand_case() -> Case:
     def loss(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return sum(F.mse_loss(h, t) for h, t in zip(m(x), targets, strict=True))
 
-    steps = p.estimator.epochs * math.ceil(p.render.n_train * (1 - p.estimator.val_fraction)
-                                           / p.estimator.batch_size)
-    return "hand hourglass", model, loss, batch, steps
+    return "hand hourglass", model, loss, batch, _steps_per_training(p.estimator, p.render.n_train)
+
+
+def _steps_per_training(estimator: Any, n_rows: int) -> int:
+    """Optimiser steps of one default training on ``n_rows`` synthetic rows: the training
+    part of the same train/validation split the epoch loop makes, in batches, per epoch."""
+    train, _ = split_indices(n_rows, estimator.val_fraction, estimator.seed)
+    return estimator.epochs * math.ceil(len(train) / estimator.batch_size)
 
 
 def measure(case: Case, compiled: bool, channels_last: bool, repeat: int) -> dict[str, Any]:
-    """Seconds of the first step (compilation included) and the median of ``repeat`` steps."""
+    """Seconds of the first two steps (compilation included) and the median of ``repeat``
+    steps after them."""
     name, model, loss_fn, batch, _ = case
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

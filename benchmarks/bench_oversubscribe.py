@@ -17,7 +17,6 @@ alone with the same thread count.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -33,6 +32,7 @@ def job(steps: int, threads: int) -> dict[str, object]:
     refiner's weights afterwards and the wall time of the steps."""
     import torch
 
+    from benchmarks.ddp_single_md5 import state_md5
     from benchmarks.refiner_step import project_step, step_configs
 
     torch.set_num_threads(threads)
@@ -43,11 +43,8 @@ def job(steps: int, threads: int) -> dict[str, object]:
     for _ in range(steps):
         trainer.train_step()
     seconds = time.perf_counter() - t0
-    digest = hashlib.md5()
-    for name, tensor in sorted(trainer.refiner.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().numpy().tobytes())
-    return {"seconds": seconds, "md5": digest.hexdigest(), "threads": threads}
+    return {"seconds": seconds, "md5": state_md5(trainer.refiner.state_dict()),
+            "threads": threads}
 
 
 def _start(steps: int, threads: int, policy: str | None) -> subprocess.Popen[str]:
