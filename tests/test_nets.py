@@ -149,3 +149,30 @@ def test_spectral_norm_bounds_every_conv_of_the_discriminator():
     for conv in convs:
         sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
         assert float(sigma) == pytest.approx(1.0, abs=0.05)
+
+
+def _checkerboard_share(g: torch.Tensor) -> float:
+    """The share of ``g``'s energy at the Nyquist frequency (a +-1 checkerboard pattern)."""
+    h, w = g.shape[-2:]
+    sign = (-1.0) ** (torch.arange(h)[:, None] + torch.arange(w)[None, :])
+    return float((g * sign).sum(dim=(-2, -1)).pow(2).sum() / (g.pow(2).sum() * h * w))
+
+
+def test_antialias_blurs_before_each_strided_conv_and_smooths_ds_gradient() -> None:
+    from simgan.core.refiner.discriminator import Blur
+
+    flat = torch.full((1, 3, 5, 7), 0.3)
+    assert torch.allclose(Blur(3)(flat), flat)  # a blur keeps a flat image
+    layout = {"widths": (8, 8, 4, 4), "kernels": (3, 3, 3, 1), "strides": (2, 2, 1, 1)}
+    shares = {}
+    for antialias in (False, True):
+        torch.manual_seed(0)
+        d = PatchDiscriminator(**layout, antialias=antialias)
+        blurs = [m for m in d.net if isinstance(m, Blur)]
+        assert len(blurs) == (2 if antialias else 0)
+        x = torch.rand(4, 1, 32, 48).requires_grad_(True)
+        out = d(x)
+        assert out.shape == (4, 2, 8, 12)  # the patch map is unchanged
+        out[:, 1].sum().backward()
+        shares[antialias] = _checkerboard_share(x.grad)
+    assert shares[True] < 0.1 * shares[False]

@@ -75,9 +75,11 @@ def ingest_plan(folder: Path, skip_bad: bool = True):
 
 
 def noisy_refiner() -> dict[str, Any]:
-    """A small refiner file whose output depends on its noise inputs (two scales)."""
+    """A small refiner file whose output depends on its random draws (noise at two scales,
+    per-image codec qualities)."""
     net = {"width": 4, "blocks": 1, "kernel": 3, "output": "residual", "noise_channels": 1,
-           "noise_scales": [1, 2], "padding": "replicate", "grid_period": 0}
+           "noise_scales": [1, 2], "padding": "replicate", "grid_period": 0,
+           "codec_quality": [20, 90]}
     torch.manual_seed(0)
     refiner = Refiner(**net)
     with torch.no_grad():

@@ -50,7 +50,7 @@ def refine_images(
     refiner = refiner.to(dev, memory_format=fmt).eval()
     gen = torch.Generator().manual_seed(seed)
     skip = getattr(refiner, "skip_noise", None)
-    if skip is not None and getattr(refiner, "noise_channels", 0):
+    if skip is not None and getattr(refiner, "draws_noise", False):
         for _ in range(start // batch_size):
             skip(batch_size, *images_uint8.shape[1:3], gen)
     with torch.inference_mode():

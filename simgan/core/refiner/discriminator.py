@@ -54,6 +54,7 @@ class PatchDiscriminator(nn.Module):
         pool_stride: int = 1,
         pool_after: int = 2,
         spectral_norm: bool = False,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if not len(widths) == len(kernels) == len(strides):
@@ -68,6 +69,8 @@ class PatchDiscriminator(nn.Module):
         for i, (w, k, s) in enumerate(zip(widths, kernels, strides, strict=True)):
             if i == pool_after and pool_kernel > 0:
                 layers.append(nn.MaxPool2d(pool_kernel, pool_stride, padding=pool_kernel // 2))
+            if antialias and s > 1:
+                layers.append(Blur(c))
             layers += [_conv(c, w, k, s, spectral_norm), nn.ReLU(inplace=True)]
             c = w
         if pool_after == len(widths) and pool_kernel > 0:
@@ -77,6 +80,25 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class Blur(nn.Module):
+    """A fixed binomial [1, 2, 1] x [1, 2, 1] / 16 blur per channel (edge-replicated), put
+    before a strided conv (``antialias``; Zhang 2019, "Making convolutional networks
+    shift-invariant again"). Why: a stride-2 conv looks at every other pixel, so its gradient
+    with respect to its input, which is what trains R, alternates pixel by pixel; R then
+    learns a checkerboard texture (seen on refined depth). Low-passing first smooths it."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (k[:, None] * k[None, :]) / 16.0
+        self.register_buffer("kernel", kernel.expand(channels, 1, 3, 3).clone(), persistent=False)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+        return nn.functional.conv2d(x, self.kernel.to(x.dtype), groups=self.channels)
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int, spectral_norm: bool) -> nn.Module:

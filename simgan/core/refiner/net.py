@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from simgan.core.refiner.codec import BlockCodec
+
 if TYPE_CHECKING:
     from simgan.core.refiner.params import RefinerNetParams
 
@@ -67,6 +69,9 @@ class Refiner(nn.Module):
     carry 8x8 block artefacts fixed to that grid; a translation-equivariant R cannot place
     them, and they alone made the stand-in's otherwise perfectly refined eyes separable from
     real (docs/science.md, "What gives refined eyes away").
+    ``codec_quality`` (low, high): R's output is JPEG-quantised in 8x8 blocks anchored at the
+    image origin, at a per-image quality drawn from that range (:class:`BlockCodec`), as the
+    real camera stored its crops; None: no codec.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class Refiner(nn.Module):
         noise_scales: tuple[int, ...] = (1,),
         padding: Padding = "zeros",
         grid_period: int = 0,
+        codec_quality: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if noise_channels < 0:
@@ -102,6 +108,7 @@ class Refiner(nn.Module):
         )
         self.blocks = nn.Sequential(*(ResBlock(width, kernel, padding) for _ in range(blocks)))
         self.tail = nn.Conv2d(width, in_channels, 1)
+        self.codec = BlockCodec(tuple(codec_quality)) if codec_quality is not None else None
         if output == "residual":
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
@@ -113,9 +120,8 @@ class Refiner(nn.Module):
         if self.grid_period:
             inp = torch.cat([inp, self._grid_phase(x)], 1)
         r = self.tail(self.blocks(self.head(inp)))
-        if self.output == "residual":
-            return (x + r).clamp(-1.0, 1.0)
-        return torch.tanh(r)
+        out = (x + r).clamp(-1.0, 1.0) if self.output == "residual" else torch.tanh(r)
+        return out if self.codec is None else self.codec(out, generator)
 
     def _grid_phase(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 2p, H, W): one-hot of column mod p, then of row mod p."""
@@ -144,12 +150,19 @@ class Refiner(nn.Module):
     def _noise_sizes(self, h: int, w: int) -> list[tuple[int, int]]:
         return [(-(-h // s), -(-w // s)) for s in self.noise_scales]
 
+    @property
+    def draws_noise(self) -> bool:
+        """Whether a forward pass draws random numbers (noise inputs or codec qualities)."""
+        return bool(self.noise_channels) or self.codec is not None
+
     def skip_noise(self, b: int, h: int, w: int, generator: torch.Generator) -> None:
         """Advance ``generator`` as refining a (b, 1, h, w) batch would, without refining it:
         a shard that starts at row k then draws the noise the whole run draws for row k."""
         for size in self._noise_sizes(h, w) if self.noise_channels else []:
             torch.randn(b, self.noise_channels, *size, generator=generator,
                         device=generator.device)
+        if self.codec is not None:
+            self.codec.draw(b, generator, generator.device)
 
 
 def apply_refiner(
@@ -157,7 +170,7 @@ def apply_refiner(
 ) -> torch.Tensor:
     """R(x), with noise inputs (if any) drawn from ``generator`` instead of the global RNG, so
     that scoring, samples and refinement give the same output whenever they are repeated."""
-    if getattr(refiner, "noise_channels", 0):
+    if getattr(refiner, "draws_noise", False):
         return refiner(x, generator=generator)
     return refiner(x)
 

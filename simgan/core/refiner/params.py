@@ -49,11 +49,18 @@ class RefinerNetParams(StrictParams):
     grid_period: int = Field(
         0, ge=0, le=32, description="feed the pixel's phase in a block grid of this period "
         "(8: JPEG blocks of real crops stored as JPEG); 0: off")
+    codec_quality: tuple[Annotated[int, Field(ge=1, le=100)],
+                         Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        None, description="JPEG-quantise R's output in 8x8 blocks at a per-image quality drawn "
+        "from [low, high], as the real camera stored its crops; null: no codec")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd (same padding), got {self.kernel}")
+        if self.codec_quality is not None and self.codec_quality[0] > self.codec_quality[1]:
+            raise ValueError(f"codec_quality must be [low, high] with low <= high, got "
+                             f"{list(self.codec_quality)}")
         return self
 
 
@@ -69,6 +76,9 @@ class DiscriminatorParams(StrictParams):
     pool_stride: int = Field(1, ge=1, le=8)
     pool_after: int = Field(2, ge=0, le=16)
     spectral_norm: bool = Field(False, description="spectral normalisation of every conv")
+    antialias: bool = Field(
+        False, description="blur before every strided conv, so D's gradient (what trains R) "
+        "has no stride checkerboard")
 
     @model_validator(mode="after")
     def _consistent(self) -> DiscriminatorParams:
