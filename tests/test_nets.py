@@ -176,3 +176,17 @@ def test_antialias_blurs_before_each_strided_conv_and_smooths_ds_gradient() -> N
         out[:, 1].sum().backward()
         shares[antialias] = _checkerboard_share(x.grad)
     assert shares[True] < 0.1 * shares[False]
+
+
+def test_straight_through_saturation_keeps_the_gradient_of_clipped_pixels() -> None:
+    x = torch.tensor([[[[-0.99, 0.0, 0.99]]]])
+    grads = {}
+    for saturation in ("clamp", "straight_through"):
+        r = Refiner(width=2, blocks=0, kernel=1, noise_channels=0, saturation=saturation)
+        torch.nn.init.zeros_(r.tail.weight)
+        torch.nn.init.constant_(r.tail.bias, -0.5)  # R darkens by 0.5: pixel 0 clips at -1
+        y = r(x)
+        assert torch.allclose(y, torch.tensor([[[[-1.0, -0.5, 0.49]]]]))
+        y[0, 0, 0, 0].backward()
+        grads[saturation] = float(r.tail.bias.grad)
+    assert grads == {"clamp": 0.0, "straight_through": 1.0}

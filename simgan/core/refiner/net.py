@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from simgan.core.refiner.params import RefinerNetParams
 
 Output = Literal["residual", "tanh"]
+Saturation = Literal["clamp", "straight_through"]
 Padding = Literal["zeros", "replicate", "reflect"]
 
 
@@ -69,6 +70,11 @@ class Refiner(nn.Module):
     carry 8x8 block artefacts fixed to that grid; a translation-equivariant R cannot place
     them, and they alone made the stand-in's otherwise perfectly refined eyes separable from
     real (docs/science.md, "What gives refined eyes away").
+    ``saturation``: how the residual output is kept in [-1, 1]. ``"clamp"`` gives saturated
+    pixels no gradient, so once R pushes a pixel past black it cannot learn to lift it back:
+    on the default stand-in 0.85 % of refined pixels (the pupils, in 96 % of eyes) sat at
+    exactly 0, where real pupils are ~28 grey levels. ``"straight_through"`` clamps the value
+    but passes the gradient as if it had not (the straight-through estimator).
     ``codec_quality`` (low, high): R's output is JPEG-quantised in 8x8 blocks anchored at the
     image origin, at a per-image quality drawn from that range (:class:`BlockCodec`), as the
     real camera stored its crops; None: no codec.
@@ -86,6 +92,7 @@ class Refiner(nn.Module):
         padding: Padding = "zeros",
         grid_period: int = 0,
         codec_quality: tuple[int, int] | None = None,
+        saturation: Saturation = "clamp",
     ) -> None:
         super().__init__()
         if noise_channels < 0:
@@ -97,6 +104,10 @@ class Refiner(nn.Module):
         if output not in ("residual", "tanh"):
             raise ValueError(f"output must be 'residual' or 'tanh', got {output!r}")
         self.output = output
+        if saturation not in ("clamp", "straight_through"):
+            raise ValueError(
+                f"saturation must be 'clamp' or 'straight_through', got {saturation!r}")
+        self.saturation = saturation
         if grid_period < 0:
             raise ValueError(f"grid_period must be >= 0, got {grid_period}")
         self.grid_period = grid_period
@@ -120,8 +131,15 @@ class Refiner(nn.Module):
         if self.grid_period:
             inp = torch.cat([inp, self._grid_phase(x)], 1)
         r = self.tail(self.blocks(self.head(inp)))
-        out = (x + r).clamp(-1.0, 1.0) if self.output == "residual" else torch.tanh(r)
+        out = self._saturate(x + r) if self.output == "residual" else torch.tanh(r)
         return out if self.codec is None else self.codec(out, generator)
+
+    def _saturate(self, y: torch.Tensor) -> torch.Tensor:
+        """clamp(y, -1, 1); with ``straight_through`` its gradient is 1 everywhere."""
+        clamped = y.clamp(-1.0, 1.0)
+        if self.saturation == "clamp":
+            return clamped
+        return y + (clamped - y).detach()
 
     def _grid_phase(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 2p, H, W): one-hot of column mod p, then of row mod p."""

@@ -49,6 +49,9 @@ class RefinerNetParams(StrictParams):
     grid_period: int = Field(
         0, ge=0, le=32, description="feed the pixel's phase in a block grid of this period "
         "(8: JPEG blocks of real crops stored as JPEG); 0: off")
+    saturation: Literal["clamp", "straight_through"] = Field(
+        "clamp", description="how the residual output is kept in [-1, 1]: clamp (saturated "
+        "pixels get no gradient) or straight_through (clamped value, gradient as if not)")
     codec_quality: tuple[Annotated[int, Field(ge=1, le=100)],
                          Annotated[int, Field(ge=1, le=100)]] | None = Field(
         None, description="JPEG-quantise R's output in 8x8 blocks at a per-image quality drawn "
