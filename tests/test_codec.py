@@ -49,7 +49,7 @@ def test_codec_keeps_a_flat_image_and_passes_gradients_straight_through() -> Non
 
 
 def test_refiner_codec_draws_come_from_the_generator() -> None:
-    r = Refiner(width=4, blocks=1, noise_channels=0, codec_quality=(5, 95))
+    r = Refiner(width=4, blocks=1, noise_channels=0, codec=True, codec_quality=(5, 95))
     assert r.draws_noise
     x = torch.rand(6, 1, 16, 24) * 2 - 1
     a = apply_refiner(r, x, torch.Generator().manual_seed(3))
@@ -64,7 +64,7 @@ def test_refiner_codec_draws_come_from_the_generator() -> None:
 
 def test_codec_quality_params_are_checked() -> None:
     assert RefinerNetParams(codec_quality=[30, 85]).codec_quality == (30, 85)
-    assert RefinerNetParams().codec_quality is None
+    assert not RefinerNetParams().codec
     with pytest.raises(ValueError, match="low <= high"):
         RefinerNetParams(codec_quality=[85, 30])
     with pytest.raises(ValueError):

@@ -79,7 +79,7 @@ def noisy_refiner() -> dict[str, Any]:
     per-image codec qualities)."""
     net = {"width": 4, "blocks": 1, "kernel": 3, "output": "residual", "noise_channels": 1,
            "noise_scales": [1, 2], "padding": "replicate", "grid_period": 0,
-           "codec_quality": [20, 90]}
+           "codec": True, "codec_quality": [20, 90]}
     torch.manual_seed(0)
     refiner = Refiner(**net)
     with torch.no_grad():

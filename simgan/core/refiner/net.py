@@ -75,9 +75,9 @@ class Refiner(nn.Module):
     on the default stand-in 0.85 % of refined pixels (the pupils, in 96 % of eyes) sat at
     exactly 0, where real pupils are ~28 grey levels. ``"straight_through"`` clamps the value
     but passes the gradient as if it had not (the straight-through estimator).
-    ``codec_quality`` (low, high): R's output is JPEG-quantised in 8x8 blocks anchored at the
-    image origin, at a per-image quality drawn from that range (:class:`BlockCodec`), as the
-    real camera stored its crops; None: no codec.
+    ``codec``: R's output is JPEG-quantised in 8x8 blocks anchored at the image origin, at a
+    per-image quality drawn from ``codec_quality`` (low, high) (:class:`BlockCodec`), as the
+    real camera stored its crops.
     """
 
     def __init__(
@@ -91,7 +91,8 @@ class Refiner(nn.Module):
         noise_scales: tuple[int, ...] = (1,),
         padding: Padding = "zeros",
         grid_period: int = 0,
-        codec_quality: tuple[int, int] | None = None,
+        codec: bool = False,
+        codec_quality: tuple[int, int] = (75, 95),
         saturation: Saturation = "clamp",
     ) -> None:
         super().__init__()
@@ -119,7 +120,7 @@ class Refiner(nn.Module):
         )
         self.blocks = nn.Sequential(*(ResBlock(width, kernel, padding) for _ in range(blocks)))
         self.tail = nn.Conv2d(width, in_channels, 1)
-        self.codec = BlockCodec(tuple(codec_quality)) if codec_quality is not None else None
+        self.codec = BlockCodec(tuple(codec_quality)) if codec else None
         if output == "residual":
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)

@@ -52,16 +52,18 @@ class RefinerNetParams(StrictParams):
     saturation: Literal["clamp", "straight_through"] = Field(
         "clamp", description="how the residual output is kept in [-1, 1]: clamp (saturated "
         "pixels get no gradient) or straight_through (clamped value, gradient as if not)")
+    codec: bool = Field(
+        False, description="JPEG-quantise R's output in 8x8 blocks, as the real camera stored "
+        "its crops (at a per-image quality drawn from codec_quality)")
     codec_quality: tuple[Annotated[int, Field(ge=1, le=100)],
-                         Annotated[int, Field(ge=1, le=100)]] | None = Field(
-        None, description="JPEG-quantise R's output in 8x8 blocks at a per-image quality drawn "
-        "from [low, high], as the real camera stored its crops; null: no codec")
+                         Annotated[int, Field(ge=1, le=100)]] = Field(
+        (75, 95), description="[low, high] JPEG quality range of the codec (1-100)")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd (same padding), got {self.kernel}")
-        if self.codec_quality is not None and self.codec_quality[0] > self.codec_quality[1]:
+        if self.codec_quality[0] > self.codec_quality[1]:
             raise ValueError(f"codec_quality must be [low, high] with low <= high, got "
                              f"{list(self.codec_quality)}")
         return self
