@@ -38,12 +38,13 @@ def with_overrides(params, task: str, overrides: list[str]):
     data = params.model_dump(mode="json")
     for item in overrides:
         key, _, value = item.partition("=")
-        node = data["refiner"]
+        node, model = data["refiner"], params.refiner
         *path, leaf = key.split(".")
         for part in path:
-            node = node[part]
-        if leaf not in node:
-            raise SystemExit(f"--set {key}: not a key of {task}.refiner (allowed: {list(node)})")
+            node, model = node[part], getattr(model, part)
+        allowed = list(type(model).model_fields)  # dumps may leave keys at old defaults out
+        if leaf not in allowed:
+            raise SystemExit(f"--set {key}: not a key of {task}.refiner (allowed: {allowed})")
         node[leaf] = yaml.safe_load(value)
     return type(params).model_validate(data)
 

@@ -481,3 +481,46 @@ def test_identity_reason_names_step_zero_and_negligible_change():
     assert identity_reason({"selected_step": 40, "last_step": 80, "drift": 2.0}) is None
     # no adversarial training asked for (steps: 0): step 0 is the only candidate, not a failure
     assert identity_reason({"selected_step": 0, "last_step": 0, "drift": 1.0}) is None
+
+
+def test_weight_average_follows_each_refiner_update_by_the_decay(data) -> None:
+    """ema <- d * ema + (1 - d) * R after every R update, checked by hand on one update; the
+    average is what selection scores and keeps, and it is part of the checkpoint."""
+    syn, real = data
+    d = 0.75
+    p = _params(ema_decay=d, pretrain_refiner_steps=0, pretrain_discriminator_steps=0, kg=1)
+    t = RefinerTrainer(syn, real, NET, DISC, p)
+    assert t.output_refiner is t.ema and t.ema is not t.refiner
+    before = {k: v.clone() for k, v in t.refiner.state_dict().items()}
+    t.train_step()  # one adversarial step: one update of R (kg=1), then one of D
+    after = t.refiner.state_dict()
+    for k, v in t.ema.state_dict().items():
+        torch.testing.assert_close(v, d * before[k] + (1 - d) * after[k], rtol=0, atol=1e-7)
+    assert not torch.equal(after["tail.weight"], before["tail.weight"])
+    t.select(t.step)
+    assert _equal_states(t.best["state"], {k: v.cpu() for k, v in t.ema.state_dict().items()})
+    assert _equal(t.state_dict()["ema"], t.ema.state_dict())
+
+
+def test_weight_average_off_leaves_runs_as_before(data, tmp_path: Path) -> None:
+    """At 0 the key is left out of dumps (params hashes and resume fingerprints of earlier runs
+    hold), the checkpoint has no average, and selection keeps R itself."""
+    syn, real = data
+    assert "ema_decay" not in _params().model_dump()
+    assert _params(ema_decay=0.5).model_dump()["ema_decay"] == 0.5
+    t = RefinerTrainer(syn, real, NET, DISC, _params())
+    assert t.output_refiner is t.refiner and "ema" not in t.state_dict()
+    with pytest.raises(pydantic.ValidationError, match="ema_decay"):
+        _params(ema_decay=1.0)
+
+
+def test_resume_with_a_weight_average_equals_uninterrupted(data, tmp_path: Path) -> None:
+    syn, real = data
+    p = _params(ema_decay=0.9)
+    full = train_refiner(syn, real, NET, DISC, p, tmp_path / "a")
+    _kill(syn, real, p, tmp_path / "b", 5)
+    resumed = train_refiner(syn, real, NET, DISC, p, tmp_path / "b")
+    assert _equal(_last(tmp_path / "a"), _last(tmp_path / "b"))
+    assert _equal_states(full.selected_state, resumed.selected_state)
+    plain = train_refiner(syn, real, NET, DISC, _params(), tmp_path / "c")
+    assert not _equal_states(full.selected_state, plain.selected_state)

@@ -10,7 +10,7 @@ dumps when it is fp32 (docs/performance.md, "Precision").
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -21,17 +21,23 @@ FP32: Precision = "fp32"
 
 
 class PrecisionParams(StrictParams):
-    """Base of a trainer's params model that has a ``precision`` key."""
+    """Base of a trainer's params model that has a ``precision`` key.
+
+    ``OMIT_AT`` lists keys added after runs were recorded, with the value that reproduces
+    what those runs did: at that value a key is left out of dumps, so params hashes and
+    checkpoint fingerprints of the earlier runs stay valid. Subclasses extend it."""
+
+    OMIT_AT: ClassVar[dict[str, Any]] = {"precision": FP32}
 
     precision: Precision = Field(
         FP32, description="number format of the forward passes: fp32, bf16 (autocast; CPU or "
         "CUDA) or fp16 (autocast + loss scaling; CUDA only)")
 
     @model_serializer(mode="wrap")
-    def _omit_fp32(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # fp32 is what every run did before the key existed: leaving it out of dumps keeps
-        # params hashes and checkpoint fingerprints of those runs unchanged
+    def _omit_old_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
-        if isinstance(data, dict) and self.precision == FP32:
-            data.pop("precision", None)
+        if isinstance(data, dict):
+            for key, old in self.OMIT_AT.items():
+                if data.get(key, object()) == old:
+                    data.pop(key)
         return data

@@ -6,7 +6,7 @@ and why" (the numbers live there, the reasons here).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -105,6 +105,8 @@ class RefinerTrainParams(PrecisionParams):
     Measurements behind these choices: docs/science.md, "Decisions and why".
     """
 
+    OMIT_AT: ClassVar[dict[str, Any]] = {**PrecisionParams.OMIT_AT, "ema_decay": 0.0}
+
     batch_size: int = Field(32, ge=2, le=8192)
     pretrain_refiner_steps: Steps = 0
     pretrain_discriminator_steps: Steps = 50
@@ -119,6 +121,9 @@ class RefinerTrainParams(PrecisionParams):
     lambda_label: float = Field(
         0.0, ge=0, le=1e6, description="weight of label consistency: the frozen synthetic-trained "
         "estimator must read R(x) as it reads x (0: off; the paper has no such term)")
+    ema_decay: float = Field(
+        0.0, ge=0, lt=1, description="keep an exponential moving average of R's weights "
+        "(this decay per R update) and select, sample and save the average; 0: off")
     reg_feature: Literal["identity", "local_mean"] = "identity"
     reg_kernel: int = Field(3, ge=1, le=31)
     reg_reduction: Literal["mean", "sum"] = "mean"

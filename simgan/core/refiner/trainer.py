@@ -270,6 +270,7 @@ class RefinerTrainer:
 
     _STATEFUL = ("refiner", "discriminator", "opt_r", "opt_d", "buffer", "rngs", "meter")
     _VALUES = ("step", "history", "curve", "best")
+    _EMA = "ema"  # checkpointed too when ``ema_decay`` > 0
 
     def __init__(
         self,
@@ -329,6 +330,10 @@ class RefinerTrainer:
         self.discriminator = PatchDiscriminator(in_channels=1, **disc.model_dump()).to(
             self.device, memory_format=fmt
         )
+        # the weight average (if any) starts as R and is never trained itself
+        self.ema: Refiner | None = None
+        if p.ema_decay > 0:
+            self.ema = copy.deepcopy(self.refiner).requires_grad_(False)
         self.opt_r = _make_optimizer(p, self.refiner, p.lr)
         self.opt_d = _make_optimizer(p, self.discriminator, p.lr_discriminator or p.lr)
         train_r = distributed.wrap(self.refiner, self.ranks)  # DDP under torchrun
@@ -380,8 +385,23 @@ class RefinerTrainer:
             out["loss_r_adv"] = adv.detach()
         self.opt_r.zero_grad(set_to_none=True)
         self.amp.step(loss, self.opt_r)
+        self._update_ema()
         out["drift"] = (r.detach() - x).abs().mean() * 127.5
         return out
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Move the weight average towards R: ema <- decay * ema + (1 - decay) * R."""
+        if self.ema is None:
+            return
+        ema = [t for t in self.ema.state_dict().values() if t.is_floating_point()]
+        now = [t for t in self.refiner.state_dict().values() if t.is_floating_point()]
+        torch._foreach_lerp_(ema, now, 1.0 - self.params.ema_decay)
+
+    @property
+    def output_refiner(self) -> Refiner:
+        """The refiner that is scored, sampled and saved: the weight average if there is one."""
+        return self.refiner if self.ema is None else self.ema
 
     def discriminator_step(self) -> dict[str, torch.Tensor]:
         """One update of D on real images against refined ones, half of them from the buffer;
@@ -445,11 +465,11 @@ class RefinerTrainer:
     def select(self, step: int) -> None:
         """Score the current R as a candidate (added to ``curve``); keep it if it is best."""
         record = {"step": step - self.adv_start, "global_step": step}
-        record.update(self.selector.score(self.refiner))
+        record.update(self.selector.score(self.output_refiner))
         record["eligible"] = float(self.selector.eligible(record))
         self.curve.append(record)
         if self.best is None or self.selector.better(record, self.best["record"]):
-            self.best = {"record": record, "state": _cpu_state(self.refiner)}
+            self.best = {"record": record, "state": _cpu_state(self.output_refiner)}
         if self.on_metrics is not None:
             metrics = {f"select/{k}": v for k, v in record.items() if k != "global_step"}
             metrics["select/best_step"] = float(self.best["record"]["step"])
@@ -465,12 +485,13 @@ class RefinerTrainer:
             return
         k = self.held_out.sample_count
         syn, real = self.held_out.synthetic[:k], self.held_out.real[:k]
+        shown = self.output_refiner
         with torch.inference_mode():
-            was = self.refiner.training
-            self.refiner.eval()
+            was = shown.training
+            shown.eval()
             gen = torch.Generator().manual_seed(0)
-            refined = to_uint8(apply_refiner(self.refiner, to_tensor(syn, self.device), gen))
-            self.refiner.train(was)
+            refined = to_uint8(apply_refiner(shown, to_tensor(syn, self.device), gen))
+            shown.train(was)
         self.on_samples(step, syn, refined, real)
 
     def result(self) -> RefinerResult:
@@ -500,14 +521,17 @@ class RefinerTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything that determines the rest of the run, as CPU copies."""
-        state = {name: getattr(self, name).state_dict() for name in self._STATEFUL}
+        state = {name: getattr(self, name).state_dict() for name in self._stateful()}
         state.update({name: getattr(self, name) for name in self._VALUES})
         return _snapshot(state)
+
+    def _stateful(self) -> tuple[str, ...]:
+        return self._STATEFUL if self.ema is None else (*self._STATEFUL, self._EMA)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (copied first: optimisers keep the tensors they load)."""
         state = _snapshot(state)
-        for name in self._STATEFUL:
+        for name in self._stateful():
             getattr(self, name).load_state_dict(state[name])
         for name in self._VALUES:
             setattr(self, name, state[name])
