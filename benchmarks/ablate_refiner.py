@@ -49,7 +49,42 @@ def with_overrides(params, task: str, overrides: list[str]):
     return type(params).model_validate(data)
 
 
-def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
+def with_estimator(params, task, overrides: list[str], flag: str):
+    """``params`` with ``key=value`` overrides of the estimator section (values are YAML)."""
+    data = params.estimator.model_dump(mode="json")
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in type(params.estimator).model_fields:
+            raise SystemExit(f"{flag} {key}: not a key of {task.name}.estimator")
+        data[key] = yaml.safe_load(value)
+    return params.model_copy(update={"estimator": type(params.estimator).model_validate(data)})
+
+
+def label_model_state(task, p, layout: Layout, work: Path) -> dict:
+    """The refiner's label model, as ``train_refiner`` gets it: the pipeline's
+    synthetic-trained estimator, or (when ``refiner.label_model`` asks for augmentation, e.g.
+    ``--set label_model.blur_jitter=1.5``) one trained here on the synthetic training set with
+    it. Synthetic labels only, as in the pipeline."""
+    from simgan.core import torchfile
+
+    augmented = task.label_model_params(p)
+    if augmented is None:
+        return torchfile.load(layout.estimator_model("synthetic"))["state_dict"]
+    q = p.model_copy(update={"estimator": augmented})
+    syn = open_dataset(layout.synthetic("train"))
+    t0 = time.perf_counter()
+    model = task.train_estimator(q, syn.images, syn.labels, work / "label_model", None)
+    real_test = open_dataset(layout.real("test"))
+    evaluation = task.evaluate(q, task.predict(q, model, real_test.images), real_test.labels)
+    # a control, not a refiner result: the label model itself on the real test set
+    print(json.dumps({"label_model": p.refiner.label_model.model_dump(),
+                      "seconds": time.perf_counter() - t0,
+                      task.headline: evaluation.summary[task.headline]}), flush=True)
+    return model.state_dict()
+
+
+def run_seed(task, p, layout: Layout, seed: int, work: Path,
+             label_state: dict | None = None, estimator_set: tuple[str, ...] = ()) -> dict:
     """One seed of one row: the refiner, the refined set, the estimator, its real-test error."""
     from simgan.core import torchfile
     from simgan.core.refiner.apply import refine_images
@@ -61,8 +96,9 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     real_train, real_test = open_dataset(layout.real("train")), open_dataset(layout.real("test"))
     label_model = None
     if p.refiner.train.lambda_label > 0:
-        saved = torchfile.load(layout.estimator_model("synthetic"))
-        label_model = task.label_model(p, saved["state_dict"])
+        if label_state is None:
+            label_state = torchfile.load(layout.estimator_model("synthetic"))["state_dict"]
+        label_model = task.label_model(p, label_state)
     t0 = time.perf_counter()
     result = train_refiner(syn.images, real_train.images, p.refiner.net,
                            p.refiner.discriminator, p.refiner.train, work / "refiner",
@@ -73,7 +109,8 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path) -> dict:
     refiner = load_refiner(refiner_file(result.selected_state, p.refiner.net, result.selection))
     refined = np.concatenate(list(refine_images(refiner, syn.images, p.refine.batch_size)))
     t1 = time.perf_counter()
-    model = task.train_estimator(p, refined, syn.labels, work / "estimator", None)
+    q = with_estimator(p, task, estimator_set, "--estimator-set")
+    model = task.train_estimator(q, refined, syn.labels, work / "estimator", None)
     t_est = time.perf_counter() - t1
     evaluation = task.evaluate(p, task.predict(p, model, real_test.images), real_test.labels)
     sel = result.selection
@@ -124,6 +161,9 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="row name in the table")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override of <task>.refiner, e.g. train.lambda_label=1000")
+    ap.add_argument("--estimator-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="train the refined-trained estimator with this override of "
+                    "<task>.estimator (e.g. a control with augmentation)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     args = ap.parse_args()
@@ -131,14 +171,19 @@ def main() -> None:
     p = with_overrides(load_task_params(args.params, args.task), args.task, args.set)
     out = ROOT / "reports" / "ablations" / f"{args.task}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
+    layout = Layout(ROOT, args.task)
+    with tempfile.TemporaryDirectory() as tmp:
+        label_state = label_model_state(task, p, layout, Path(tmp))
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                row = run_seed(task, p, Layout(ROOT, args.task), seed, Path(tmp))
+                row = run_seed(task, p, layout, seed, Path(tmp), label_state,
+                               tuple(args.estimator_set))
             except Exception as exc:  # a failed seed is a result too
                 traceback.print_exc()
                 row = {"seed": seed, "status": f"failed: {type(exc).__name__}: {exc}"}
-        row.update(name=args.name, overrides=args.set)
+        row.update(name=args.name,
+                   overrides=args.set + [f"estimator:{o}" for o in args.estimator_set])
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)

@@ -71,6 +71,11 @@ class Layout:
         return self.models / "refiner" / "refiner.pt"
 
     @property
+    def label_model(self) -> Path:
+        """The refiner's own label model, when it has one (saved beside the refiner)."""
+        return self.models / "refiner" / "label_model.pt"
+
+    @property
     def checkpoints(self) -> Path:
         """Resume state of the training stages: git- and DVC-ignored, not a DVC output (a
         killed stage resumes from it; queued experiments start without it and lose nothing)."""

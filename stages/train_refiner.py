@@ -71,15 +71,41 @@ def warn_if_identity(ctx: StageContext, selection: dict) -> None:
 
 
 def label_model(ctx: StageContext):
-    """The frozen synthetic-trained estimator, when the label-consistency term is on. It was
-    trained on synthetic labels only: real labels still never reach the refiner."""
+    """The frozen label model, when the label-consistency term is on: the synthetic-trained
+    estimator, or one trained here with photometric augmentation (``refiner.label_model``).
+    Either was trained on synthetic labels only: real labels still never reach the refiner."""
     if ctx.params.refiner.train.lambda_label <= 0:
         return None
+    augmented = ctx.task.label_model_params(ctx.params)
+    if augmented is not None:
+        return train_label_model(ctx, augmented)
     saved = load_torch(ctx.layout.estimator_model("synthetic"))
     if saved.get("state_dict") is None:
         raise NoLabelsError(f"{ctx.layout.estimator_model('synthetic')}: no trained estimator "
                          "(its training set has no labels); set refiner.train.lambda_label: 0")
     return ctx.task.label_model(ctx.params, saved["state_dict"])
+
+
+def train_label_model(ctx: StageContext, estimator):
+    """Train the task's estimator on the synthetic training set with ``estimator`` params
+    (resumable, its own checkpoint directory), save it beside the refiner, and return its
+    label reading."""
+    from simgan.core import tracking
+    from simgan.core.dataset import open_dataset
+
+    synthetic = open_dataset(ctx.layout.synthetic("train"))
+    params = ctx.params.model_copy(update={"estimator": estimator})
+    print(f"[simgan] train_refiner@{ctx.task.name}: training the appearance-blind label model "
+          "(refiner.label_model) on the synthetic training set", flush=True)
+    model = ctx.task.train_estimator(
+        params, synthetic.images, synthetic.labels, ctx.layout.refiner_checkpoints / "label_model",
+        lambda metrics, epoch: tracking.log_metrics(
+            {f"label_model/{k}": v for k, v in metrics.items()}, epoch),
+    )
+    state = model.state_dict()
+    save_torch(ctx.layout.label_model,
+               {"state_dict": state, "estimator": estimator.model_dump(mode="json")})
+    return ctx.task.label_model(ctx.params, state)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from simgan.core import torchfile
 from simgan.core.dataset import open_dataset
 
 pytestmark = pytest.mark.slow
@@ -115,6 +117,18 @@ def test_every_dataset_follows_the_contract(repo, task):
     assert ref.meta["domain"] == "refined"
     assert ref.labels.equals(syn.labels), "refine must carry labels over unchanged"
     assert not np.array_equal(ref.images, syn.images), "the refiner changed nothing"
+
+
+def test_gaze_refiner_trains_its_own_label_model_and_hand_reuses_the_estimator(repo):
+    """params.yaml gives gaze an appearance-blind label model (photometric augmentation):
+    train_refiner trains it on the synthetic set and saves it beside the refiner; hand has
+    no such section and reads R(x) with its synthetic-trained estimator."""
+    saved = torchfile.load(repo / "models/gaze/refiner/label_model.pt")
+    assert saved["estimator"]["blur_jitter"] > 0 and saved["state_dict"]
+    synthetic = torchfile.load(repo / "models/gaze/estimator_synthetic/model.pt")
+    assert any(not torch.equal(saved["state_dict"][k], v)
+               for k, v in synthetic["state_dict"].items())
+    assert not (repo / "models/hand/refiner/label_model.pt").exists()
 
 
 def test_reports_and_dvc_metrics_cover_all_sources(repo):

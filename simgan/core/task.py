@@ -152,6 +152,11 @@ class Task(ABC):
         :class:`simgan.core.refiner.selection.Selector`)."""
         return "mmd"
 
+    def label_model_params(self, p: Any) -> Any | None:
+        """Estimator params for the refiner's own label model (trained on the synthetic set
+        with photometric augmentation), or None: the synthetic-trained estimator serves."""
+        return None
+
     @abstractmethod
     def label_model(self, p: Any, state: dict[str, Any]) -> Any:
         """The estimator (weights ``state``, trained on synthetic images) as a torch module

@@ -33,6 +33,7 @@ from simgan.core.task import MetricsCallback
 from simgan.core.transfer import to_device
 from simgan.gaze.estimator_params import EstimatorParams
 from simgan.gaze.net import GazeCNN
+from simgan.gaze.photometric import photometric_jitter
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class _GazeTask:
             c = 1 + p.contrast_jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
             d = p.brightness_jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
             x = (x * c.to(self.device) + d.to(self.device)).clamp_(-1, 1)
+        if p.gamma_jitter or p.blur_jitter or p.noise_jitter:
+            x = photometric_jitter(x, generator, p.gamma_jitter, p.blur_jitter, p.noise_jitter)
         x = x.contiguous(memory_format=self.fmt)
         return x, to_device(torch.from_numpy(self.targets[rows]), self.device)
 

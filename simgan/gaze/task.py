@@ -21,7 +21,7 @@ from simgan.core.refiner.params import (
     RefinerTrainParams,
 )
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
-from simgan.gaze.estimator_params import EstimatorParams
+from simgan.gaze.estimator_params import EstimatorParams, LabelModelParams
 from simgan.gaze.labels import has_gaze_labels, require_gaze_labels
 from simgan.gaze.mpii_like import MpiiLikeParams
 from simgan.gaze.readers.sources import RealSource, SyntheticSource, is_file_source
@@ -77,6 +77,7 @@ class RefinerSection(StrictParams):
     net: RefinerNetParams
     discriminator: DiscriminatorParams
     train: RefinerTrainParams
+    label_model: LabelModelParams
 
 
 class EvaluateSection(StrictParams):
@@ -207,6 +208,9 @@ class GazeTask(Task):
         model = self.build_estimator(p)
         model.load_state_dict(state)
         return model.eval()
+
+    def label_model_params(self, p: GazeParams) -> EstimatorParams | None:
+        return p.refiner.label_model.estimator(p.estimator)
 
     def label_model(self, p: GazeParams, state: dict[str, Any]):
         from simgan.gaze.estimator import GazeReading
