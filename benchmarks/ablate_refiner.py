@@ -33,40 +33,36 @@ from simgan.tasks import get_task, load_task_params  # noqa: E402
 from stages.layout import Layout  # noqa: E402
 
 
-def with_overrides(params, task: str, overrides: list[str]):
-    """``params`` with ``key=value`` overrides of the refiner section (values are YAML)."""
+def _override(data: dict, model, key: str, value: str, where: str) -> None:
+    """Set ``data[...key]`` (a dump of ``model``; dotted keys walk sub-sections) to YAML
+    ``value``, refusing keys ``model`` does not have (dumps may leave old defaults out)."""
+    *path, leaf = key.split(".")
+    for part in path:
+        data, model = data[part], getattr(model, part)
+    allowed = list(type(model).model_fields)
+    if leaf not in allowed:
+        raise SystemExit(f"{key}: not a key of {where} (allowed: {allowed})")
+    data[leaf] = yaml.safe_load(value)
+
+
+def with_overrides(params, task: str, overrides: list[str], section: str = "refiner"):
+    """``params`` with ``key=value`` overrides of ``section`` (values are YAML)."""
     data = params.model_dump(mode="json")
     for item in overrides:
         key, _, value = item.partition("=")
-        node, model = data["refiner"], params.refiner
-        *path, leaf = key.split(".")
-        for part in path:
-            node, model = node[part], getattr(model, part)
-        allowed = list(type(model).model_fields)  # dumps may leave keys at old defaults out
-        if leaf not in allowed:
-            raise SystemExit(f"--set {key}: not a key of {task}.refiner (allowed: {allowed})")
-        node[leaf] = yaml.safe_load(value)
+        _override(data[section], getattr(params, section), key, value, f"{task}.{section}")
     return type(params).model_validate(data)
 
 
-def with_estimator(params, task, overrides: list[str], flag: str):
-    """``params`` with ``key=value`` overrides of the estimator section (values are YAML)."""
-    data = params.estimator.model_dump(mode="json")
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key not in type(params.estimator).model_fields:
-            raise SystemExit(f"{flag} {key}: not a key of {task.name}.estimator")
-        data[key] = yaml.safe_load(value)
-    return params.model_copy(update={"estimator": type(params.estimator).model_validate(data)})
-
-
-def label_model_state(task, p, layout: Layout, work: Path) -> dict:
+def label_model_state(task, p, layout: Layout, work: Path) -> dict | None:
     """The refiner's label model, as ``train_refiner`` gets it: the pipeline's
     synthetic-trained estimator, or (when ``refiner.label_model`` asks for augmentation, e.g.
     ``--set label_model.blur_jitter=1.5``) one trained here on the synthetic training set with
     it. Synthetic labels only, as in the pipeline."""
     from simgan.core import torchfile
 
+    if p.refiner.train.lambda_label <= 0:
+        return None
     augmented = task.label_model_params(p)
     if augmented is None:
         return torchfile.load(layout.estimator_model("synthetic"))["state_dict"]
@@ -83,10 +79,9 @@ def label_model_state(task, p, layout: Layout, work: Path) -> dict:
     return model.state_dict()
 
 
-def run_seed(task, p, layout: Layout, seed: int, work: Path,
-             label_state: dict | None = None, estimator_set: tuple[str, ...] = ()) -> dict:
+def run_seed(task, p, layout: Layout, seed: int, work: Path, label_state: dict | None,
+             estimator_set: list[str]) -> dict:
     """One seed of one row: the refiner, the refined set, the estimator, its real-test error."""
-    from simgan.core import torchfile
     from simgan.core.refiner.apply import refine_images
     from simgan.core.refiner.trainer import train_refiner
 
@@ -94,11 +89,7 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path,
         "train": p.refiner.train.model_copy(update={"seed": seed})})})
     syn = open_dataset(layout.synthetic("train"))
     real_train, real_test = open_dataset(layout.real("train")), open_dataset(layout.real("test"))
-    label_model = None
-    if p.refiner.train.lambda_label > 0:
-        if label_state is None:
-            label_state = torchfile.load(layout.estimator_model("synthetic"))["state_dict"]
-        label_model = task.label_model(p, label_state)
+    label_model = None if label_state is None else task.label_model(p, label_state)
     t0 = time.perf_counter()
     result = train_refiner(syn.images, real_train.images, p.refiner.net,
                            p.refiner.discriminator, p.refiner.train, work / "refiner",
@@ -109,7 +100,7 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path,
     refiner = load_refiner(refiner_file(result.selected_state, p.refiner.net, result.selection))
     refined = np.concatenate(list(refine_images(refiner, syn.images, p.refine.batch_size)))
     t1 = time.perf_counter()
-    q = with_estimator(p, task, estimator_set, "--estimator-set")
+    q = with_overrides(p, task.name, estimator_set, "estimator")
     model = task.train_estimator(q, refined, syn.labels, work / "estimator", None)
     t_est = time.perf_counter() - t1
     evaluation = task.evaluate(p, task.predict(p, model, real_test.images), real_test.labels)
@@ -178,7 +169,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 row = run_seed(task, p, layout, seed, Path(tmp), label_state,
-                               tuple(args.estimator_set))
+                               args.estimator_set)
             except Exception as exc:  # a failed seed is a result too
                 traceback.print_exc()
                 row = {"seed": seed, "status": f"failed: {type(exc).__name__}: {exc}"}
