@@ -7,7 +7,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from simgan.core.fields import Device, Seed, StrictParams, Width
+from simgan.core.fields import Device, Seed, Width
+from simgan.core.label_model import AugmentedLabelModelParams
 from simgan.core.precision import PrecisionParams
 
 #: the paper's conv widths and hidden FC size (simgan.gaze.net builds the net from them)
@@ -58,7 +59,7 @@ class EstimatorParams(PrecisionParams):
     seed: Seed = 0
 
 
-class LabelModelParams(StrictParams):
+class LabelModelParams(AugmentedLabelModelParams):
     """``refiner.label_model``: the photometric augmentation of the refiner's own label model.
 
     All zero: the label-consistency term reads R(x) with the synthetic-trained estimator (a
@@ -73,10 +74,3 @@ class LabelModelParams(StrictParams):
     gamma_jitter: GammaJitter
     blur_jitter: BlurJitter
     noise_jitter: NoiseJitter
-
-    def estimator(self, base: EstimatorParams) -> EstimatorParams | None:
-        """``base`` with this augmentation, or None when it is all zero."""
-        amounts = self.model_dump()
-        if not any(amounts.values()):
-            return None
-        return base.model_copy(update=amounts)

@@ -44,6 +44,7 @@ from simgan.core.task import MetricsCallback
 from simgan.core.transfer import to_device
 from simgan.hand.estimator_params import Decode, PoseEstimatorParams
 from simgan.hand.hourglass import StackedHourglass
+from simgan.hand.sensor_jitter import sensor_jitter
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,9 @@ class _PoseTask:
             m = random_affine(rows.shape[0], self.images.shape[1:], p.rotation_deg,
                               p.scale_jitter, p.shift_px, generator)
             x, kp = warp(x, kp, m, p.interpolation)
+        if p.jag_jitter or p.flying_jitter or p.hole_jitter or p.depth_noise_jitter:
+            x = sensor_jitter(x, generator, p.jag_jitter, p.flying_jitter, p.hole_jitter,
+                              p.depth_noise_jitter)
         target = heatmap_targets(image_to_heatmap(kp, self.stride), self.hm_size, p.sigma)
         return x.contiguous(memory_format=self.fmt), target
 

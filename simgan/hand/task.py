@@ -42,7 +42,7 @@ from simgan.core.refiner.params import (
     RefinerTrainParams,
 )
 from simgan.core.task import EstimatorLoader, Evaluation, MetricsCallback, SplitPlan, Task
-from simgan.hand.estimator_params import PoseEstimatorParams
+from simgan.hand.estimator_params import PoseEstimatorParams, SensorLabelModelParams
 from simgan.hand.joints import N_JOINTS, joint_columns, keypoints_from_labels
 from simgan.hand.nyu import CropFormat, Kind, NyuSource
 from simgan.hand.render import HandDomain, HandRenderParams
@@ -134,6 +134,7 @@ class RefinerSection(StrictParams):
         "select_max_drift: lowest mmd (gaze's rule) or the latest (docs/hand.md: on depth the "
         "mmd ranking did not follow downstream accuracy)"
     )
+    label_model: SensorLabelModelParams
 
 
 class EvaluateSection(StrictParams):
@@ -285,6 +286,9 @@ class HandTask(Task):
 
     def refiner_select_by(self, p: HandParams) -> str:
         return p.refiner.select_by
+
+    def label_model_params(self, p: HandParams) -> PoseEstimatorParams | None:
+        return p.refiner.label_model.estimator(p.estimator)
 
     def label_model(self, p: HandParams, state: dict[str, Any]):
         from simgan.hand.hourglass import LastStack

@@ -1,0 +1,101 @@
+"""Random depth-sensor changes of a batch of depth crops: jagged edges, flying pixels, holes at
+the hand's edges and depth noise, per image.
+
+Why: the hourglass trained on clean synthetic depth reads a hand with ragged edges and missing
+boundary pixels differently, so as the refiner's label model it charges R for the very sensor
+artefacts that make synthetic depth look like a Kinect's. Trained with these changes it reads
+the hand's pose rather than the sensor (docs/hand.md, "A sensor-blind label model"). The
+artefacts are those the stand-in and NYU share (:mod:`simgan.hand.standin` is the numpy model
+of a Kinect that makes the stand-in's images; this is a cheap torch jitter, not that model).
+
+Crops are (N, 1, H, W) tensors in [-1, 1]: background and missing depth -1, nearer brighter.
+Every draw comes from ``generator`` (CPU), so a batch is reproducible on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+JUMP = 40.0 / 127.5
+"""A depth edge: neighbours more than 40 grey levels apart (the hand against the background
+or a finger in front of the palm)."""
+
+_FOREGROUND = -1.0 + 0.5 / 127.5
+"""Above this a pixel has a depth reading (grey level >= 1)."""
+
+
+def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator)
+
+
+def smooth_noise(shape: tuple[int, int, int, int], generator: torch.Generator) -> torch.Tensor:
+    """Zero-mean, unit-variance noise correlated over ~2 px: white Gaussian noise blurred by
+    [1 2 1]^2 / 16 (whose gain 6/16 on the std is divided out), edges replicated."""
+    x = torch.randn(shape, generator=generator)
+    k = torch.tensor([0.25, 0.5, 0.25])
+    n, c, h, w = shape
+    y = x.reshape(n * c, 1, h, w)
+    y = F.conv2d(F.pad(y, (1, 1, 0, 0), mode="replicate"), k.view(1, 1, 1, 3))
+    y = F.conv2d(F.pad(y, (0, 0, 1, 1), mode="replicate"), k.view(1, 1, 3, 1))
+    return y.view(shape) / (6.0 / 16.0)
+
+
+def jag_edges(x: torch.Tensor, amplitude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Nearest-neighbour resampling of image i through a smooth random displacement field of
+    std ``amplitude[i]`` px in each direction: boundaries turn ragged, flat depth stays flat."""
+    n, _, h, w = x.shape
+    d = smooth_noise((n, 2, h, w), generator) * amplitude.view(n, 1, 1, 1)
+    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                          torch.arange(w, dtype=torch.float32), indexing="ij")
+    # grid_sample's normalised coordinates, align_corners=True: pixel k -> 2k / (size - 1) - 1
+    gu = (u + d[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gv = (v + d[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack([gu, gv], dim=-1).to(x)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=True)
+
+
+def _neighbour_extremes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest (max) and farthest (min) value among each pixel and its 8 neighbours."""
+    near = F.max_pool2d(x, 3, stride=1, padding=1)
+    far = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    return near, far
+
+
+def sensor_jitter(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    jag: float = 0.0,
+    flying: float = 0.0,
+    holes: float = 0.0,
+    noise: float = 0.0,
+) -> torch.Tensor:
+    """``x`` with, per image, in this order: edges jagged by a displacement of std U(0, jag) px;
+    each pixel on either side of a depth edge replaced with probability U(0, flying) by a random
+    mix of its nearest and farthest neighbour (flying pixels); hand pixels at an edge dropped to
+    background with probability U(0, holes), in ~2 px clusters; Gaussian noise of std
+    U(0, noise) grey levels on pixels with depth. A zero amount skips that change and its
+    draws. Clamped to [-1, 1]."""
+    n = x.shape[0]
+    if jag:
+        x = jag_edges(x, jag * _uniform(n, generator), generator)
+    if flying or holes:
+        near, far = _neighbour_extremes(x)
+        edge = (near - far) > JUMP
+        per_image = (1, 1, 1)
+        if flying:
+            p = (flying * _uniform(n, generator)).view(n, *per_image)
+            hit = torch.rand(x.shape, generator=generator) < p
+            mix = torch.rand(x.shape, generator=generator).to(x)
+            x = torch.where(edge & hit.to(x.device), far + mix * (near - far), x)
+        if holes:
+            q = (holes * _uniform(n, generator)).clamp(1e-6, 1 - 1e-6)
+            threshold = torch.special.ndtri(1 - q).view(n, *per_image)
+            blobs = smooth_noise(tuple(x.shape), generator) > threshold
+            hand_edge = edge & (x > far + JUMP)
+            x = torch.where(hand_edge & blobs.to(x.device), torch.full_like(x, -1.0), x)
+    if noise:
+        std = (noise / 127.5) * _uniform(n, generator).to(x).view(n, 1, 1, 1)
+        jitter = std * torch.randn(x.shape, generator=generator).to(x)
+        x = torch.where(x > _FOREGROUND, x + jitter, x)
+    return x.clamp(-1, 1)
