@@ -45,6 +45,18 @@ def test_jitter_draws_gamma_blur_and_noise_per_image_from_the_generator():
     np.testing.assert_allclose(std.numpy(), (10 * u).numpy(), rtol=0.05)
 
 
+def test_tone_draws_contrast_then_brightness_per_image_and_clamps():
+    x = torch.linspace(-1, 1, 3 * 4 * 4).view(3, 1, 4, 4)
+    out = photometric_jitter(x, torch.Generator().manual_seed(2), brightness=0.2, contrast=0.5)
+    gen = torch.Generator().manual_seed(2)
+    c = 1 + 0.5 * (2 * torch.rand(3, 1, 1, 1, generator=gen) - 1)
+    d = 0.2 * (2 * torch.rand(3, 1, 1, 1, generator=gen) - 1)
+    torch.testing.assert_close(out, (x * c + d).clamp(-1, 1), rtol=0, atol=0)
+    # brightness alone still draws the contrast factor first (the estimator's batch order)
+    only_b = photometric_jitter(x, torch.Generator().manual_seed(2), brightness=0.2)
+    torch.testing.assert_close(only_b, (x + d).clamp(-1, 1), rtol=0, atol=0)
+
+
 def test_zero_amounts_change_nothing_and_draw_nothing():
     x = torch.rand(3, 1, 5, 7) * 2 - 1
     gen = torch.Generator().manual_seed(1)

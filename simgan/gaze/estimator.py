@@ -128,13 +128,9 @@ class _GazeTask:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params
         x = to_tensor(self.images[rows], self.device)
-        if p.brightness_jitter or p.contrast_jitter:
-            n = x.shape[0]
-            c = 1 + p.contrast_jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
-            d = p.brightness_jitter * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
-            x = (x * c.to(self.device) + d.to(self.device)).clamp_(-1, 1)
-        if p.gamma_jitter or p.blur_jitter or p.noise_jitter:
-            x = photometric_jitter(x, generator, p.gamma_jitter, p.blur_jitter, p.noise_jitter)
+        x = photometric_jitter(x, generator, brightness=p.brightness_jitter,
+                               contrast=p.contrast_jitter, gamma=p.gamma_jitter,
+                               blur=p.blur_jitter, noise=p.noise_jitter)
         x = x.contiguous(memory_format=self.fmt)
         return x, to_device(torch.from_numpy(self.targets[rows]), self.device)
 

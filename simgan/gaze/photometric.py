@@ -1,4 +1,4 @@
-"""Random photometric changes of a batch: gamma, blur and sensor noise, per image.
+"""Random photometric changes of a batch: tone, gamma, blur and sensor noise, per image.
 
 Why: an estimator trained on clean synthetic images reads a blurred, noisier or darker version
 of the same eye differently (measured on the default: a 1 px blur moves the frozen gaze
@@ -41,14 +41,25 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Te
 def photometric_jitter(
     x: torch.Tensor,
     generator: torch.Generator,
+    *,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
     gamma: float = 0.0,
     blur: float = 0.0,
     noise: float = 0.0,
 ) -> torch.Tensor:
-    """``x`` with, per image: a gamma exp(U(-gamma, gamma)) on [0, 1] grey levels, a Gaussian
-    blur of std U(0, blur) px, then Gaussian noise of std U(0, noise) grey levels (of 255);
-    clamped to [-1, 1]. A zero amount skips that change and its draws."""
+    """``x`` with, per image: a tone change x * (1 + U(-contrast, contrast)) + U(-brightness,
+    brightness), clamped (both factors are drawn when either amount is set); a gamma
+    exp(U(-gamma, gamma)) on [0, 1] grey levels; a Gaussian blur of std U(0, blur) px; then
+    Gaussian noise of std U(0, noise) grey levels (of 255); clamped to [-1, 1]. A zero amount
+    skips that change and its draws."""
+    if not (brightness or contrast or gamma or blur or noise):
+        return x
     n = x.shape[0]
+    if brightness or contrast:
+        c = 1 + contrast * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+        d = brightness * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+        x = (x * c.to(x.device) + d.to(x.device)).clamp(-1, 1)
     if gamma:
         g = torch.exp(gamma * (2 * _uniform(n, generator) - 1)).to(x).view(n, 1, 1, 1)
         x = ((x + 1) / 2).clamp(0, 1).pow(g) * 2 - 1
