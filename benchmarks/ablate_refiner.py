@@ -63,15 +63,13 @@ def label_model_state(task, p, layout: Layout, work: Path) -> dict | None:
 
     if p.refiner.train.lambda_label <= 0:
         return None
-    augmented = task.label_model_params(p)
-    if augmented is None:
-        return torchfile.load(layout.estimator_model("synthetic"))["state_dict"]
-    q = p.model_copy(update={"estimator": augmented})
     syn = open_dataset(layout.synthetic("train"))
     t0 = time.perf_counter()
-    model = task.train_estimator(q, syn.images, syn.labels, work / "label_model", None)
+    model = task.train_label_model(p, syn.images, syn.labels, work / "label_model")
+    if model is None:
+        return torchfile.load(layout.estimator_model("synthetic"))["state_dict"]
     real_test = open_dataset(layout.real("test"))
-    evaluation = task.evaluate(q, task.predict(q, model, real_test.images), real_test.labels)
+    evaluation = task.evaluate(p, task.predict(p, model, real_test.images), real_test.labels)
     # a control, not a refiner result: the label model itself on the real test set
     print(json.dumps({"label_model": p.refiner.label_model.model_dump(),
                       "seconds": time.perf_counter() - t0,

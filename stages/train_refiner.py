@@ -78,7 +78,7 @@ def label_model(ctx: StageContext):
         return None
     augmented = ctx.task.label_model_params(ctx.params)
     if augmented is not None:
-        return train_label_model(ctx, augmented)
+        return train_label_model(ctx, augmented.model_dump(mode="json"))
     saved = load_torch(ctx.layout.estimator_model("synthetic"))
     if saved.get("state_dict") is None:
         raise NoLabelsError(f"{ctx.layout.estimator_model('synthetic')}: no trained estimator "
@@ -86,25 +86,24 @@ def label_model(ctx: StageContext):
     return ctx.task.label_model(ctx.params, saved["state_dict"])
 
 
-def train_label_model(ctx: StageContext, estimator):
-    """Train the task's estimator on the synthetic training set with ``estimator`` params
-    (resumable, its own checkpoint directory), save it beside the refiner, and return its
-    label reading."""
+def train_label_model(ctx: StageContext, estimator: dict):
+    """Train the task's own label model on the synthetic training set (resumable, its own
+    checkpoint directory), save it beside the refiner with its ``estimator`` params, and
+    return its label reading."""
     from simgan.core import tracking
     from simgan.core.dataset import open_dataset
 
     synthetic = open_dataset(ctx.layout.synthetic("train"))
-    params = ctx.params.model_copy(update={"estimator": estimator})
-    print(f"[simgan] train_refiner@{ctx.task.name}: training the appearance-blind label model "
+    print(f"[simgan] train_refiner@{ctx.task.name}: training the refiner's own label model "
           "(refiner.label_model) on the synthetic training set", flush=True)
-    model = ctx.task.train_estimator(
-        params, synthetic.images, synthetic.labels, ctx.layout.refiner_checkpoints / "label_model",
+    model = ctx.task.train_label_model(
+        ctx.params, synthetic.images, synthetic.labels,
+        ctx.layout.refiner_checkpoints / "label_model",
         lambda metrics, epoch: tracking.log_metrics(
             {f"label_model/{k}": v for k, v in metrics.items()}, epoch),
     )
     state = model.state_dict()
-    save_torch(ctx.layout.label_model,
-               {"state_dict": state, "estimator": estimator.model_dump(mode="json")})
+    save_torch(ctx.layout.label_model, {"state_dict": state, "estimator": estimator})
     return ctx.task.label_model(ctx.params, state)
 
 

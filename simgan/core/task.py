@@ -157,6 +157,19 @@ class Task(ABC):
         with photometric augmentation), or None: the synthetic-trained estimator serves."""
         return None
 
+    def train_label_model(self, p: Any, images: np.ndarray, labels: pd.DataFrame,
+                          checkpoint_dir: Path, on_metrics: MetricsCallback | None = None
+                          ) -> Any | None:
+        """The refiner's own label model: the estimator trained on the synthetic ``images`` and
+        ``labels`` with :meth:`label_model_params`' augmentation (resumable in
+        ``checkpoint_dir``), or None when the section asks for none. One place for the
+        pipeline stage and the ablation benchmark."""
+        augmented = self.label_model_params(p)
+        if augmented is None:
+            return None
+        q = p.model_copy(update={"estimator": augmented})
+        return self.train_estimator(q, images, labels, checkpoint_dir, on_metrics)
+
     @abstractmethod
     def label_model(self, p: Any, state: dict[str, Any]) -> Any:
         """The estimator (weights ``state``, trained on synthetic images) as a torch module
