@@ -121,8 +121,9 @@ def test_every_dataset_follows_the_contract(repo, task):
 
 def test_gaze_refiner_trains_its_own_label_model_and_hand_reuses_the_estimator(repo):
     """params.yaml gives gaze an appearance-blind label model (photometric augmentation):
-    train_refiner trains it on the synthetic set and saves it beside the refiner; hand has
-    no such section and reads R(x) with its synthetic-trained estimator."""
+    train_refiner trains it on the synthetic set and saves it beside the refiner; hand's
+    section (sensor augmentation) is all zero, so it reads R(x) with its synthetic-trained
+    estimator."""
     saved = torchfile.load(repo / "models/gaze/refiner/label_model.pt")
     assert saved["estimator"]["blur_jitter"] > 0 and saved["state_dict"]
     synthetic = torchfile.load(repo / "models/gaze/estimator_synthetic/model.pt")
