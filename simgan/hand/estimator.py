@@ -259,9 +259,8 @@ class _PoseTask:
             m = random_affine(rows.shape[0], self.images.shape[1:], p.rotation_deg,
                               p.scale_jitter, p.shift_px, generator)
             x, kp = warp(x, kp, m, p.interpolation)
-        if p.jag_jitter or p.flying_jitter or p.hole_jitter or p.depth_noise_jitter:
-            x = sensor_jitter(x, generator, p.jag_jitter, p.flying_jitter, p.hole_jitter,
-                              p.depth_noise_jitter)
+        x = sensor_jitter(x, generator, p.jag_jitter, p.flying_jitter, p.hole_jitter,
+                          p.depth_noise_jitter)
         target = heatmap_targets(image_to_heatmap(kp, self.stride), self.hm_size, p.sigma)
         return x.contiguous(memory_format=self.fmt), target
 

@@ -76,21 +76,22 @@ def sensor_jitter(
     background with probability U(0, holes), in ~2 px clusters; Gaussian noise of std
     U(0, noise) grey levels on pixels with depth. A zero amount skips that change and its
     draws. Clamped to [-1, 1]."""
+    if not (jag or flying or holes or noise):
+        return x
     n = x.shape[0]
     if jag:
         x = jag_edges(x, jag * _uniform(n, generator), generator)
     if flying or holes:
         near, far = _neighbour_extremes(x)
         edge = (near - far) > JUMP
-        per_image = (1, 1, 1)
         if flying:
-            p = (flying * _uniform(n, generator)).view(n, *per_image)
+            p = (flying * _uniform(n, generator)).view(n, 1, 1, 1)
             hit = torch.rand(x.shape, generator=generator) < p
             mix = torch.rand(x.shape, generator=generator).to(x)
             x = torch.where(edge & hit.to(x.device), far + mix * (near - far), x)
         if holes:
             q = (holes * _uniform(n, generator)).clamp(1e-6, 1 - 1e-6)
-            threshold = torch.special.ndtri(1 - q).view(n, *per_image)
+            threshold = torch.special.ndtri(1 - q).view(n, 1, 1, 1)
             blobs = smooth_noise(tuple(x.shape), generator) > threshold
             hand_edge = edge & (x > far + JUMP)
             x = torch.where(hand_edge & blobs.to(x.device), torch.full_like(x, -1.0), x)
