@@ -48,10 +48,11 @@ SUBSET := $(filter-out $(TASKS),$(ALL_TASKS))
 # another DVC process, e.g. a scheduled run, holds the workspace (flows/dvc_wait.py).
 DVC_REMOTE ?= $(abspath $(ROOT)/../simgan-dvc-remote)
 
-# MAX_PARALLEL=2: stages whose upstream stages are done run side by side, each in its own
-# `dvc repro --single-item`, the cores split between them (flows/side_by_side.py). Default 1:
-# one at a time with every core, the numerics of the committed results (training numerics
-# depend on the thread count; docs/performance.md).
+# Stages whose upstream stages are done run side by side, each in its own
+# `dvc repro --single-item` (flows/side_by_side.py): by default as many as the cores over the
+# trainers' `threads` key (1 in params.yaml, so one stage per core). Training uses that key
+# wherever it runs (the trained bytes depend on the thread count; docs/performance.md), so
+# MAX_PARALLEL=1 (one stage at a time) changes the wall time, not the results.
 MAX_PARALLEL ?=
 
 # One MLflow parent run per task and `make run` (docs/tracking.md); the review page of a TASKS

@@ -502,9 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=default_max_parallel(),
         metavar="N",
-        help="stages side by side, the cores split between them (default: cores / "
-        f"SIMGAN_THREADS, or 1 when it is unset: here {default_max_parallel()}; 1 runs them "
-        "one after another with every core each)",
+        help="stages side by side (default: cores / the trainers' threads key, or / "
+        f"SIMGAN_THREADS when set: here {default_max_parallel()}); training uses its recipe's "
+        "threads whatever N is, so N changes the wall time, not the results",
     )
     parser.add_argument(
         "--retries",

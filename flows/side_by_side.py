@@ -5,8 +5,11 @@
 its repository lock only while it reads and writes ``dvc.lock``, and the read locks on deps are
 shared, so stages whose upstream stages have finished can run in separate ``dvc repro
 --single-item`` processes at the same time; DVC still decides whether each is out of date and
-records it in ``dvc.lock``. At most ``max_parallel`` run at once, and the torch threads are
-split between them (``SIMGAN_THREADS``), since oversubscribed cores halve torch's throughput.
+records it in ``dvc.lock``. At most ``max_parallel`` run at once (default: the cores over the
+threads a trainer's recipe asks for), and the cores are split between them for what is not
+training (``SIMGAN_THREADS``), since oversubscribed cores halve torch's throughput. Training
+uses its recipe's ``threads`` key wherever it runs, so the results do not depend on
+``max_parallel``.
 
 The scheduling (:func:`run_side_by_side`) knows nothing of how a stage is started: ``make run``
 starts plain DVC processes (this module's command line), the Prefect flow submits Prefect tasks
@@ -64,20 +67,33 @@ def cores() -> int:
 
 
 def default_threads() -> int:
-    """The torch threads a stage uses by default: ``SIMGAN_THREADS``, else every core (what a
-    stage started by plain ``dvc repro`` uses, stages/common.py)."""
+    """The torch threads one stage may use by default: ``SIMGAN_THREADS``, else the most any
+    trainer's recipe asks for (the ``threads`` keys of params.yaml, :func:`recipe_threads`)."""
     raw = os.environ.get("SIMGAN_THREADS", "").strip()
-    return max(1, int(raw)) if raw.isdigit() else cores()
+    return max(1, int(raw)) if raw.isdigit() else recipe_threads()
+
+
+def recipe_threads(params_file: Path = Path("params.yaml")) -> int:
+    """The most torch threads any task's refiner or estimator trains with (their ``threads``
+    keys: part of each recipe, since the count changes the trained bytes on a CPU); 1 when
+    the file is missing or invalid (the stages themselves then report why)."""
+    from simgan.core.config import ParamsError
+    from simgan.tasks import load_task_params, task_names
+
+    try:
+        sections = [load_task_params(params_file, task) for task in task_names()]
+    except (OSError, ParamsError):
+        return 1
+    return max([1, *(n for p in sections for n in (p.refiner.train.threads,
+                                                    p.estimator.threads))])
 
 
 def default_max_parallel(threads: int | None = None) -> int:
     """How many stages at once by default: the cores divided by the threads per stage.
 
-    With the default threads (every core) that is 1: the same numerics as ``dvc repro``.
-    Training numerics depend on the torch thread count (measured: a 1-thread run of the
-    default pipeline differs from the 2-thread one in every trained model, within the seed
-    spread; docs/performance.md), so running side by side is chosen, not implied:
-    ``SIMGAN_THREADS=1`` (or ``--max-parallel``) turns it on.
+    Training stages use the threads of their recipe, whatever the runner gives them (the
+    trained bytes depend on the count; docs/performance.md), so running stages side by side
+    changes no result: with the default recipe (1 thread) every core runs a stage.
     """
     return max(1, cores() // max(1, threads or default_threads()))
 
@@ -202,8 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
     parser.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                        help="stages at once (default: cores / SIMGAN_THREADS, or 1 when it is "
-                             f"unset: here {default_max_parallel()})")
+                        help="stages at once (default: cores / the trainers' threads key, or / "
+                             f"SIMGAN_THREADS when set: here {default_max_parallel()})")
     parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
     parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
     parser.add_argument("--root", default=".", help="DVC project root (default: cwd)")
@@ -248,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             planned |= set(todo)
             threads = threads_per_stage(min(max_parallel, len(todo)))
             print(f"{len(todo)} of {len(graph)} stage(s) to run, up to {max_parallel} at once, "
-                  f"{threads} torch thread(s) each: {', '.join(todo)}", flush=True)
+                  f"{threads} torch thread(s) each outside training: {', '.join(todo)}", flush=True)
             if args.dry_run:
                 continue
             done, failed = run_side_by_side(

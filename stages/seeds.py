@@ -3,10 +3,13 @@
     python -m stages.seeds --tasks gaze hand --seeds 0 1 2
     python -m stages.seeds --tasks gaze --seeds 0 1 2 --report-only   # re-read, no runs
 
-1. ``dvc repro compare@<task>`` in the workspace (what `make run` does): that is the seed of
-   params.yaml, and the baseline every experiment starts from (its dvc.lock).
+1. ``compare@<task>`` brought up to date in the workspace, stages side by side (what `make
+   run` does): that is the seed of params.yaml, and the baseline every experiment starts from
+   (its dvc.lock).
 2. Every other seed is queued as an experiment ``seeds-<task>-<seed>`` (``dvc exp run --queue
-   -S <task>.refiner.train.seed=N compare@<task>``) and the queue runs with one worker. Each
+   -S <task>.refiner.train.seed=N compare@<task>``) and the queue runs with one worker per
+   stage the cores hold side by side (``flows.side_by_side.default_max_parallel``: training
+   uses its recipe's threads, so the workers change the wall time, not the results). Each
    runs in a temporary copy of the repo where DVC restores from its cache every stage the seed
    does not touch (render, real, the synthetic and real estimators and their evaluations) and
    reruns the others; nothing in the workspace changes (params.yaml, which ``-S`` edits while
@@ -107,18 +110,24 @@ def queue(root: Path, plan: Sequence[tuple[str, int]]) -> None:
 
 
 def run_queue(root: Path) -> dict[str, float]:
-    """``dvc exp run --run-all`` with one worker, its output shown and kept in
-    reports/seeds_queue.log; returns each experiment's wall time. MLflow runs go to the
-    project's database (not the experiments' temporary copies), tagged with one pipeline id."""
+    """``dvc exp run --run-all`` with as many workers as stages fit side by side, the cores
+    split between them for what is not training, its output shown and kept in
+    reports/seeds_queue.log; returns the wall time of the queue and when each experiment
+    started after the first. MLflow runs go to the project's database (not the experiments'
+    temporary copies), tagged with one pipeline id."""
+    from flows.side_by_side import default_max_parallel, threads_per_stage
+
+    workers = default_max_parallel()
     env = dict(os.environ)
+    env.setdefault("SIMGAN_THREADS", str(threads_per_stage(workers)))
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root.resolve() / 'mlflow.db'}")
     env.setdefault("SIMGAN_PIPELINE_ID", f"seeds-{time.strftime('%Y%m%dT%H%M%S')}")
     log_path = root / QUEUE_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
-    current, t0 = None, time.perf_counter()
+    t0 = time.perf_counter()
     with open(log_path, "w") as log, subprocess.Popen(
-        ["dvc", "exp", "run", "--run-all", "-j", "1"], env=env, text=True,
+        ["dvc", "exp", "run", "--run-all", "-j", str(workers)], env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     ) as proc:
         assert proc.stdout is not None
@@ -126,11 +135,8 @@ def run_queue(root: Path) -> dict[str, float]:
             sys.stdout.write(line)
             log.write(line)
             if m := _STARTED.search(line):
-                if current:
-                    times[current] = time.perf_counter() - t0
-                current, t0 = m.group(1), time.perf_counter()
-    if current:
-        times[current] = time.perf_counter() - t0
+                times[f"{m.group(1)} started at"] = time.perf_counter() - t0
+    times[f"queue ({workers} worker(s))"] = time.perf_counter() - t0
     dvc("queue", "stop", check=False)  # the idle worker would linger for a minute
     if proc.returncode != 0:
         raise SystemExit(f"stages.seeds: dvc exp run --run-all failed ({proc.returncode}); "
@@ -246,7 +252,10 @@ def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: boo
     own = workspace_seeds(root, tasks)
     targets = [f"compare@{t}" for t in tasks]
     if not report_only:
-        dvc("repro", *targets, capture=False)
+        from flows.side_by_side import main as side_by_side
+
+        if side_by_side(targets) != 0:
+            raise SystemExit("stages.seeds: the workspace run failed (above)")
     elif "up to date" not in dvc("status", *targets).stdout:
         raise SystemExit("stages.seeds: the workspace is not up to date: `make run` first")
     clock["workspace repro"] = time.perf_counter() - t0
@@ -256,7 +265,7 @@ def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: boo
         prepare_queue([experiment_name(t, s) for t, s in plan], baseline)
         queue(root, plan)
         clock["queueing"] = time.perf_counter() - t0
-        clock.update({f"experiment {k}": v for k, v in run_queue(root).items()})
+        clock.update(run_queue(root))
     t0 = time.perf_counter()
     for task in tasks:
         report = write_reports(root, task, collect(root, task, seeds, own[task], baseline))

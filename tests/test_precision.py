@@ -1,7 +1,8 @@
-"""Mixed precision and host-to-device copies: fp32 is today's path (same module, same
-backward, same params dumps and hashes), bf16 trains the refiner and both estimators on a CPU
-(finite losses, moving weights, bf16 convolutions), fp16 is refused on a CPU and its loss
-scaler skips a step whose gradients overflowed; CPU batches are not copied."""
+"""Mixed precision, training threads and host-to-device copies: fp32 is today's path (same
+module, same backward, same params dumps and hashes), bf16 trains the refiner and both
+estimators on a CPU (finite losses, moving weights, bf16 convolutions), fp16 is refused on a
+CPU and its loss scaler skips a step whose gradients overflowed; trainers use their recipe's
+threads and give the caller its own back; CPU batches are not copied."""
 
 from __future__ import annotations
 
@@ -147,3 +148,78 @@ def test_the_meter_sums_queued_scalars_in_order_like_an_eager_sum():
     assert state == {"sums": {"a": eager, "b": eager}, "counts": {"a": 4, "b": 4}}
     assert meter.pop() == {"a": eager / 4, "b": eager / 4}
     assert meter.pop() == {}
+
+
+_PROBED: set[int] = set()
+
+
+class _ThreadProbe(nn.Module):
+    """A stand-in label model that records the torch thread count it runs under (in a module
+    global: the trainer deep-copies the module it is given, with its attributes)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _PROBED.add(torch.get_num_threads())
+        return x.flatten(1).mean(1, keepdim=True)
+
+
+@pytest.fixture
+def caller_threads():
+    """The caller runs with 3 threads (any count other than the recipes' 1 and 2 below)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield 3
+    torch.set_num_threads(before)
+
+
+def test_training_threads_is_the_recipes_and_the_caller_gets_its_own_back(caller_threads,
+                                                                          tmp_path):
+    from simgan.core.amp import training_threads
+    from simgan.core.refiner.trainer import train_refiner
+
+    with training_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == caller_threads
+    with training_threads(None):  # no key: the caller's count
+        assert torch.get_num_threads() == caller_threads
+    _PROBED.clear()
+    train_refiner(*_eye_data(), RefinerNetParams(width=4, blocks=1), _disc(),
+                  _train(threads=2, lambda_label=1.0), tmp_path / "refiner",
+                  label_model=_ThreadProbe())
+    assert {2} == _PROBED  # selection's readings and every training step
+    assert torch.get_num_threads() == caller_threads
+
+
+def test_estimators_train_with_their_threads_key(caller_threads, tmp_path, monkeypatch):
+    calls: list[int] = []
+    original = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), original(n)))
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (32, 35, 55), dtype=np.uint8)
+    targets = rng.normal(size=(32, 3)).astype(np.float32)
+    train_estimator(images, targets, EstimatorParams(widths=(4, 4, 4, 4, 4), fc_hidden=8,
+                                                     epochs=1, batch_size=16, device="cpu",
+                                                     threads=1), tmp_path / "gaze")
+    depth = rng.integers(0, 256, (16, 16, 16), dtype=np.uint8)
+    kp = rng.uniform(0, 16, (16, 14, 2)).astype(np.float32)
+    train_pose_estimator(depth, kp, PoseEstimatorParams(width=4, depth=1, epochs=1, batch_size=8,
+                                                        device="cpu", threads=2),
+                         tmp_path / "pose")
+    assert calls == [1, caller_threads, 2, caller_threads]
+
+
+def test_threads_is_part_of_the_recipe():
+    """Unlike a speed key, the thread count changes what a checkpoint may resume from (it
+    changes the trained bytes); it defaults to 1 for every trainer."""
+    from simgan.core.epochs import params_fingerprint
+
+    data = _eye_data()
+    one, two = (RefinerTrainer(*data, RefinerNetParams(width=4, blocks=1), _disc(),
+                               _train(threads=n)).fingerprint for n in (1, 2))
+    assert one != two
+    images, targets = data[0], np.zeros((80, 3), np.float32)
+    assert (params_fingerprint(EstimatorParams(threads=1), images, targets, 1)
+            != params_fingerprint(EstimatorParams(threads=2), images, targets, 1))
+    assert RefinerTrainParams().threads == 1
+    assert EstimatorParams().threads == 1 and PoseEstimatorParams().threads == 1
+    with pytest.raises(ValueError, match="threads"):
+        RefinerTrainParams(threads=0)

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flows.environment import project_environment
 from flows.side_by_side import run_side_by_side, threads_per_stage
@@ -208,12 +209,22 @@ def test_the_longest_chain_starts_first() -> None:
     assert order == ["head", "mid", "side", "tail"]
 
 
-def test_side_by_side_is_chosen_by_the_threads_per_stage(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.side_by_side import default_max_parallel
+def test_side_by_side_is_chosen_by_the_threads_of_the_recipes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from flows.side_by_side import default_max_parallel, recipe_threads
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv("SIMGAN_THREADS", raising=False)
-    assert default_max_parallel() == 1  # every core per stage: dvc repro's numerics
-    monkeypatch.setenv("SIMGAN_THREADS", "1")
-    assert default_max_parallel() == cores
+    assert recipe_threads(ROOT / "params.yaml") == 1  # the default recipe: one thread
+    monkeypatch.chdir(ROOT)
+    assert default_max_parallel() == cores  # so every core runs a stage
+    monkeypatch.setenv("SIMGAN_THREADS", "2")
+    assert default_max_parallel() == max(1, cores // 2)
     assert default_max_parallel(threads=cores) == 1
+    # a recipe that trains with 3 threads leaves room for fewer stages; no file: 1
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["hand"]["estimator"]["threads"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert recipe_threads(tmp_path / "params.yaml") == 3
+    assert recipe_threads(tmp_path / "missing.yaml") == 1

@@ -1,5 +1,5 @@
-"""Automatic mixed precision for the training loops (refiner and estimators), in one place:
-what the ``precision`` key (:mod:`simgan.core.precision`) does at run time.
+"""How the training loops (refiner and estimators) compute, in one place: what the
+``precision`` and ``threads`` keys (:mod:`simgan.core.precision`) do at run time.
 
 fp32 (the default) is today's code path exactly: :meth:`Amp.wrap` returns the module itself and
 :meth:`Amp.step` is ``loss.backward(); opt.step()``, so checkpoints keep their bytes. bf16 runs
@@ -13,6 +13,8 @@ model and the metrics stay in float32 whatever the precision: only the convoluti
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -21,6 +23,22 @@ from torch import nn
 from simgan.core.precision import FP32, Precision
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextmanager
+def training_threads(n: int | None) -> Iterator[None]:
+    """Train with the recipe's ``threads`` torch CPU threads (None: as the caller set them),
+    then give the caller its own count back. The trained bytes depend on the count, so it is
+    the recipe's, not the machine's: the same params train the same weights on any CPU with
+    the same instruction set, whatever its cores (the stage's other work, inference, gives the
+    same bytes at any count and keeps the cores the process was given)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class PrecisionError(ValueError):

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core import distributed
-from simgan.core.amp import Amp
+from simgan.core.amp import Amp, training_threads
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.precision import FP32
 from simgan.core.task import MetricsCallback
@@ -245,34 +245,36 @@ def train_epochs(
     if ``val_fraction`` is 0) and one history row per epoch, also sent to
     ``on_metrics(row, epoch)`` with the epoch's wall time (``epoch_seconds``) added. Every
     random draw after the model's init derives from (seed, epoch), so a resumed run gives the
-    same bytes (the checkpoint's and the model's) as an uninterrupted one (on CPU)."""
-    train_idx, val_idx = split_indices(n, params.val_fraction, params.seed)
-    if train_idx.shape[0] == 0:
-        raise ValueError("no training images left after the validation split")
-    steps_per_epoch = math.ceil(train_idx.shape[0] / params.batch_size)
-    total_steps = params.epochs * steps_per_epoch
-    torch.manual_seed(params.seed)
-    model = task.build_model(train_idx)
-    opt = task.build_optimizer(model)
-    sched = lr_schedule(opt, params.lr_schedule, total_steps)
-    # under torchrun: join the group (batch_size stays the global batch); else just the device
-    ranks = distributed.setup(getattr(params, "device", "auto"))
-    checkpoint.resume(model, opt, sched, task.name, ranks)
-    amp = Amp.for_training(_device_of(model), getattr(params, "precision", FP32))
-    trained = distributed.wrap(model, ranks)
-    fwd = amp.wrap(torch.compile(trained) if params.compile else trained)  # type: ignore[arg-type]
-    with tqdm(total=total_steps, initial=checkpoint.epoch * steps_per_epoch, desc=task.name,
-              unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
-              disable=not ranks.is_main) as bar:
-        run = _Run(params, task, checkpoint, model, fwd, opt, sched, train_idx, val_idx, bar,
-                   ranks, amp)
-        model.train()
-        while checkpoint.epoch < params.epochs:
-            t0 = time.perf_counter()
-            train_loss = _train_epoch(run, checkpoint.epoch)
-            _end_epoch(run, train_loss, t0, on_metrics)
-    assert checkpoint.best is not None
-    return checkpoint.best["state"], checkpoint.history
+    same bytes (the checkpoint's and the model's) as an uninterrupted one (on CPU), with the
+    ``threads`` of ``params``."""
+    with training_threads(getattr(params, "threads", None)):
+        train_idx, val_idx = split_indices(n, params.val_fraction, params.seed)
+        if train_idx.shape[0] == 0:
+            raise ValueError("no training images left after the validation split")
+        steps_per_epoch = math.ceil(train_idx.shape[0] / params.batch_size)
+        total_steps = params.epochs * steps_per_epoch
+        torch.manual_seed(params.seed)
+        model = task.build_model(train_idx)
+        opt = task.build_optimizer(model)
+        sched = lr_schedule(opt, params.lr_schedule, total_steps)
+        # under torchrun: join the group (batch_size stays the global batch); else just the device
+        ranks = distributed.setup(getattr(params, "device", "auto"))
+        checkpoint.resume(model, opt, sched, task.name, ranks)
+        amp = Amp.for_training(_device_of(model), getattr(params, "precision", FP32))
+        trained = distributed.wrap(model, ranks)
+        fwd = amp.wrap(torch.compile(trained) if params.compile else trained)  # type: ignore[arg-type]
+        with tqdm(total=total_steps, initial=checkpoint.epoch * steps_per_epoch, desc=task.name,
+                  unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True,
+                  disable=not ranks.is_main) as bar:
+            run = _Run(params, task, checkpoint, model, fwd, opt, sched, train_idx, val_idx, bar,
+                       ranks, amp)
+            model.train()
+            while checkpoint.epoch < params.epochs:
+                t0 = time.perf_counter()
+                train_loss = _train_epoch(run, checkpoint.epoch)
+                _end_epoch(run, train_loss, t0, on_metrics)
+        assert checkpoint.best is not None
+        return checkpoint.best["state"], checkpoint.history
 
 
 def _device_of(model: nn.Module) -> torch.device:

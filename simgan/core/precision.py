@@ -1,6 +1,13 @@
-"""The ``precision`` params key of every trainer (refiner and estimators); what it does at run
-time is :mod:`simgan.core.amp`. This module imports no torch, so that validating params (every
-stage does it first, the manifest stage does nothing else) does not pay torch's import.
+"""The ``precision`` and ``threads`` params keys of every trainer (refiner and estimators): how
+a trainer computes, which changes the bytes it trains but not what it learns. What precision
+does at run time is :mod:`simgan.core.amp`. This module imports no torch, so that validating
+params (every stage does it first, the manifest stage does nothing else) does not pay torch's
+import.
+
+The CPU thread count is a key, not the machine's core count, because oneDNN's backward
+convolutions reduce in an order that depends on it: the same seed trained with 1 and 2 threads
+gives different weights (docs/performance.md). As a key it is part of the recipe that DVC
+records, and a run reproduces on any machine, whatever its cores.
 
 Precision changes numerics, so it is NOT a speed key: a bf16 run is another experiment and
 must have another params hash. To keep the hashes (and resume fingerprints) of fp32 runs as
@@ -21,7 +28,7 @@ FP32: Precision = "fp32"
 
 
 class PrecisionParams(StrictParams):
-    """Base of a trainer's params model that has a ``precision`` key.
+    """Base of a trainer's params model: its ``precision`` and ``threads`` keys.
 
     ``OMIT_AT`` lists keys added after runs were recorded, with the value that reproduces
     what those runs did: at that value a key is left out of dumps, so params hashes and
@@ -32,6 +39,10 @@ class PrecisionParams(StrictParams):
     precision: Precision = Field(
         FP32, description="number format of the forward passes: fp32, bf16 (autocast; CPU or "
         "CUDA) or fp16 (autocast + loss scaling; CUDA only)")
+    threads: int = Field(
+        1, ge=1, le=1024, description="torch CPU threads of the training process; part of the "
+        "recipe, since the thread count changes the trained bytes on a CPU. 1 lets stages run "
+        "side by side, one per core (flows/side_by_side.py)")
 
     @model_serializer(mode="wrap")
     def _omit_old_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:

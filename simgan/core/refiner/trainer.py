@@ -36,7 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core import distributed
-from simgan.core.amp import Amp
+from simgan.core.amp import Amp, training_threads
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.images import to_tensor, to_uint8
 from simgan.core.refiner import ranks as rank_state
@@ -588,31 +588,32 @@ def train_refiner(
     ``on_metrics(metrics, global_step)`` receives the averaged losses every ``log_every``
     steps and the selection criterion (keys ``select/...``) whenever it is evaluated;
     ``on_samples(global_step, synthetic, refined, real)`` receives fixed held-out uint8
-    images every ``sample_every`` adversarial steps.
+    images every ``sample_every`` adversarial steps. Trains with ``params.threads`` CPU threads.
     """
-    main = distributed.is_main_process()  # the other DDP ranks train and report nothing
-    t = RefinerTrainer(synthetic, real, net, disc, params, select_by,
-                       on_metrics if main else None, on_samples if main else None, label_model)
-    ckpt = Path(checkpoint_dir) / CHECKPOINT
-    t.resume(ckpt)
-    t.refiner.train()
-    t.discriminator.train()
-    if t.step == 0 and t.adv_start == 0:
-        t.select(0)
-        t.samples(0)
-    bar = tqdm(total=t.total, initial=t.step, desc="refiner", unit="step", file=sys.stderr,
-               mininterval=1.0, dynamic_ncols=True, disable=not main)
-    while t.step < t.total:
-        t.train_step()
-        bar.update(1)
-        if t.step % params.log_every == 0 or t.step == t.total:
-            metrics = t.log()
-            bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "phase"},
-                            refresh=False)
-        if t.selection_due(t.step):
-            t.select(t.step)
-        t.samples(t.step)
-        if t.step % params.checkpoint_every == 0 or t.step == t.total:
-            t.save(ckpt)
-    bar.close()
-    return t.result()
+    with training_threads(params.threads):
+        main = distributed.is_main_process()  # the other DDP ranks train and report nothing
+        t = RefinerTrainer(synthetic, real, net, disc, params, select_by,
+                           on_metrics if main else None, on_samples if main else None, label_model)
+        ckpt = Path(checkpoint_dir) / CHECKPOINT
+        t.resume(ckpt)
+        t.refiner.train()
+        t.discriminator.train()
+        if t.step == 0 and t.adv_start == 0:
+            t.select(0)
+            t.samples(0)
+        bar = tqdm(total=t.total, initial=t.step, desc="refiner", unit="step", file=sys.stderr,
+                   mininterval=1.0, dynamic_ncols=True, disable=not main)
+        while t.step < t.total:
+            t.train_step()
+            bar.update(1)
+            if t.step % params.log_every == 0 or t.step == t.total:
+                metrics = t.log()
+                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "phase"},
+                                refresh=False)
+            if t.selection_due(t.step):
+                t.select(t.step)
+            t.samples(t.step)
+            if t.step % params.checkpoint_every == 0 or t.step == t.total:
+                t.save(ckpt)
+        bar.close()
+        return t.result()
