@@ -171,15 +171,15 @@ def caller_threads():
     torch.set_num_threads(before)
 
 
-def test_training_threads_is_the_recipes_and_the_caller_gets_its_own_back(caller_threads,
+def test_torch_threads_is_the_recipes_and_the_caller_gets_its_own_back(caller_threads,
                                                                           tmp_path):
-    from simgan.core.amp import training_threads
+    from simgan.core.amp import torch_threads
     from simgan.core.refiner.trainer import train_refiner
 
-    with training_threads(1):
+    with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == caller_threads
-    with training_threads(None):  # no key: the caller's count
+    with torch_threads(None):  # no key: the caller's count
         assert torch.get_num_threads() == caller_threads
     _PROBED.clear()
     train_refiner(*_eye_data(), RefinerNetParams(width=4, blocks=1), _disc(),

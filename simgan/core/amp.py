@@ -26,12 +26,13 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @contextmanager
-def training_threads(n: int | None) -> Iterator[None]:
-    """Train with the recipe's ``threads`` torch CPU threads (None: as the caller set them),
-    then give the caller its own count back. The trained bytes depend on the count, so it is
-    the recipe's, not the machine's: the same params train the same weights on any CPU with
-    the same instruction set, whatever its cores (the stage's other work, inference, gives the
-    same bytes at any count and keeps the cores the process was given)."""
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (None: as the caller set them), then give the
+    caller its own count back. Trainers pass their recipe's ``threads``: the trained bytes
+    depend on the count, so it is the recipe's, not the machine's, and the same params train
+    the same weights on any CPU with the same instruction set, whatever its cores (a stage's
+    other work, inference, gives the same bytes at any count and keeps the cores the process
+    was given)."""
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)

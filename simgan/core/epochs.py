@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core import distributed
-from simgan.core.amp import Amp, training_threads
+from simgan.core.amp import Amp, torch_threads
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.precision import FP32
 from simgan.core.task import MetricsCallback
@@ -247,7 +247,7 @@ def train_epochs(
     random draw after the model's init derives from (seed, epoch), so a resumed run gives the
     same bytes (the checkpoint's and the model's) as an uninterrupted one (on CPU), with the
     ``threads`` of ``params``."""
-    with training_threads(getattr(params, "threads", None)):
+    with torch_threads(getattr(params, "threads", None)):
         train_idx, val_idx = split_indices(n, params.val_fraction, params.seed)
         if train_idx.shape[0] == 0:
             raise ValueError("no training images left after the validation split")

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 
+from simgan.core.amp import torch_threads
 from simgan.core.images import pick_device, to_tensor
 from simgan.core.params import KidParams
 
@@ -130,17 +131,11 @@ def kid_against(
     samples = {k: np.asarray(v[rows]) for k, v in others.items()}
     device = pick_device(params.device)
     sa, sb = _indicators(len(ref), len(rows), params.n_subsets, m, rng, device)
-    threads_before = torch.get_num_threads()
-    if params.threads is not None:
-        torch.set_num_threads(params.threads)
-    try:
-        with torch.inference_mode():
-            feats = _all_features([ref, *samples.values()], params, device)
-            within_ref = within_sums(feats[0], sa)
-            pairs = zip(samples, feats[1:], strict=True)
-            return {k: kid_from_indicators(feats[0], f, sa, sb, within_ref) for k, f in pairs}
-    finally:
-        torch.set_num_threads(threads_before)
+    with torch_threads(params.threads), torch.inference_mode():
+        feats = _all_features([ref, *samples.values()], params, device)
+        within_ref = within_sums(feats[0], sa)
+        pairs = zip(samples, feats[1:], strict=True)
+        return {k: kid_from_indicators(feats[0], f, sa, sb, within_ref) for k, f in pairs}
 
 
 def random_features(x: torch.Tensor, widths: tuple[int, ...], seed: int) -> torch.Tensor:

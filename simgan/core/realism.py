@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy.stats import rankdata
 from torch import nn
 
+from simgan.core.amp import torch_threads
 from simgan.core.images import pick_device, to_tensor
 from simgan.core.params import RealismParams
 
@@ -113,19 +114,14 @@ def _fit_and_score(
     the final weights, and return the held-out logits."""
     device = pick_device(params.device)
     x_train_t, x_test_t = _scale(x_train, x_test, device)
-    threads_before = torch.get_num_threads()
-    if params.threads is not None:
-        torch.set_num_threads(params.threads)
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(params.seed)
-            net = _Classifier(params.widths, params.first_stride).to(device)
-            net = net.to(memory_format=torch.channels_last)
-            _train(net, x_train_t, torch.from_numpy(y_train).to(device), params, rng)
-            _precise_bn(net, x_train_t, params.batch_size)
-            return _predict(net, x_test_t, params.batch_size)
-    finally:
-        torch.set_num_threads(threads_before)
+    with (torch_threads(params.threads),
+          torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])):
+        torch.manual_seed(params.seed)
+        net = _Classifier(params.widths, params.first_stride).to(device)
+        net = net.to(memory_format=torch.channels_last)
+        _train(net, x_train_t, torch.from_numpy(y_train).to(device), params, rng)
+        _precise_bn(net, x_train_t, params.batch_size)
+        return _predict(net, x_test_t, params.batch_size)
 
 
 class _Classifier(nn.Module):

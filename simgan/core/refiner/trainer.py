@@ -36,7 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from simgan.core import distributed
-from simgan.core.amp import Amp, training_threads
+from simgan.core.amp import Amp, torch_threads
 from simgan.core.checkpoint import load_checkpoint, write_checkpoint
 from simgan.core.images import to_tensor, to_uint8
 from simgan.core.refiner import ranks as rank_state
@@ -590,7 +590,7 @@ def train_refiner(
     ``on_samples(global_step, synthetic, refined, real)`` receives fixed held-out uint8
     images every ``sample_every`` adversarial steps. Trains with ``params.threads`` CPU threads.
     """
-    with training_threads(params.threads):
+    with torch_threads(params.threads):
         main = distributed.is_main_process()  # the other DDP ranks train and report nothing
         t = RefinerTrainer(synthetic, real, net, disc, params, select_by,
                            on_metrics if main else None, on_samples if main else None, label_model)
