@@ -43,7 +43,6 @@ from stages.layout import Layout
 SEED_PARAM = "{task}.refiner.train.seed"
 QUEUE_LOG = Path("reports") / "seeds_queue.log"
 _RAN = re.compile(r"Running stage '([^']+)'")
-_STARTED = re.compile(r"Reproducing experiment '([^']+)'")
 
 
 def experiment_name(task: str, seed: int) -> str:
@@ -112,9 +111,10 @@ def queue(root: Path, plan: Sequence[tuple[str, int]]) -> None:
 def run_queue(root: Path) -> dict[str, float]:
     """``dvc exp run --run-all`` with as many workers as stages fit side by side, the cores
     split between them for what is not training, its output shown and kept in
-    reports/seeds_queue.log; returns the wall time of the queue and when each experiment
-    started after the first. MLflow runs go to the project's database (not the experiments'
-    temporary copies), tagged with one pipeline id."""
+    reports/seeds_queue.log; returns the wall time of the queue (with several workers DVC
+    shows one experiment's output at a time, so its lines do not tell when each started).
+    MLflow runs go to the project's database (not the experiments' temporary copies), tagged
+    with one pipeline id."""
     from flows.side_by_side import default_max_parallel, threads_per_stage
 
     workers = default_max_parallel()
@@ -124,7 +124,6 @@ def run_queue(root: Path) -> dict[str, float]:
     env.setdefault("SIMGAN_PIPELINE_ID", f"seeds-{time.strftime('%Y%m%dT%H%M%S')}")
     log_path = root / QUEUE_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
     t0 = time.perf_counter()
     with open(log_path, "w") as log, subprocess.Popen(
         ["dvc", "exp", "run", "--run-all", "-j", str(workers)], env=env, text=True,
@@ -134,9 +133,7 @@ def run_queue(root: Path) -> dict[str, float]:
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
-            if m := _STARTED.search(line):
-                times[f"{m.group(1)} started at"] = time.perf_counter() - t0
-    times[f"queue ({workers} worker(s))"] = time.perf_counter() - t0
+    times = {f"queue ({workers} worker(s))": time.perf_counter() - t0}
     dvc("queue", "stop", check=False)  # the idle worker would linger for a minute
     if proc.returncode != 0:
         raise SystemExit(f"stages.seeds: dvc exp run --run-all failed ({proc.returncode}); "
