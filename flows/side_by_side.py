@@ -74,18 +74,18 @@ def default_threads() -> int:
 
 
 def recipe_threads(params_file: Path = Path("params.yaml")) -> int:
-    """The most torch threads any task's refiner or estimator trains with (their ``threads``
-    keys: part of each recipe, since the count changes the trained bytes on a CPU); 1 when
-    the file is missing or invalid (the stages themselves then report why)."""
+    """The most torch threads any task's trainer (refiner, estimators) trains with (their
+    ``threads`` keys: part of each recipe, since the count changes the trained bytes on a
+    CPU); 1 when the file is missing or invalid (the stages themselves then report why)."""
     from simgan.core.config import ParamsError
+    from simgan.core.precision import most_trainer_threads
     from simgan.tasks import load_task_params, task_names
 
     try:
-        sections = [load_task_params(params_file, task) for task in task_names()]
+        return max(most_trainer_threads(load_task_params(params_file, task))
+                   for task in task_names())
     except (OSError, ParamsError):
         return 1
-    return max([1, *(n for p in sections for n in (p.refiner.train.threads,
-                                                    p.estimator.threads))])
 
 
 def default_max_parallel(threads: int | None = None) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from simgan.core.fields import StrictParams
 
@@ -52,3 +52,14 @@ class PrecisionParams(StrictParams):
                 if data.get(key, object()) == old:
                     data.pop(key)
         return data
+
+
+def most_trainer_threads(params: BaseModel) -> int:
+    """The most ``threads`` any trainer in ``params`` (a task's whole section, any depth)
+    trains with; 1 if it has no trainer. How many stages fit side by side on a machine."""
+    found = [params.threads] if isinstance(params, PrecisionParams) else []
+    for name in type(params).model_fields:
+        value = getattr(params, name)
+        if isinstance(value, BaseModel):
+            found.append(most_trainer_threads(value))
+    return max([1, *found])
