@@ -290,3 +290,20 @@ def test_an_experiments_params_edit_is_not_a_dirty_tree(tmp_path) -> None:
     assert provenance.provenance(tmp_path, {}, in_workspace).git_dirty is True
     (tmp_path / "code.py").write_text("b\n")
     assert provenance.provenance(tmp_path, {}, in_experiment).git_dirty is True
+
+
+def test_stages_opening_a_fresh_store_at_once_all_succeed(project):
+    """Stages side by side on a fresh clone open the not-yet-created sqlite store together;
+    MLflow's table creation is not safe against itself, so the openings take turns (without
+    that, `make run` failed with "table _alembic_tmp_trace_tags already exists")."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=str(ROOT), MLFLOW_DISABLE_TELEMETRY="true")
+    code = ("import sys; from simgan.core import tracking; "
+            "c = tracking.use_store(sys.argv[1]); "
+            "print(tracking.experiment_id(c, 'gaze', sys.argv[1]))")
+    opened = [subprocess.Popen([sys.executable, "-c", code, str(project)], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(4)]
+    results = [p.communicate(timeout=240) + (p.returncode,) for p in opened]
+    assert [rc for _, _, rc in results] == [0, 0, 0, 0], [err[-400:] for _, err, _ in results]
+    assert len({out.strip() for out, _, _ in results}) == 1  # one experiment, found by all

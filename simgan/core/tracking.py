@@ -261,7 +261,14 @@ def use_store(root: str | Path) -> Any:
     destination = artifact_destination(root)
     if destination is not None:
         _resolve_artifacts_locally(destination)
-    return mlflow.MlflowClient()
+    if sqlite_path(uri) is None:
+        return mlflow.MlflowClient()
+    # The first process to open a new sqlite store creates its tables (MLflow's alembic
+    # migrations, run when the client is made); two at once, e.g. stages side by side on a
+    # fresh clone, collide ("table _alembic_tmp_... already exists"). One at a time: every
+    # later opening finds the tables made (and the store is cached per process).
+    with _locked(root):
+        return mlflow.MlflowClient()
 
 
 def _resolve_artifacts_locally(destination: Path) -> None:
