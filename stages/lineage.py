@@ -10,9 +10,13 @@ its meta.json, which records its params hash, seed and counts.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import yaml
+
+#: how long to wait for another DVC process to finish writing dvc.lock
+LOCK_WAIT_SECONDS = 120.0
 
 
 def dataset_digest(root: Path, dataset: Path) -> str:
@@ -46,10 +50,42 @@ def _lock_outs(lock: Path) -> dict[str, str]:
     # libyaml's loader when PyYAML has it: dvc.lock lists every code dep of every stage
     # (150 KB), which the pure-Python loader takes 0.25 s to read, once per dataset
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    data = yaml.load(lock.read_text(), Loader=loader) or {}  # noqa: S506 (a safe loader)
+    data = yaml.load(_read_whole(lock), Loader=loader) or {}  # noqa: S506 (a safe loader)
     outs: dict[str, str] = {}
     for stage in (data.get("stages") or {}).values():
         for out in stage.get("outs") or []:
             if "md5" in out:
                 outs[out["path"]] = out["md5"]
     return outs
+
+
+def _read_whole(lock: Path) -> str:
+    """dvc.lock's text as DVC last wrote it whole.
+
+    DVC rewrites dvc.lock in place, holding its repository lock (``.dvc/tmp/lock``, a
+    zc.lockfile) while it does, and releases that lock while a stage's command runs. With
+    stages side by side another stage's DVC process may be rewriting the file right now: a
+    plain read then gets half of it (seen: a YAML error in compare, or worse, a prefix that
+    parses). So read under the same lock, waiting while another process holds it. DVC's own
+    lock attempts retry for 3 s, longer than this read takes. (With ``core.hardlink_lock``
+    DVC uses another lock file; that setting is not used here.)
+    """
+    import zc.lockfile
+
+    repo_lock = lock.parent / ".dvc" / "tmp" / "lock"
+    if not repo_lock.parent.is_dir():  # not a DVC workspace with state: nobody writes it
+        return lock.read_text()
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            held = zc.lockfile.LockFile(str(repo_lock))
+        except zc.lockfile.LockError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{repo_lock}: another DVC process held the repository lock "
+                                   f"for {LOCK_WAIT_SECONDS:.0f} s; cannot read {lock}") from None
+            time.sleep(0.02)
+            continue
+        try:
+            return lock.read_text()
+        finally:
+            held.close()

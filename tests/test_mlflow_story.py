@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -290,6 +291,34 @@ def test_an_experiments_params_edit_is_not_a_dirty_tree(tmp_path) -> None:
     assert provenance.provenance(tmp_path, {}, in_workspace).git_dirty is True
     (tmp_path / "code.py").write_text("b\n")
     assert provenance.provenance(tmp_path, {}, in_experiment).git_dirty is True
+
+
+def test_dataset_digests_wait_for_a_dvc_process_rewriting_the_lock_file(tmp_path):
+    """DVC rewrites dvc.lock in place under its repository lock, which it releases while a
+    stage runs: a stage side by side must not read another DVC process's half-written file.
+    Here another process holds that lock with half a file written, then completes it."""
+    ws = tmp_path / "ws"
+    (ws / ".dvc" / "tmp").mkdir(parents=True)
+    data = ws / "data" / "t" / "synthetic" / "train"
+    data.mkdir(parents=True)
+    whole = ("schema: '2.0'\nstages:\n  render@t:\n    cmd: x\n    outs:\n"
+             "    - path: data/t/synthetic/train\n"
+             "      md5: 0123456789abcdef0123456789abcdef.dir\n")
+    writer = textwrap.dedent(f"""\
+        import sys, time, zc.lockfile
+        held = zc.lockfile.LockFile({str(ws / ".dvc" / "tmp" / "lock")!r})
+        open({str(ws / "dvc.lock")!r}, "w").write({whole[:40]!r})
+        print("half", flush=True)
+        time.sleep(1.5)
+        open({str(ws / "dvc.lock")!r}, "w").write({whole!r})
+        held.close()
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "half"
+    t0 = time.monotonic()
+    assert lineage.dataset_digest(ws, data) == "0123456789abcdef0123456789abcdef"
+    assert time.monotonic() - t0 > 0.5  # it waited for the writer
+    assert proc.wait(timeout=30) == 0
 
 
 def test_stages_opening_a_fresh_store_at_once_all_succeed(project):
