@@ -66,11 +66,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads() -> int:
+def default_threads(root: Path = Path(".")) -> int:
     """The torch threads one stage may use by default: ``SIMGAN_THREADS``, else the most any
-    trainer's recipe asks for (the ``threads`` keys of params.yaml, :func:`recipe_threads`)."""
+    trainer's recipe asks for (the ``threads`` keys of ``root``'s params.yaml,
+    :func:`recipe_threads`)."""
     raw = os.environ.get("SIMGAN_THREADS", "").strip()
-    return max(1, int(raw)) if raw.isdigit() else recipe_threads()
+    return max(1, int(raw)) if raw.isdigit() else recipe_threads(root / "params.yaml")
 
 
 def recipe_threads(params_file: Path = Path("params.yaml")) -> int:
@@ -88,14 +89,14 @@ def recipe_threads(params_file: Path = Path("params.yaml")) -> int:
         return 1
 
 
-def default_max_parallel(threads: int | None = None) -> int:
+def default_max_parallel(threads: int | None = None, root: Path = Path(".")) -> int:
     """How many stages at once by default: the cores divided by the threads per stage.
 
     Training stages use the threads of their recipe, whatever the runner gives them (the
     trained bytes depend on the count; docs/performance.md), so running stages side by side
     changes no result: with the default recipe (1 thread) every core runs a stage.
     """
-    return max(1, cores() // max(1, threads or default_threads()))
+    return max(1, cores() // max(1, threads or default_threads(root)))
 
 
 def threads_per_stage(max_parallel: int) -> int:
@@ -224,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
     parser.add_argument("--root", default=".", help="DVC project root (default: cwd)")
     args = parser.parse_args(argv)
-    max_parallel = args.max_parallel or default_max_parallel()
+    max_parallel = args.max_parallel or default_max_parallel(root=Path(args.root))
     if max_parallel < 1:
         parser.error(f"--max-parallel must be >= 1, got {max_parallel}")
 

@@ -117,7 +117,7 @@ def run_queue(root: Path) -> dict[str, float]:
     with one pipeline id."""
     from flows.side_by_side import default_max_parallel, threads_per_stage
 
-    workers = default_max_parallel()
+    workers = default_max_parallel(root=root)
     env = dict(os.environ)
     env.setdefault("SIMGAN_THREADS", str(threads_per_stage(workers)))
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root.resolve() / 'mlflow.db'}")
