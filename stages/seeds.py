@@ -251,7 +251,7 @@ def run(root: Path, tasks: Sequence[str], seeds: Sequence[int], report_only: boo
     if not report_only:
         from flows.side_by_side import main as side_by_side
 
-        if side_by_side(targets) != 0:
+        if side_by_side(["--root", str(root), *targets]) != 0:
             raise SystemExit("stages.seeds: the workspace run failed (above)")
     elif "up to date" not in dvc("status", *targets).stdout:
         raise SystemExit("stages.seeds: the workspace is not up to date: `make run` first")
