@@ -500,10 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-parallel",
         type=int,
-        default=default_max_parallel(),
+        default=None,
         metavar="N",
-        help="stages side by side (default: cores / the trainers' threads key, or / "
-        f"SIMGAN_THREADS when set: here {default_max_parallel()}); training uses its recipe's "
+        help="stages side by side (default: cores / the trainers' threads key in the project's "
+        "params.yaml, or / SIMGAN_THREADS when set); training uses its recipe's "
         "threads whatever N is, so N changes the wall time, not the results",
     )
     parser.add_argument(
@@ -514,6 +514,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.max_parallel is None:  # read here, not in the help: it loads the params (~0.9 s)
+        args.max_parallel = default_max_parallel(root=Path(args.root or MODULE_ROOT))
     if args.max_parallel < 1:
         parser.error(f"--max-parallel must be >= 1, got {args.max_parallel}")
     try:

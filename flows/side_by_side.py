@@ -219,8 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
     parser.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                        help="stages at once (default: cores / the trainers' threads key, or / "
-                             f"SIMGAN_THREADS when set: here {default_max_parallel()})")
+                        help="stages at once (default: cores / the trainers' threads key in "
+                             "--root's params.yaml, or / SIMGAN_THREADS when set)")
     parser.add_argument("--force", action="store_true", help="rerun stages even if up to date")
     parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
     parser.add_argument("--root", default=".", help="DVC project root (default: cwd)")
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--max-parallel must be >= 1, got {max_parallel}")
 
     from flows.dvc_wait import DvcLockTimeoutError, run_waiting, workspace_busy
-    from flows.stage_graph import Changes, changed_stages, stage_graph
+    from flows.stage_graph import Changes, changed_stages, open_repo, stage_graph
 
     root = Path(args.root).resolve()
     logging.getLogger("dvc").setLevel(logging.WARNING)
@@ -238,14 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # another DVC process (a manual or scheduled repro) goes first; then read the graph
         run_waiting(lambda: (0, ""), busy=lambda: workspace_busy(root),
                     log=lambda message: print(f"[side_by_side] {message}", file=sys.stderr))
-        graph = stage_graph(root, targets=args.targets or None)
+        with open_repo(root) as repo:  # one parse of dvc.yaml and dvc.lock for both questions
+            graph = stage_graph(root, targets=args.targets or None, repo=repo)
+            changes = (Changes(set(), set(graph), ()) if args.force
+                       else changed_stages(root, graph, repo=repo))
     except (ValueError, DvcLockTimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     outcomes: dict[str, Outcome] = {}
     errors: dict[str, BaseException] = {}
     planned: set[str] = set()
-    changes = Changes(set(), set(graph), ()) if args.force else changed_stages(root, graph)
     always, stale = changes.always, changes.stale
     # The always-changed manifests first (unless behind a stale stage), then what is out of
     # date after them: DVC is asked again only if the first phase changed an output.

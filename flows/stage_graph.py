@@ -14,10 +14,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["Changes", "changed_stages", "list_stages", "stage_graph", "stage_matches_task"]
+__all__ = ["Changes", "changed_stages", "list_stages", "open_repo", "stage_graph",
+           "stage_matches_task"]
 
 #: stage name -> the names of the (kept) stages whose outputs it depends on
 StageGraph = dict[str, tuple[str, ...]]
+
+
+@contextlib.contextmanager
+def open_repo(root: str | os.PathLike[str], repo: Any = None) -> Any:
+    """DVC's repo at ``root``, or ``repo`` as given: a caller asking several questions of one
+    state of the project opens it once (each opening parses dvc.yaml and dvc.lock, ~0.5 s)."""
+    if repo is not None:
+        yield repo
+        return
+    from dvc.repo import Repo
+
+    with warnings.catch_warnings(), Repo(os.fspath(Path(root).resolve())) as opened:
+        # DVC 3.67 triggers pygtrie DeprecationWarnings while building the graph; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield opened
 
 
 def stage_matches_task(stage_name: str, task_name: str) -> bool | None:
@@ -37,6 +53,7 @@ def stage_graph(
     root: str | os.PathLike[str],
     targets: Sequence[str] | None = None,
     task: str | None = None,
+    repo: Any = None,
 ) -> StageGraph:
     """The stages to run, in dependency order (upstream first), each with its upstream stages.
 
@@ -45,15 +62,12 @@ def stage_graph(
     does. ``task`` keeps the stages generated for that task, plus task-independent stages
     (no ``@`` in the name) whose upstream stages are all kept. Stages without a command (data
     tracked with ``dvc add``) are left out: there is nothing to run. Ties keep the order of
-    ``dvc.yaml``, so the result is deterministic.
+    ``dvc.yaml``, so the result is deterministic. ``repo``: an open repo (:func:`open_repo`).
     """
     import networkx as nx
-    from dvc.repo import Repo
 
     root_path = Path(root).resolve()
-    with warnings.catch_warnings(), Repo(os.fspath(root_path)) as repo:
-        # DVC 3.67 triggers pygtrie DeprecationWarnings while building the graph; not ours.
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with open_repo(root_path, repo) as repo:
         stages = list(repo.index.stages)
         position = {stage: index for index, stage in enumerate(stages)}
         names = {stage: _stage_address(stage, root_path) for stage in stages}
@@ -122,7 +136,8 @@ class Changes(NamedTuple):
     always_outputs: tuple[Path, ...]
 
 
-def changed_stages(root: str | os.PathLike[str], graph: Mapping[str, Sequence[str]]) -> Changes:
+def changed_stages(root: str | os.PathLike[str], graph: Mapping[str, Sequence[str]],
+                   repo: Any = None) -> Changes:
     """What ``dvc repro`` would run of ``graph``: ``(always, stale, always_outputs)``.
 
     ``always`` are the ``always_changed`` stages (the manifests, which list a source's files):
@@ -131,15 +146,12 @@ def changed_stages(root: str | os.PathLike[str], graph: Mapping[str, Sequence[st
     of date (changed deps, params, command or missing outputs) and everything downstream of
     them, since their upstream is about to change; DVC still decides when each runs
     (``--single-item``) and skips it if nothing changed. One in-process status check instead of
-    one ``dvc repro`` process per stage, so an up-to-date pipeline costs seconds.
+    one ``dvc repro`` process per stage, so an up-to-date pipeline costs seconds. ``repo``: an
+    open repo (:func:`open_repo`) that has not seen a stage run since it was opened.
     """
-    from dvc.repo import Repo
-
     root_path = Path(root).resolve()
     # DVC resolves status targets against the cwd, not the repo's root.
-    with (warnings.catch_warnings(), contextlib.chdir(root_path),
-          Repo(os.fspath(root_path)) as repo):
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with contextlib.chdir(root_path), open_repo(root_path, repo) as repo:
         always_stages = [stage for stage in repo.index.stages if stage.always_changed
                          and _stage_address(stage, root_path) in graph]
         always = {_stage_address(stage, root_path) for stage in always_stages}

@@ -3,9 +3,12 @@ reads (name, size, mtime_ns; simgan.core.manifest), so that `render` and `real`,
 on their manifest, rerun when files are added, removed or changed at the same path, and only
 then. A builtin or stand-in domain has an empty manifest.
 
-DVC runs this stage every time (always_changed in dvc.yaml: the files are outside its view);
-it takes a stat per file and no MLflow run. Unchanged files give byte-identical manifests, so
-nothing downstream reruns; `dvc status` lists the stage as "always changed".
+A task that reads files is under ``manifests.watch`` in params.yaml (checked before any work),
+and DVC runs its stage, ``watch@<task>``, every time (always_changed: the files are outside its
+view); it takes a stat per file and no MLflow run. Unchanged files give byte-identical
+manifests, so nothing downstream reruns; `dvc status` lists the stage as "always changed". A
+task that draws its domains is under ``manifests.static``: its ``manifest@<task>`` writes the
+empty manifests and reruns only when its params change, so a no-op `dvc repro` runs nothing.
 
 Relative source paths are taken from the DVC project root (DVC_ROOT, as for the MLflow store),
 so a queued experiment, which runs in a temporary copy of the repo, lists the project's files.

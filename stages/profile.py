@@ -3,7 +3,8 @@
     python -m stages.profile configs/smoke.yaml            # rewrites params.yaml
     python -m stages.profile configs/paper.yaml --out /tmp/p.yaml
 
-The merged file is validated before it is written, so a bad profile never lands.
+The merged file is validated before it is written, so a bad profile never lands. A task the
+profile gives a file source is moved to `manifests.watch` (params.yaml says why).
 For one-off changes, `dvc exp run -S gaze.refiner.train.lr=3e-4` does the same per key.
 """
 
@@ -18,7 +19,7 @@ import yaml
 
 from simgan.core.config import ParamsError, read_yaml, validate
 from simgan.core.dataset import atomic_write_text
-from simgan.tasks import get_task
+from simgan.tasks import MANIFESTS_KEY, get_task, watch
 from stages.common import stage_parser
 
 
@@ -46,8 +47,15 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "")
 
 def apply_profile(params_path: Path, profile_path: Path, out_path: Path) -> dict[str, Any]:
     merged = deep_merge(read_yaml(params_path), read_yaml(profile_path))
-    for task, section in merged.items():
-        validate(get_task(task).params_model, section, task, source=str(profile_path))
+    reading = set()
+    for task in (key for key in merged if key != MANIFESTS_KEY):
+        params = validate(get_task(task).params_model, merged[task], task,
+                          source=str(profile_path))
+        if any(get_task(task).file_source(params, stage) is not None
+               for stage in type(params).model_fields):
+            reading.add(task)
+    # a profile need not say it, and profiles stay composable (real-data + nyu)
+    watch(merged, reading, source=str(profile_path))
     atomic_write_text(out_path, yaml.safe_dump(merged, sort_keys=False))
     return merged
 

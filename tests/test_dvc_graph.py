@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simgan.tasks import _REGISTRY, task_names
 from stages.layout import CHECKPOINTS, MANIFEST_STAGES, SOURCES, Layout
@@ -186,9 +187,11 @@ def test_review_reads_every_tasks_reports_and_writes_an_uncached_page():
     assert params == set(task_names())
 
 
-def test_render_and_real_depend_on_their_manifest_from_an_always_run_stage():
+def test_render_and_real_depend_on_their_manifest_from_the_tasks_manifest_stage():
     """Each stage reading a source depends on its own manifest (a changed file reruns what
-    reads it, nothing else), written by the task's manifest stage, which DVC always runs."""
+    reads it, nothing else), written by the task's manifest stage. The default draws both
+    domains of every task (manifests.static), so no stage runs every time and a no-op
+    `dvc repro` runs nothing."""
     from dvc.repo import Repo
 
     for task in task_names():
@@ -199,8 +202,40 @@ def test_render_and_real_depend_on_their_manifest_from_an_always_run_stage():
             readers = sorted(n for n, s in stages().items() if path in s["deps"])
             assert readers == [f"{stage}@{task}"], (path, readers)
     with Repo(str(ROOT)) as repo:
-        always = sorted(s.addressing for s in repo.index.stages if s.always_changed)
-    assert always == sorted(f"manifest@{task}" for task in task_names())
+        assert [s.addressing for s in repo.index.stages if s.always_changed] == []
+
+
+def _resolved(root: Path) -> dict[str, dict]:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {s.name: {"cmd": s.cmd, "always": s.always_changed,
+                               "deps": [str(d.def_path) for d in s.deps if not _is_params(d)],
+                               "params": sorted(k for d in s.deps if _is_params(d)
+                                                for k in d.params),
+                               "outs": [str(o.def_path) for o in s.outs]}
+                for s in repo.index.stages if hasattr(s, "cmd")}
+
+
+def test_a_watched_task_gets_the_same_manifest_stage_run_every_time(tmp_path):
+    """manifests.watch: [gaze] turns manifest@gaze into watch@gaze, which DVC runs every time
+    (its files are outside DVC's view), with the same command, deps, params and outs (one
+    definition in dvc.yaml, YAML anchors); hand keeps its static stage."""
+    from dvc.repo import Repo
+
+    from simgan.core.config import read_yaml
+    from simgan.tasks import watch
+
+    Repo.init(str(tmp_path), no_scm=True)
+    (tmp_path / "dvc.yaml").write_bytes((ROOT / "dvc.yaml").read_bytes())
+    params = read_yaml(ROOT / "params.yaml")
+    watch(params, {"gaze"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    default, watched = _resolved(ROOT), _resolved(tmp_path)
+    assert "manifest@gaze" not in watched and watched["watch@gaze"]["always"] is True
+    assert {**watched["watch@gaze"], "always": False} == default["manifest@gaze"]
+    assert watched["manifest@hand"] == default["manifest@hand"]
+    assert sorted(watched) == sorted(["watch@gaze", *(n for n in default if n != "manifest@gaze")])
 
 
 @pytest.mark.parametrize("name", STAGES)

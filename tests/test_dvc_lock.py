@@ -62,8 +62,9 @@ def test_a_second_repro_waits_for_the_first_and_dvc_lock_stays_intact(repo: Path
 
     assert waiting.returncode == 0, wait_err[-3000:]
     assert "[dvc_wait] DVC is locked by another process (PID" in wait_err, wait_err[-2000:]
-    # the first one did the work; nothing twice but the manifest, which DVC always reruns
-    assert re.findall(r"Running stage '([^']+)'", wait_out) == ["manifest@gaze"], wait_out
+    # the first one did the work; nothing ran twice (the default draws its domains, so no
+    # manifest stage runs every time)
+    assert re.findall(r"Running stage '([^']+)'", wait_out) == [], wait_out
     assert not is_lock_error(first_out)
 
     lock = yaml.safe_load((repo / "dvc.lock").read_text())

@@ -25,6 +25,7 @@ from simgan.gaze.readers.folder import FolderSource
 from simgan.gaze.readers.mpiigaze import MpiiGazeSource
 from simgan.gaze.readers.unityeyes import UnityEyesSource
 from simgan.hand.task import NyuRealSource, NyuSynthSource
+from simgan.tasks import watch
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = {"kind": "folder", "path": "inputs/eyes", "workers": 0, "skip_bad": False,
@@ -155,6 +156,7 @@ def project(tmp_path: Path, folder: Path, monkeypatch) -> Path:
     root.mkdir()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["gaze"]["real"]["source"] = FOLDER
+    watch(params, {"gaze"})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "inputs").mkdir()
     shutil.copytree(folder, root / "inputs" / "eyes")

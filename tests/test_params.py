@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 
 from simgan.core.config import ParamsError, read_yaml, validate
 from simgan.gaze.task import GazeParams
-from simgan.tasks import load_task_params
+from simgan.tasks import load_task_params, watch
 from stages.profile import apply_profile, deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +107,61 @@ def test_a_file_source_validates_with_every_key(gaze):
     p = validate(GazeParams, gaze, "gaze")
     assert p.render.source.kind == "unityeyes" and p.real.source.kind == "folder"
     assert str(p.real.source.path) == "/data/eyes"
+
+
+# ------------------------------------------------------------------- manifests: watch / static
+
+
+def _write(tmp_path: Path, params: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_a_file_source_of_a_static_task_is_refused_before_any_work(tmp_path):
+    """DVC sees a source's params, not its files: a task reading files must be watched (its
+    manifest stage runs every time), or files added there would go unseen. The default
+    (drawn domains) is static; the error names the key and what to do."""
+    params = read_yaml(ROOT / "params.yaml")
+    assert params["manifests"] == {"static": ["gaze", "hand"], "watch": []}
+    params["gaze"]["render"]["source"] = dict(UNITYEYES)
+    with pytest.raises(ParamsError) as exc:
+        load_task_params(_write(tmp_path, params), "gaze")
+    assert ("manifests.static lists 'gaze', but gaze.render.source (kind unityeyes) reads "
+            "files under data/ue; move 'gaze' to manifests.watch") in str(exc.value)
+    load_task_params(tmp_path / "params.yaml", "hand")  # hand draws its domains: fine
+    watch(params, {"gaze"})
+    assert params["manifests"] == {"static": ["hand"], "watch": ["gaze"]}
+    assert load_task_params(_write(tmp_path, params), "gaze").render.source.kind == "unityeyes"
+
+
+@pytest.mark.parametrize("groups, needle", [
+    (None, "manifests must have the keys static, watch"),
+    ({"static": ["gaze"], "watch": []}, "every task (gaze, hand) must be in exactly one"),
+    ({"static": ["gaze", "hand"], "watch": ["gaze"]}, "must be in exactly one"),
+    ({"static": ["gaze", "hands"], "watch": []}, "manifests.static: ['gaze', 'hands'] is not "
+                                                 "allowed; a list of tasks (gaze, hand)"),
+    ({"static": "gaze hand", "watch": []}, "manifests.static: 'gaze hand' is not allowed"),
+])
+def test_manifest_groups_hold_every_task_once(tmp_path, groups, needle):
+    """dvc.yaml's manifest stages iterate over the two lists: a task in neither would lose
+    its manifest stage (render's dep would have no producer), one in both would get two."""
+    params = read_yaml(ROOT / "params.yaml")
+    params["manifests"] = groups
+    with pytest.raises(ParamsError, match=re.escape(needle)):
+        load_task_params(_write(tmp_path, params), "hand")
+
+
+def test_profiles_with_file_sources_watch_their_task_and_compose(tmp_path):
+    """configs/real-data.yaml (gaze) and configs/nyu.yaml (hand) say nothing of manifests:
+    applying them watches the task they give files, and applying both watches both."""
+    apply_profile(ROOT / "params.yaml", ROOT / "configs/real-data.yaml", tmp_path / "a.yaml")
+    assert read_yaml(tmp_path / "a.yaml")["manifests"] == {"static": ["hand"], "watch": ["gaze"]}
+    apply_profile(tmp_path / "a.yaml", ROOT / "configs/nyu.yaml", tmp_path / "b.yaml")
+    assert read_yaml(tmp_path / "b.yaml")["manifests"] == {"static": [], "watch": ["gaze", "hand"]}
+    apply_profile(ROOT / "params.yaml", ROOT / "configs/smoke.yaml", tmp_path / "c.yaml")
+    assert read_yaml(tmp_path / "c.yaml")["manifests"] == read_yaml(ROOT / "params.yaml")[
+        "manifests"]
 
 
 def test_missing_keys_follow_the_kind_into_the_chosen_source(gaze):

@@ -23,6 +23,7 @@ from simgan.gaze.readers.mpiigaze import NORMALIZED, MpiiGazeSource
 from simgan.gaze.readers.sources import UnityEyesSource, plan_splits
 from simgan.gaze.readers.unityeyes import UnityEyesOptions, UnityEyesUnit, decode_sample
 from simgan.hand.nyu import label_problems
+from simgan.tasks import watch
 from stages.datasets_io import write_split
 from tests.test_ingest_mpiigaze import day_content, make_dataset, save_v5
 from tests.test_ingest_unityeyes import write_sample
@@ -261,6 +262,7 @@ def test_render_with_skip_bad_and_every_file_bad_exits_1_in_one_line(tmp_path, m
     params["gaze"]["render"]["source"] = {
         "kind": "unityeyes", "path": "inputs/ue", "workers": 0, "skip_bad": True,
         "crop_scale": 1.5, "fast_jpeg": True, "equalize": False, "test_fraction": 0.0}
+    watch(params, {"gaze"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_ROOT", raising=False)

@@ -22,6 +22,7 @@ import yaml
 from PIL import Image
 
 from simgan.core.dataset import open_dataset
+from simgan.tasks import watch
 from tests.test_ingest_mpiigaze import make_dataset
 from tests.test_ingest_unityeyes import write_sample
 from tests.test_pipeline_e2e import _env, _source_files
@@ -59,6 +60,7 @@ def _set_params(repo: Path, **sections) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     for section, values in sections.items():
         params["gaze"][section].update(values)
+    watch(params, {"gaze"})  # a file source must be watched (params.yaml: manifests)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -121,10 +123,10 @@ def test_render_and_real_read_unityeyes_and_mpiigaze_by_params(tmp_path):
     assert list(status) == ["real@gaze"]  # a source param change reruns its stage only
     _set_params(repo, real={"source": real_source})
 
-    # Files changed at the same paths: the manifest stage (always run) sees them, and DVC
-    # reruns exactly the stage reading them; unchanged files rerun nothing.
+    # Files changed at the same paths: the watched manifest stage (watch@gaze, run every time)
+    # sees them, and DVC reruns exactly the stage reading them; unchanged files rerun nothing.
     def after_manifest() -> list[str]:
-        _run(["dvc", "repro", "manifest@gaze"], repo)
+        _run(["dvc", "repro", "watch@gaze"], repo)
         status = _run(["dvc", "status", "--json", "render@gaze", "real@gaze"], repo).stdout
         return sorted(json.loads(status))
 
@@ -143,7 +145,7 @@ def test_render_and_real_read_unityeyes_and_mpiigaze_by_params(tmp_path):
     assert after_manifest() == ["real@gaze", "render@gaze"]
     proc = _run(["dvc", "repro", "render@gaze", "real@gaze"], repo)
     assert sorted(re.findall(r"Running stage '([^']+)'", proc.stdout)) == [
-        "manifest@gaze", "real@gaze", "render@gaze"]
+        "real@gaze", "render@gaze", "watch@gaze"]
     assert len(open_dataset(repo / "data/gaze/synthetic/train")) + len(
         open_dataset(repo / "data/gaze/synthetic/test")) == 11  # the new pair was read
 
@@ -256,6 +258,7 @@ def test_an_unlabelled_synthetic_folder_stops_render_with_a_clear_message(tmp_pa
     params["gaze"]["render"]["source"] = {
         "kind": "folder", "path": "eyes", "workers": 0, "skip_bad": False, "test_path": None,
         "test_fraction": 0.0, "resize": "stretch", "equalize": False}
+    watch(params, {"gaze"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(
         [sys.executable, "-m", "stages.render", "--task", "gaze"], cwd=tmp_path,

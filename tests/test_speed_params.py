@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from simgan.core.config import read_yaml
-from simgan.tasks import get_task, load_task_params
+from simgan.tasks import get_task, load_task_params, watch
 from stages.datasets_io import params_hash, split_meta, write_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +25,7 @@ def _rendered(root: Path, task: str, edit: Callable[[dict], None]) -> dict[str, 
     in a project at ``root`` (the stage's body without MLflow)."""
     params = read_yaml(ROOT / "params.yaml")
     edit(params[task]["render"])
+    watch(params, {task})  # a harmless no-op for a drawn domain
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     p = load_task_params(root / "params.yaml", task)
