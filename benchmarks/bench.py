@@ -14,7 +14,10 @@ Sections (each entry records the config it measured):
 - estimator_train: gaze CNN and hand hourglass training images/s at the default sizes;
 - ingest: UnityEyes-format files/s into a dataset (in this process, no workers);
 - stage_times: wall seconds of the latest run of each stage (MLflow), or "no make run on
-  record".
+  record";
+- noop: seconds of `dvc status`, a no-op `dvc repro` and `make run`'s runner on the
+  up-to-date workspace (skipped, running nothing, when a stage is out of date; ``--tiny``
+  measures a one-stage project in a temporary directory instead).
 
 Timing: fixed warm-up calls, then repeated calls and their median (:mod:`benchmarks.timing`).
 ``--quick`` shortens every section; ``--tiny`` shrinks sizes so that a test runs in seconds
@@ -30,6 +33,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,7 +62,7 @@ from simgan.hand.render import HandRenderParams  # noqa: E402
 from simgan.tasks import load_task_params  # noqa: E402
 
 SECTIONS = ("gemm", "refiner_step", "render", "refine", "estimator_train", "ingest",
-            "stage_times")
+            "stage_times", "noop")
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,53 @@ def stage_seconds() -> dict[str, Any]:
     return out
 
 
+def _dvc_env() -> dict[str, str]:
+    return {**os.environ, "DVC_NO_ANALYTICS": "1",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _tiny_project(root: Path) -> None:
+    """A one-stage DVC project, run once, to time the no-op commands on (``--tiny``)."""
+    env = _dvc_env()
+    (root / "dvc.yaml").write_text("stages:\n  copy:\n    cmd: cp in.txt out.txt\n"
+                                   "    deps: [in.txt]\n    outs: [out.txt]\n")
+    (root / "in.txt").write_text("in\n")
+    for cmd in (["init", "--no-scm", "-q"], ["repro", "-q"]):
+        subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=root, env=env, check=True,
+                       capture_output=True, timeout=300)
+
+
+def noop(mode: Mode, root: Path = ROOT) -> dict[str, Any]:
+    """Wall seconds of each no-op command, median over ``repeat`` runs after ``warmup``.
+
+    Only an up-to-date project is timed (``dvc status`` reports nothing), so that the bench
+    never starts a stage; the issue's target is a no-op ``dvc repro`` <= 3 s."""
+    if mode.tiny:
+        with tempfile.TemporaryDirectory() as tmp:
+            _tiny_project(Path(tmp))
+            return noop(Mode(**{**asdict(mode), "tiny": False}), Path(tmp))
+    env = _dvc_env()
+    dvc = [sys.executable, "-m", "dvc"]
+    status = subprocess.run([*dvc, "status", "--json"], cwd=root, env=env, text=True,
+                            capture_output=True, timeout=600)
+    if status.returncode != 0 or json.loads(status.stdout or "{}"):
+        return {"skipped": "the workspace is not up to date (run `make run` first)"}
+    commands = {"dvc status": [*dvc, "status"], "dvc repro": [*dvc, "repro"],
+                "runner": [sys.executable, "-m", "flows.side_by_side", "--root", str(root)]}
+    out: dict[str, Any] = {}
+    for name, cmd in commands.items():
+        seconds = []
+        for _ in range(mode.warmup + mode.repeat):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, cwd=root if name != "runner" else ROOT, env=env, check=True,
+                           capture_output=True, timeout=600)
+            seconds.append(time.perf_counter() - t0)
+        timed = seconds[mode.warmup:]
+        out[name] = {"median_s": statistics.median(timed), "min_s": min(timed),
+                     "max_s": max(timed), "seconds": timed, "repeat": mode.repeat}
+    return out
+
+
 def run(mode: Mode, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Every section, in order; returns what results.json holds."""
     results: dict[str, Any] = {"mode": mode.name, "mode_config": asdict(mode),
@@ -207,6 +258,7 @@ def run(mode: Mode, log: Callable[[str], None] = print) -> dict[str, Any]:
         ("estimator_train", lambda: estimator_train(mode)),
         ("ingest", lambda: ingest(mode)),
         ("stage_times", stage_seconds),
+        ("noop", lambda: noop(mode)),
     ]
     for name, fn in steps:
         log(f"[bench] {name} ({time.perf_counter() - t0:.0f} s)")
@@ -255,6 +307,12 @@ def table(results: dict[str, Any]) -> str:
         total = sum(r["seconds"] for r in rows)
         parts = ", ".join(f"{r['name']} {r['seconds']:.0f}" for r in rows)
         lines.append(f"make run stage times ({task}, s; total {total:.0f}): {parts}")
+    lines.append("")
+    if "skipped" in results["noop"]:
+        lines.append(f"no-op: {results['noop']['skipped']}")
+    else:
+        lines.append("no-op (up to date), median s: " + ", ".join(
+            f"{name} {r['median_s']:.2f}" for name, r in results["noop"].items()))
     return "\n".join(lines)
 
 

@@ -46,9 +46,16 @@ def test_tiny_bench_writes_every_section_and_prints_the_table(tmp_path, capsys):
         rows = res["stage_times"][task]
         assert rows == "no make run on record" or all(r["seconds"] >= 0 for r in rows)
 
+    # --tiny times the no-op commands on a one-stage project of its own, never the workspace
+    assert set(res["noop"]) == {"dvc status", "dvc repro", "runner"}
+    for entry in res["noop"].values():
+        _positive(entry, "median_s", "min_s")
+        assert len(entry["seconds"]) == entry["repeat"] == bench.MODES["tiny"].repeat
+
     printed = capsys.readouterr().out
     for text in ("fp32 GEMM", "eye paper", "hand default", "render: eyes synthetic",
                  "refine: gaze refiner", "estimator_train: hand hourglass",
-                 "ingest: UnityEyes files", "make run stage times (gaze", "written"):
+                 "ingest: UnityEyes files", "make run stage times (gaze", "no-op (up to date)",
+                 "written"):
         assert text in printed, text
     assert printed == bench.table(res) + printed[len(bench.table(res)):]
