@@ -108,15 +108,42 @@ def queue(root: Path, plan: Sequence[tuple[str, int]]) -> None:
             print("stages.seeds: params.yaml restored after queueing", file=sys.stderr)
 
 
+#: where DVC 3's experiment queue keeps the control messages its workers read (kombu's
+#: filesystem transport): requests such as "shutdown" wait there for a worker of that name
+BROKER_INBOX = Path(".dvc") / "tmp" / "exps" / "celery" / "broker" / "in"
+
+
+def clear_stale_requests(root: Path) -> list[Path]:
+    """Delete the worker control requests left in DVC's broker when no worker is alive.
+
+    A ``dvc queue stop`` sent when the workers had already gone stays there, and the next
+    workers of the same name obey it on start ("Got shutdown from remote"): each runs one
+    experiment and stops, and ``dvc exp run --run-all`` then waits forever for the rest (seen
+    on December 3: 2 of 4 experiments ran). With no worker alive nobody can be waiting for an
+    answer, so the requests are stale. Returns the files deleted."""
+    if "0 active, 0 idle" not in dvc("queue", "status").stdout:
+        return []
+    stale = sorted((root / BROKER_INBOX).glob("*.celery.pidbox.msg"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def run_queue(root: Path) -> dict[str, float]:
     """``dvc exp run --run-all`` with as many workers as stages fit side by side, the cores
     split between them for what is not training, its output shown and kept in
     reports/seeds_queue.log; returns the wall time of the queue (with several workers DVC
     shows one experiment's output at a time, so its lines do not tell when each started).
     MLflow runs go to the project's database (not the experiments' temporary copies), tagged
-    with one pipeline id."""
+    with one pipeline id. No ``dvc queue stop`` afterwards: sent after the workers have gone,
+    it would stop the next ones (:func:`clear_stale_requests`); an idle worker exits by itself
+    within a minute."""
     from flows.side_by_side import default_max_parallel, threads_per_stage
 
+    stale = clear_stale_requests(root)
+    if stale:
+        print(f"stages.seeds: removed {len(stale)} stale worker request(s) from DVC's queue "
+              f"broker ({BROKER_INBOX})", file=sys.stderr)
     workers = default_max_parallel(root=root)
     env = dict(os.environ)
     env.setdefault("SIMGAN_THREADS", str(threads_per_stage(workers)))
@@ -133,12 +160,10 @@ def run_queue(root: Path) -> dict[str, float]:
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)
-    times = {f"queue ({workers} worker(s))": time.perf_counter() - t0}
-    dvc("queue", "stop", check=False)  # the idle worker would linger for a minute
     if proc.returncode != 0:
         raise SystemExit(f"stages.seeds: dvc exp run --run-all failed ({proc.returncode}); "
                          f"see {QUEUE_LOG}")
-    return times
+    return {f"queue ({workers} worker(s))": time.perf_counter() - t0}
 
 
 # ------------------------------------------------------------------------------ reading

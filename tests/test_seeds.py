@@ -261,3 +261,28 @@ def test_experiments_are_read_from_the_commit_they_were_queued_from() -> None:
     assert [e["name"] for e in baseline_experiments(shown, "queued-from")] == [
         "seeds-gaze-1", "seeds-gaze-2"]
     assert baseline_experiments(shown, "new-head") == []
+
+
+@pytest.mark.parametrize("workers, removed", [("0 active, 0 idle", 2), ("1 active, 0 idle", 0)])
+def test_stale_worker_requests_are_cleared_only_when_no_worker_is_alive(
+        tmp_path, monkeypatch, workers, removed):
+    """A `dvc queue stop` left in DVC's broker would stop the next workers after one
+    experiment each; it is deleted only when no worker could still answer it, and the queued
+    experiments themselves (task messages) are never touched."""
+    import subprocess
+
+    import stages.seeds as seeds
+
+    inbox = tmp_path / seeds.BROKER_INBOX
+    inbox.mkdir(parents=True)
+    task = inbox / "75276162_ca6a.celery.msg"
+    requests = [inbox / f"7654429{i}_f844.dvc-exp-cde9b5-{i}@localhost.celery.pidbox.msg"
+                for i in (1, 2)]
+    for path in (task, *requests):
+        path.write_text("{}")
+    status = f"Task  Name  Created  Status\n\nWorker status: {workers}\n"
+    monkeypatch.setattr(seeds, "dvc", lambda *a, **k: subprocess.CompletedProcess(
+        ["dvc", *a], 0, stdout=status, stderr=""))
+    assert len(seeds.clear_stale_requests(tmp_path)) == removed
+    assert task.exists()
+    assert sum(p.exists() for p in requests) == 2 - removed
