@@ -28,6 +28,7 @@ figures are low and noisy, the ratios less so (both sides of a ratio run interle
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -56,6 +57,7 @@ from benchmarks.bench_train import gaze_step  # noqa: E402
 from benchmarks.bench_train_pose import pose_calls  # noqa: E402
 from benchmarks.stage_times import stage_times  # noqa: E402
 from benchmarks.timing import median_rate  # noqa: E402
+from flows.dvc_process import stage_environment  # noqa: E402
 from simgan.core.refiner.apply import refine_images  # noqa: E402
 from simgan.core.refiner.net import Refiner  # noqa: E402
 from simgan.hand.render import HandRenderParams  # noqa: E402
@@ -198,14 +200,9 @@ def stage_seconds() -> dict[str, Any]:
     return out
 
 
-def _dvc_env() -> dict[str, str]:
-    return {**os.environ, "DVC_NO_ANALYTICS": "1",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-
-
 def _tiny_project(root: Path) -> None:
     """A one-stage DVC project, run once, to time the no-op commands on (``--tiny``)."""
-    env = _dvc_env()
+    env = stage_environment(root, None)
     (root / "dvc.yaml").write_text("stages:\n  copy:\n    cmd: cp in.txt out.txt\n"
                                    "    deps: [in.txt]\n    outs: [out.txt]\n")
     (root / "in.txt").write_text("in\n")
@@ -222,8 +219,8 @@ def noop(mode: Mode, root: Path = ROOT) -> dict[str, Any]:
     if mode.tiny:
         with tempfile.TemporaryDirectory() as tmp:
             _tiny_project(Path(tmp))
-            return noop(Mode(**{**asdict(mode), "tiny": False}), Path(tmp))
-    env = _dvc_env()
+            return noop(dataclasses.replace(mode, tiny=False), Path(tmp))
+    env = stage_environment(root, None)
     dvc = [sys.executable, "-m", "dvc"]
     status = subprocess.run([*dvc, "status", "--json"], cwd=root, env=env, text=True,
                             capture_output=True, timeout=600)

@@ -85,13 +85,10 @@ def check_watched(data: dict[str, Any], task: str, params: Any, source: str) -> 
     changed under the same path. A task that draws its domains reads none."""
     if task in watched_tasks(data, source):
         return
-    spec = get_task(task)
-    for stage in type(params).model_fields:
-        files = spec.file_source(params, stage)
-        if files is not None:
-            kind = getattr(files, "kind", type(files).__name__)
-            raise ParamsError(
-                f"{source}: {MANIFESTS_KEY}.static lists {task!r}, but {task}.{stage}.source "
-                f"(kind {kind}) reads files under {files.path}; move {task!r} to "
-                f"{MANIFESTS_KEY}.watch, or `dvc repro` would not see files added or changed "
-                "there")
+    for stage, files in get_task(task).file_sources(params).items():
+        kind = getattr(files, "kind", type(files).__name__)
+        raise ParamsError(
+            f"{source}: {MANIFESTS_KEY}.static lists {task!r}, but {task}.{stage}.source "
+            f"(kind {kind}) reads files under {files.path}; move {task!r} to "
+            f"{MANIFESTS_KEY}.watch, or `dvc repro` would not see files added or changed "
+            "there")

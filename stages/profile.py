@@ -49,10 +49,9 @@ def apply_profile(params_path: Path, profile_path: Path, out_path: Path) -> dict
     merged = deep_merge(read_yaml(params_path), read_yaml(profile_path))
     reading = set()
     for task in (key for key in merged if key != MANIFESTS_KEY):
-        params = validate(get_task(task).params_model, merged[task], task,
-                          source=str(profile_path))
-        if any(get_task(task).file_source(params, stage) is not None
-               for stage in type(params).model_fields):
+        spec = get_task(task)
+        params = validate(spec.params_model, merged[task], task, source=str(profile_path))
+        if spec.file_sources(params):
             reading.add(task)
     # a profile need not say it, and profiles stay composable (real-data + nyu)
     watch(merged, reading, source=str(profile_path))

@@ -127,6 +127,12 @@ class Task(ABC):
         source = getattr(getattr(p, stage), "source", None)
         return source if isinstance(source, IngestSourceBase) else None
 
+    def file_sources(self, p: Any) -> dict[str, IngestSourceBase]:
+        """Every params section whose source reads files -> that source (empty when the task
+        draws all its domains): what decides whether its manifest must be watched."""
+        found = {stage: self.file_source(p, stage) for stage in type(p).model_fields}
+        return {stage: source for stage, source in found.items() if source is not None}
+
     def has_labels(self, labels: pd.DataFrame) -> bool:
         """True if a label table holds the labels the estimator needs. Only real sources may
         lack them (an unlabelled folder): the refiner does not need them, and the stages that
