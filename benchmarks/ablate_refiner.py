@@ -78,8 +78,9 @@ def label_model_state(task, p, layout: Layout, work: Path) -> dict | None:
 
 
 def run_seed(task, p, layout: Layout, seed: int, work: Path, label_state: dict | None,
-             estimator_set: list[str]) -> dict:
-    """One seed of one row: the refiner, the refined set, the estimator, its real-test error."""
+             estimator_set: list[str], keep: Path | None = None) -> dict:
+    """One seed of one row: the refiner, the refined set, the estimator, its real-test error.
+    ``keep``: save the first 1,000 refined images there (.npy), to look at or measure."""
     from simgan.core.refiner.apply import refine_images
     from simgan.core.refiner.trainer import train_refiner
 
@@ -97,6 +98,9 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path, label_state: dict |
 
     refiner = load_refiner(refiner_file(result.selected_state, p.refiner.net, result.selection))
     refined = np.concatenate(list(refine_images(refiner, syn.images, p.refine.batch_size)))
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        np.save(keep, refined[:1000])
     t1 = time.perf_counter()
     q = with_overrides(p, task.name, estimator_set, "estimator")
     model = task.train_estimator(q, refined, syn.labels, work / "estimator", None)
@@ -155,6 +159,8 @@ def main() -> None:
                     "<task>.estimator (e.g. a control with augmentation)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="save each seed's first 1,000 refined images as DIR/<name>-<seed>.npy")
     args = ap.parse_args()
     task = get_task(args.task)
     p = with_overrides(load_task_params(args.params, args.task), args.task, args.set)
@@ -166,8 +172,11 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             try:
+                keep = (None if args.keep is None else
+                        args.keep / f"{''.join(c if c.isalnum() else '_' for c in args.name)}"
+                        f"-{seed}.npy")
                 row = run_seed(task, p, layout, seed, Path(tmp), label_state,
-                               args.estimator_set)
+                               args.estimator_set, keep)
             except Exception as exc:  # a failed seed is a result too
                 traceback.print_exc()
                 row = {"seed": seed, "status": f"failed: {type(exc).__name__}: {exc}"}

@@ -190,3 +190,41 @@ def test_straight_through_saturation_keeps_the_gradient_of_clipped_pixels() -> N
         y[0, 0, 0, 0].backward()
         grads[saturation] = float(r.tail.bias.grad)
     assert grads == {"clamp": 0.0, "straight_through": 1.0}
+
+
+def test_warp_starts_as_identity_and_moves_at_most_warp_px() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 12, 16) * 2 - 1
+    r = Refiner(width=4, blocks=1, noise_channels=0, warp_px=1.0)
+    assert torch.allclose(r(x), x, atol=1e-5)  # zero-initialised map: no displacement
+    torch.nn.init.constant_(r.warp.bias, 50.0)  # tanh saturates: du = dv = +1 px exactly
+    shifted = r(x)
+    assert torch.allclose(shifted[..., :-1, :-1], x[..., 1:, 1:], atol=1e-5)
+    torch.nn.init.constant_(r.warp.bias, 0.0)
+    torch.nn.init.constant_(r.warp.weight, 0.0)
+    r.warp.bias.data[0] = 0.5493  # atanh(0.5): half a pixel to the right, bilinear
+    half = r(x)
+    assert torch.allclose(half[..., :-1], 0.5 * (x[..., :-1] + x[..., 1:]), atol=1e-4)
+
+
+def test_warp_learns_from_the_first_step() -> None:
+    """Zero-initialised like the residual, but with a gradient: R can start moving edges."""
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., :, 4:] = 1.0  # a vertical edge
+    r = Refiner(width=4, blocks=1, noise_channels=0, warp_px=2.0)
+    r(x)[..., :, 3].sum().backward()
+    assert r.warp.bias.grad[0] != 0  # moving horizontally changes the column at the edge
+    assert r.warp.bias.grad[1] == 0  # moving vertically does not
+
+
+def test_warp_px_is_left_out_of_dumps_when_off() -> None:
+    """Runs recorded before the key existed keep their hashes and saved architectures."""
+    from simgan.core.refiner.net import load_refiner, refiner_file
+    from simgan.core.refiner.params import RefinerNetParams
+
+    assert "warp_px" not in RefinerNetParams().model_dump()
+    net = RefinerNetParams(width=4, blocks=1, warp_px=1.5)
+    assert net.model_dump()["warp_px"] == 1.5
+    r = Refiner(**net.model_dump())
+    loaded = load_refiner(refiner_file(r.state_dict(), net, {}))
+    assert loaded.warp_px == 1.5 and loaded.warp is not None

@@ -12,9 +12,16 @@ unit mistakes into a one-line error.
 from __future__ import annotations
 
 import re
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 SEED_MAX = 2**32 - 1
 """numpy's legacy generators and several torch paths take 32-bit seeds."""
@@ -35,6 +42,25 @@ class StrictParams(BaseModel):
     given for numbers are refused by :func:`simgan.core.config.validate`)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class LateKeysParams(StrictParams):
+    """Base of a params model that gained keys after runs were recorded.
+
+    ``OMIT_AT`` maps each such key to the value that reproduces what those runs did: at that
+    value the key is left out of dumps, so the params hashes, checkpoint fingerprints and
+    saved architectures of the earlier runs stay valid. Subclasses extend it."""
+
+    OMIT_AT: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_old_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for key, old in self.OMIT_AT.items():
+                if data.get(key, object()) == old:
+                    data.pop(key)
+        return data
 
 
 def _device(value: str) -> str:

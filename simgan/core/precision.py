@@ -19,20 +19,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
-from simgan.core.fields import StrictParams
+from simgan.core.fields import LateKeysParams
 
 Precision = Literal["fp32", "bf16", "fp16"]
 FP32: Precision = "fp32"
 
 
-class PrecisionParams(StrictParams):
-    """Base of a trainer's params model: its ``precision`` and ``threads`` keys.
-
-    ``OMIT_AT`` lists keys added after runs were recorded, with the value that reproduces
-    what those runs did: at that value a key is left out of dumps, so params hashes and
-    checkpoint fingerprints of the earlier runs stay valid. Subclasses extend it."""
+class PrecisionParams(LateKeysParams):
+    """Base of a trainer's params model: its ``precision`` and ``threads`` keys (``precision``
+    came late: it is left out of dumps at fp32, see :class:`LateKeysParams`)."""
 
     OMIT_AT: ClassVar[dict[str, Any]] = {"precision": FP32}
 
@@ -43,15 +40,6 @@ class PrecisionParams(StrictParams):
         1, ge=1, le=1024, description="torch CPU threads of the training process; part of the "
         "recipe, since the thread count changes the trained bytes on a CPU. 1 lets stages run "
         "side by side, one per core (flows/side_by_side.py)")
-
-    @model_serializer(mode="wrap")
-    def _omit_old_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict):
-            for key, old in self.OMIT_AT.items():
-                if data.get(key, object()) == old:
-                    data.pop(key)
-        return data
 
 
 def most_trainer_threads(params: BaseModel) -> int:

@@ -78,6 +78,13 @@ class Refiner(nn.Module):
     ``codec``: R's output is JPEG-quantised in 8x8 blocks anchored at the image origin, at a
     per-image quality drawn from ``codec_quality`` (low, high) (:class:`BlockCodec`), as the
     real camera stored its crops.
+    ``warp_px`` > 0 lets R move pixels as well as change them: a second 1x1 map gives a
+    displacement field of at most ``warp_px`` pixels per axis (``warp_px * tanh``), the input is
+    resampled along it (bilinear) and the residual is added to the result. Why: real depth
+    sensors make ragged silhouettes (boundaries displaced by a pixel or two, fingers broken
+    up), which a residual refiner can only paint as dark or bright dots beside a clean edge;
+    a displacement moves the edge itself. Like the residual, the map starts at zero (R is the
+    identity) and the label term keeps the joints where they are.
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class Refiner(nn.Module):
         codec: bool = False,
         codec_quality: tuple[int, int] = (75, 95),
         saturation: Saturation = "clamp",
+        warp_px: float = 0.0,
     ) -> None:
         super().__init__()
         if noise_channels < 0:
@@ -112,6 +120,9 @@ class Refiner(nn.Module):
         if grid_period < 0:
             raise ValueError(f"grid_period must be >= 0, got {grid_period}")
         self.grid_period = grid_period
+        if warp_px < 0:
+            raise ValueError(f"warp_px must be >= 0, got {warp_px}")
+        self.warp_px = float(warp_px)
         extra = noise_channels * len(self.noise_scales) + 2 * grid_period
         self.head = nn.Sequential(
             nn.Conv2d(in_channels + extra, width, kernel,
@@ -124,6 +135,10 @@ class Refiner(nn.Module):
         if output == "residual":
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
+        self.warp = nn.Conv2d(width, 2, 1) if self.warp_px > 0 else None
+        if self.warp is not None:
+            nn.init.zeros_(self.warp.weight)
+            nn.init.zeros_(self.warp.bias)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         inp = x
@@ -131,9 +146,27 @@ class Refiner(nn.Module):
             inp = torch.cat([x, *self._noise(x, generator)], 1)
         if self.grid_period:
             inp = torch.cat([inp, self._grid_phase(x)], 1)
-        r = self.tail(self.blocks(self.head(inp)))
-        out = self._saturate(x + r) if self.output == "residual" else torch.tanh(r)
+        features = self.blocks(self.head(inp))
+        r = self.tail(features)
+        if self.output == "tanh":
+            out = torch.tanh(r)
+        else:
+            base = x if self.warp is None else self._displace(x, features)
+            out = self._saturate(base + r)
         return out if self.codec is None else self.codec(out, generator)
+
+    def _displace(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """x resampled (bilinear, border-replicated) at each pixel plus R's displacement."""
+        b, _, h, w = x.shape
+        d = self.warp_px * torch.tanh(self.warp(features))  # (B, 2, H, W): du, dv in pixels
+        scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], dtype=x.dtype,
+                             device=x.device)
+        gy, gx = torch.meshgrid(torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device),
+                                torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device),
+                                indexing="ij")
+        grid = torch.stack((gx, gy), -1) + d.permute(0, 2, 3, 1) * scale
+        return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                                         align_corners=True)
 
     def _saturate(self, y: torch.Tensor) -> torch.Tensor:
         """clamp(y, -1, 1); with ``straight_through`` its gradient is 1 everywhere."""

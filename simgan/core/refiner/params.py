@@ -15,6 +15,7 @@ from simgan.core.fields import (
     BatchSize,
     Device,
     Every,
+    LateKeysParams,
     Seed,
     Steps,
     StrictParams,
@@ -33,8 +34,10 @@ CADENCE = frozenset(
 )
 
 
-class RefinerNetParams(StrictParams):
+class RefinerNetParams(LateKeysParams):
     """Refiner architecture (paper eye: width 64, 4 blocks, 3x3). Kwargs of ``Refiner``."""
+
+    OMIT_AT: ClassVar[dict[str, Any]] = {"warp_px": 0.0}
 
     width: int = Field(64, ge=1, le=1024)
     blocks: int = Field(4, ge=0, le=64)
@@ -58,6 +61,9 @@ class RefinerNetParams(StrictParams):
     codec_quality: tuple[Annotated[int, Field(ge=1, le=100)],
                          Annotated[int, Field(ge=1, le=100)]] = Field(
         (75, 95), description="[low, high] JPEG quality range of the codec (1-100)")
+    warp_px: float = Field(
+        0.0, ge=0.0, le=8.0, description="largest displacement (pixels per axis) R may move "
+        "its input by before adding the residual (ragged depth edges); 0: off")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:
