@@ -228,3 +228,15 @@ def test_warp_px_is_left_out_of_dumps_when_off() -> None:
     r = Refiner(**net.model_dump())
     loaded = load_refiner(refiner_file(r.state_dict(), net, {}))
     assert loaded.warp_px == 1.5 and loaded.warp is not None
+
+
+def test_warp_needs_the_residual_output() -> None:
+    """A tanh refiner has no input to move: the key would be ignored, so it is refused."""
+    from pydantic import ValidationError
+
+    from simgan.core.refiner.params import RefinerNetParams
+
+    with pytest.raises(ValidationError, match="warp_px"):
+        RefinerNetParams(output="tanh", warp_px=1.0)
+    with pytest.raises(ValueError, match="warp_px"):
+        Refiner(width=4, blocks=1, output="tanh", warp_px=1.0)

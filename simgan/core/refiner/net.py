@@ -120,8 +120,9 @@ class Refiner(nn.Module):
         if grid_period < 0:
             raise ValueError(f"grid_period must be >= 0, got {grid_period}")
         self.grid_period = grid_period
-        if warp_px < 0:
-            raise ValueError(f"warp_px must be >= 0, got {warp_px}")
+        if warp_px < 0 or (warp_px > 0 and output != "residual"):
+            raise ValueError(f"warp_px must be >= 0, and 0 unless output is 'residual'; got "
+                             f"{warp_px} with output {output!r}")
         self.warp_px = float(warp_px)
         extra = noise_channels * len(self.noise_scales) + 2 * grid_period
         self.head = nn.Sequential(

@@ -72,6 +72,9 @@ class RefinerNetParams(LateKeysParams):
         if self.codec_quality[0] > self.codec_quality[1]:
             raise ValueError(f"codec_quality must be [low, high] with low <= high, got "
                              f"{list(self.codec_quality)}")
+        if self.warp_px > 0 and self.output != "residual":
+            raise ValueError(f"warp_px={self.warp_px} moves the input under the residual: it "
+                             "needs output: residual (or warp_px: 0)")
         return self
 
 
