@@ -73,8 +73,19 @@ def per_image_statistics(x: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def auc_either_way(a: np.ndarray, b: np.ndarray) -> float:
+    """How well one per-image statistic separates sets ``a`` and ``b`` used alone as the
+    score: its AUC, whichever side scores higher (a statistic can tell either way round)."""
+    from simgan.core.realism import auc_delong
+
+    scores = np.r_[a, b].astype(np.float64)
+    labels = np.r_[np.ones(len(a)), np.zeros(len(b))]
+    auc = auc_delong(scores, labels)[0]
+    return max(auc, 1.0 - auc)
+
+
 def refined_tells(n: int = 4000) -> None:
-    from simgan.core.realism import auc_delong, two_sample_test
+    from simgan.core.realism import two_sample_test
     from simgan.gaze.standin import gaussian_blur, jpeg_like
 
     p = load_task_params(str(ROOT / "params.yaml"), "gaze")
@@ -90,12 +101,8 @@ def refined_tells(n: int = 4000) -> None:
     print("| per-image statistic | AUC refined vs real | AUC synthetic vs real | real mean | "
           "refined mean |\n|---|---|---|---|---|")
     for name, real_values in stats["real"].items():
-        aucs = []
-        for other in ("refined", "synthetic"):
-            scores = np.r_[real_values, stats[other][name]]
-            labels = np.r_[np.ones(len(real_values)), np.zeros(len(stats[other][name]))]
-            auc = auc_delong(scores, labels)[0]
-            aucs.append(max(auc, 1.0 - auc))  # a statistic can tell either way round
+        aucs = [auc_either_way(real_values, stats[other][name])
+                for other in ("refined", "synthetic")]
         print(f"| {name} | {aucs[0]:.3f} | {aucs[1]:.3f} | {real_values.mean():.2f} | "
               f"{stats['refined'][name].mean():.2f} |", flush=True)
     rng = np.random.default_rng(0)

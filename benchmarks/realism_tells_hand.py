@@ -25,6 +25,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from realism_tells import auc_either_way  # noqa: E402
 
 from simgan.core.dataset import open_dataset  # noqa: E402
 from simgan.tasks import load_task_params  # noqa: E402
@@ -94,28 +97,18 @@ def depth_statistics(x: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def _auc_either_way(a: np.ndarray, b: np.ndarray) -> float:
-    from simgan.core.realism import auc_delong
-
-    scores = np.r_[a, b].astype(np.float64)
-    labels = np.r_[np.ones(len(a)), np.zeros(len(b))]
-    auc = auc_delong(scores, labels)[0]
-    return max(auc, 1.0 - auc)
-
-
 def oracle_rows(p, real: np.ndarray) -> None:
     from simgan.core.realism import two_sample_test
 
     n = len(real)
+    rows = {name: {"depth": p.real.depth.model_copy(update=fields)}
+            for name, fields in WITHOUT.items()}
+    rows["nothing, with the stand-in's pose distribution"] = {"pose": p.real.depth.pose}
     print("| artefact switched off | AUC vs real (95% CI) | accuracy |\n|---|---|---|")
-    rows = {k: p.real.depth.model_copy(update=v) for k, v in WITHOUT.items()}
-    for name, depth in rows.items():
-        r = two_sample_test(real, oracle_depth(p, n, depth), p.compare.realism)
+    for name, kwargs in rows.items():
+        r = two_sample_test(real, oracle_depth(p, n, **kwargs), p.compare.realism)
         print(f"| {name} | {r.auc:.3f} ({r.auc_ci95_low:.3f}-{r.auc_ci95_high:.3f}) | "
               f"{r.accuracy:.3f} |", flush=True)
-    r = two_sample_test(real, oracle_depth(p, n, pose=p.real.depth.pose), p.compare.realism)
-    print(f"| nothing, with the stand-in's pose distribution | {r.auc:.3f} "
-          f"({r.auc_ci95_low:.3f}-{r.auc_ci95_high:.3f}) | {r.accuracy:.3f} |", flush=True)
 
 
 def refined_rows(p, layout: Layout, real: np.ndarray, n: int = 4000) -> None:
@@ -127,7 +120,7 @@ def refined_rows(p, layout: Layout, real: np.ndarray, n: int = 4000) -> None:
     print("| per-image statistic | AUC refined vs real | synthetic vs real | oracle vs real | "
           "real mean | refined mean | synthetic mean |\n|---|---|---|---|---|---|---|")
     for name, real_values in stats["real"].items():
-        aucs = [_auc_either_way(real_values, stats[k][name])
+        aucs = [auc_either_way(real_values, stats[k][name])
                 for k in ("refined", "synthetic", "oracle")]
         print(f"| {name} | {aucs[0]:.3f} | {aucs[1]:.3f} | {aucs[2]:.3f} | "
               f"{np.mean(real_values):.2f} | {np.mean(stats['refined'][name]):.2f} | "
