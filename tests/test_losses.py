@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from simgan.core.refiner.losses import REAL, REFINED, adversarial_loss, self_regularisation
+from simgan.core.refiner.losses import (
+    REAL,
+    REFINED,
+    adversarial_loss,
+    interior_detail,
+    interior_mask,
+    r1_penalty,
+    self_regularisation,
+)
 
 
 def _ce(logit_target: float, logit_other: float) -> float:
@@ -51,3 +59,59 @@ def test_self_regularisation_local_mean_ignores_zero_mean_texture() -> None:
     local = self_regularisation(r, x, 1.0, feature="local_mean", kernel=3)
     assert ident.item() == pytest.approx(0.2)
     assert local.item() < 0.1 * ident.item()
+
+
+def test_r1_penalty_of_a_1x1_conv_discriminator_by_hand() -> None:
+    """D = 1x1 conv with weights (w_refined, w_real) = (0.5, 2.0) on a 1-channel 3x4 image:
+    realness = sum over pixels of (2.0 - 0.5) * x, so its gradient is 1.5 at every pixel and
+    the penalty 1.5^2 * 12 = 27 per image, whatever the image; the square of a second-order
+    term, x^2 with weight 1 on the real logit, adds 2x to the gradient."""
+    conv = torch.nn.Conv2d(1, 2, 1, bias=True)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([0.5, 2.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([3.0, -1.0]))
+    y = torch.randn(2, 1, 3, 4, requires_grad=True)
+    assert r1_penalty(conv(y), y).item() == pytest.approx(27.0, rel=1e-6)
+    # a quadratic D: real logit x^2 + 1.5 x -> gradient 2x + 1.5 per pixel
+    y2 = torch.tensor([[[[0.0, 1.0], [-1.0, 2.0]]]], requires_grad=True)
+    logits = torch.cat([torch.zeros_like(y2), y2.pow(2) + 1.5 * y2], 1)
+    want = sum((2 * v + 1.5) ** 2 for v in (0.0, 1.0, -1.0, 2.0))
+    assert r1_penalty(logits, y2).item() == pytest.approx(want, rel=1e-6)
+    # the graph is kept: the penalty has a gradient with respect to D's weights
+    r1_penalty(conv(y), y).backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+def _square(value: float = 0.0) -> torch.Tensor:
+    """11x11 depth crop: a 9x9 surface (rows and columns 1-9) at ``value`` on no-reading -1."""
+    x = torch.full((1, 1, 11, 11), -1.0)
+    x[..., 1:10, 1:10] = value
+    return x
+
+
+def test_interior_mask_erodes_the_surface_by_the_margin() -> None:
+    x = _square()
+    for margin, side in ((1, 7), (2, 5), (4, 1)):
+        m = interior_mask(x, margin)
+        assert m.sum().item() == side * side
+        lo = 1 + margin
+        assert m[..., lo:lo + side, lo:lo + side].min().item() == 1.0
+    # the image border is not a silhouette: a surface filling the crop is interior throughout
+    assert interior_mask(torch.zeros(1, 1, 6, 6), 2).sum().item() == 36
+
+
+def test_interior_detail_counts_new_fine_detail_inside_only() -> None:
+    x = _square()
+    bump = x.clone()
+    bump[..., 5, 5] += 0.4  # a spike at the centre: Laplacian -1.6 there, +0.4 at 4 neighbours
+    assert interior_detail(bump, x, 1).item() == pytest.approx(3.2 / 121, rel=1e-6)
+    edge = x.clone()
+    edge[..., 1, 5] += 0.4  # on the silhouette: only the inner neighbour (2, 5) is interior
+    assert interior_detail(edge, x, 1).item() == pytest.approx(0.4 / 121, rel=1e-6)
+    assert interior_detail(edge, x, 2).item() == 0.0
+    hole = x.clone()
+    hole[..., 1, 4:7] = -1.0  # a hole eaten into the edge: free at margin 2
+    assert interior_detail(hole, x, 2).item() == 0.0
+    # a change of the low frequencies (a constant offset of the surface inside) is free too
+    shifted = _square(0.3)
+    assert interior_detail(shifted, _square(0.0), 2).item() == 0.0

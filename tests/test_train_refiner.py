@@ -524,3 +524,52 @@ def test_resume_with_a_weight_average_equals_uninterrupted(data, tmp_path: Path)
     assert _equal_states(full.selected_state, resumed.selected_state)
     plain = train_refiner(syn, real, NET, DISC, _params(), tmp_path / "c")
     assert not _equal_states(full.selected_state, plain.selected_state)
+
+
+def test_r1_penalty_enters_the_discriminator_update_with_weight_half_gamma(data) -> None:
+    """With SGD, one D update moves D's weights by -lr * (grad of the two CE terms + gamma/2 *
+    grad R1): the same batches at gamma 0, g and 2g give weight changes whose R1 parts are in
+    the ratio 1:2, and the penalty is recorded. R and the refiner's update are untouched."""
+    syn, real = data
+
+    def first_d_step(gamma: float) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        p = _params(r1_gamma=gamma, optimizer="sgd", pretrain_refiner_steps=0,
+                    pretrain_discriminator_steps=1)
+        t = RefinerTrainer(syn, real, NET, DISC, p)
+        t.train_step()  # the one D-pretraining step
+        return {k: v.clone() for k, v in t.discriminator.state_dict().items()}, t.log()
+
+    plain, log0 = first_d_step(0.0)
+    once, log1 = first_d_step(0.5)
+    twice, log2 = first_d_step(1.0)
+    assert "loss_d_r1" not in log0 and log1["loss_d_r1"] > 0
+    assert log1["loss_d_r1"] == pytest.approx(log2["loss_d_r1"], rel=1e-6)  # same D, same y
+    moved = False
+    for k in plain:
+        d1, d2 = once[k] - plain[k], twice[k] - plain[k]
+        torch.testing.assert_close(d2, 2 * d1, rtol=1e-3, atol=1e-7)
+        moved |= bool(d1.abs().max() > 0)
+    assert moved
+
+
+def test_r1_off_is_left_out_of_dumps(data) -> None:
+    assert "r1_gamma" not in _params().model_dump()
+    assert _params(r1_gamma=2.0).model_dump()["r1_gamma"] == 2.0
+    with pytest.raises(pydantic.ValidationError, match="r1_gamma"):
+        _params(r1_gamma=-1.0)
+
+
+def test_interior_detail_term_is_recorded_and_off_by_default(data) -> None:
+    """The interior-detail tie adds its own loss record to R's updates; off (0), the two keys
+    are left out of dumps, so earlier params hashes and fingerprints hold."""
+    syn, real = data
+    assert not {"lambda_interior", "interior_margin"} & set(_params().model_dump())
+    p = _params(lambda_interior=5.0, interior_margin=2, pretrain_refiner_steps=1,
+                pretrain_discriminator_steps=0)
+    assert p.model_dump()["lambda_interior"] == 5.0
+    t = RefinerTrainer(syn, real, NET, DISC, p)
+    t.train_step()
+    assert "loss_r_interior" in t.log()
+    plain = RefinerTrainer(syn, real, NET, DISC, _params(pretrain_refiner_steps=1))
+    plain.train_step()
+    assert "loss_r_interior" not in plain.log()

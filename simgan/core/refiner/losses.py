@@ -70,6 +70,54 @@ def self_regularisation(
     return lam * per_image.mean()
 
 
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+NO_READING = -1.0  # the lowest code (0 in uint8): background / missing depth
+
+
+def interior_mask(synthetic: torch.Tensor, margin: int) -> torch.Tensor:
+    """Pixels of ``synthetic`` (B, 1, H, W) whose (2 margin + 1)^2 neighbourhood holds no
+    "no reading" pixel: the inside of a depth surface, ``margin`` px from its silhouette."""
+    support = (synthetic > NO_READING + 0.5 / 127.5).float()
+    k = 2 * margin + 1
+    return -F.max_pool2d(-support, k, stride=1, padding=margin)  # erosion; outside counts in
+
+
+def interior_detail(refined: torch.Tensor, synthetic: torch.Tensor, margin: int) -> torch.Tensor:
+    """Mean over pixels and batch of ``|Lap R(x) - Lap x|`` inside the synthetic surface
+    (:func:`interior_mask`), 0 elsewhere.
+
+    Why: a depth sensor errs at discontinuities (holes, jagged and flying edges) and reads the
+    inside of a surface smoothly, while an adversarially trained refiner spreads the texture it
+    invents for the edge over the whole hand (docs/hand.md, "What gives refined depth away").
+    This ties only the interior's fine detail to the synthetic input; the silhouette, within
+    ``margin`` px, and the low frequencies stay free.
+    """
+    lap = _LAPLACIAN.to(refined.device, refined.dtype).view(1, 1, 3, 3)
+    c = refined.shape[1]
+    lap = lap.expand(c, 1, 3, 3)
+
+    def detail(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), lap, groups=c)
+
+    mask = interior_mask(synthetic, margin)
+    diff = (detail(refined.float()) - detail(synthetic.float())).abs() * mask
+    return diff.flatten(1).mean(1).mean()
+
+
+def r1_penalty(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Squared gradient norm of D's realness on real ``images`` (R1), averaged over the batch.
+
+    Realness is the real-minus-refined logit of every patch, summed over the patch map: the
+    quantity whose gradient moves an image towards "real". Penalising it on real images keeps
+    D flat around the real data, so that it cannot win by a sharp, noisy boundary, which is
+    what R's updates would otherwise follow. ``logits`` must come from ``images`` with
+    ``requires_grad``; the graph is kept so that the penalty trains D.
+    """
+    realness = (logits[:, REAL] - logits[:, REFINED]).float().sum()
+    (grad,) = torch.autograd.grad(realness, images, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
 def label_shift(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image squared L2 distance (B,) between two label readings (B, ...) of a frozen
     estimator: for unit gaze vectors ~ the squared angle in radians, for heatmaps their

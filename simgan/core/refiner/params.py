@@ -114,7 +114,10 @@ class RefinerTrainParams(PrecisionParams):
     Measurements behind these choices: docs/science.md, "Decisions and why".
     """
 
-    OMIT_AT: ClassVar[dict[str, Any]] = {**PrecisionParams.OMIT_AT, "ema_decay": 0.0}
+    OMIT_AT: ClassVar[dict[str, Any]] = {
+        **PrecisionParams.OMIT_AT, "ema_decay": 0.0, "r1_gamma": 0.0,
+        "lambda_interior": 0.0, "interior_margin": 3,
+    }
 
     batch_size: int = Field(32, ge=2, le=8192)
     pretrain_refiner_steps: Steps = 0
@@ -133,6 +136,17 @@ class RefinerTrainParams(PrecisionParams):
     ema_decay: float = Field(
         0.0, ge=0, lt=1, description="keep an exponential moving average of R's weights "
         "(this decay per R update) and select, sample and save the average; 0: off")
+    r1_gamma: float = Field(
+        0.0, ge=0, le=1e6, description="R1 penalty on D: gamma/2 times the squared gradient "
+        "of D's real-minus-refined patch logits, summed over patches, with respect to real "
+        "images, in every D update (Mescheder et al. 2018); 0: off")
+    lambda_interior: float = Field(
+        0.0, ge=0, le=1e6, description="weight of the interior-detail tie for depth: the "
+        "mean |Laplacian of R(x) - Laplacian of x| inside the synthetic surface, "
+        "interior_margin px from its silhouette (edges stay free); 0: off")
+    interior_margin: int = Field(
+        3, ge=1, le=15, description="px from the silhouette (no-reading pixels) where "
+        "lambda_interior starts to apply")
     reg_feature: Literal["identity", "local_mean"] = "identity"
     reg_kernel: int = Field(3, ge=1, le=31)
     reg_reduction: Literal["mean", "sum"] = "mean"

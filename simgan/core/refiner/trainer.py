@@ -46,7 +46,9 @@ from simgan.core.refiner.losses import (
     REAL,
     REFINED,
     adversarial_loss,
+    interior_detail,
     label_distance,
+    r1_penalty,
     self_regularisation,
 )
 from simgan.core.refiner.net import Refiner, apply_refiner
@@ -371,6 +373,10 @@ class RefinerTrainer:
         )
         out = {"loss_r_reg": reg.detach()}
         loss = reg
+        if p.lambda_interior > 0:
+            interior = interior_detail(r, x, p.interior_margin)
+            loss = loss + p.lambda_interior * interior
+            out["loss_r_interior"] = interior.detach()
         if self.label_model is not None:
             with torch.no_grad():
                 target = self.label_model(x)
@@ -414,18 +420,27 @@ class RefinerTrainer:
         with torch.no_grad():
             r = self.fwd_r(x)
         fake = torch.cat([r[:half], buffer.sample(b - half)]) if len(buffer) else r
+        if p.r1_gamma > 0:
+            y.requires_grad_(True)
         logits_real = self.fwd_d(y)
         logits_fake = self.fwd_d(fake.contiguous(memory_format=self.memory_format))
         loss_real = adversarial_loss(logits_real, REAL, p.adv_reduction)
         loss_fake = adversarial_loss(logits_fake, REFINED, p.adv_reduction)
+        loss = loss_real + loss_fake
+        out: dict[str, torch.Tensor] = {}
+        if p.r1_gamma > 0:
+            r1 = r1_penalty(logits_real, y)
+            loss = loss + 0.5 * p.r1_gamma * r1
+            out["loss_d_r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
-        self.amp.step(loss_real + loss_fake, self.opt_d)
+        self.amp.step(loss, self.opt_d)
         buffer.push(r[half:])
         return {
             "loss_d_real": loss_real.detach(),
             "loss_d_refined": loss_fake.detach(),
             "d_acc_real": (logits_real.detach().argmax(1) == REAL).float().mean(),
             "d_acc_refined": (logits_fake.detach().argmax(1) == REFINED).float().mean(),
+            **out,
         }
 
     def train_step(self) -> None:
