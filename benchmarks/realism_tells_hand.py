@@ -127,11 +127,31 @@ def refined_rows(p, layout: Layout, real: np.ndarray, n: int = 4000) -> None:
               f"{np.mean(stats['synthetic'][name]):.2f} |", flush=True)
 
 
+def kept_rows(real: np.ndarray, paths: list[str]) -> None:
+    """The same statistics for refined sets saved by ``ablate_refiner.py --keep``: one
+    column of means per file, then each statistic's AUC against real (either way round)."""
+    stats = {"real": depth_statistics(real)}
+    for path in paths:
+        stats[Path(path).stem] = depth_statistics(np.load(path).reshape(-1, *real.shape[-2:]))
+    names = list(stats)[1:]
+    print("| per-image statistic | real | " + " | ".join(f"{k} (AUC)" for k in names) + " |")
+    print("|---" * (len(names) + 2) + "|")
+    for stat, real_values in stats["real"].items():
+        cells = [f"{np.mean(stats[k][stat]):.2f} "
+                 f"({auc_either_way(real_values, stats[k][stat]):.3f})" for k in names]
+        print(f"| {stat} | {np.mean(real_values):.2f} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
+    """No argument: the oracle table. ``--refined``: the pipeline's refined set. ``--kept
+    A.npy B.npy ...``: sets saved by ``ablate_refiner.py --keep``."""
     p = load_task_params(str(ROOT / "params.yaml"), "hand")
     layout = Layout(ROOT, "hand")
     real = np.asarray(open_dataset(layout.real("test")).images)
-    if "--refined" in sys.argv[1:]:
+    args = sys.argv[1:]
+    if args[:1] == ["--kept"]:
+        kept_rows(real, args[1:])
+    elif "--refined" in args:
         refined_rows(p, layout, real)
     else:
         oracle_rows(p, real)
