@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import uuid
 from collections.abc import Mapping
@@ -51,7 +52,26 @@ def provenance(workspace: Path, params: Mapping[str, Any],
         experiment=experiment,
         baseline_rev=env.get(DVC_EXP_BASELINE_REV),
         params_hash=params_hash(params),
+        cpu_isa=cpu_isa(),
     )
+
+
+def cpu_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The widest x86 vector extension this CPU has (AVX512, AVX2, AVX, SSE) or, off x86 or
+    without /proc/cpuinfo, the machine name. The same params and thread count give the same
+    bytes only on the same ISA: numpy's and torch's kernels pick their code path by it, and
+    the float sums of another path differ in the last bits (docs/science.md)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return platform.machine() or "unknown"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith(("flags", "Features"))), [])
+    for flag, name in (("avx512f", "AVX512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                       ("sse2", "SSE")):
+        if flag in flags:
+            return name
+    return platform.machine() or "unknown"
 
 
 def store_root(workspace: Path, env: Mapping[str, str]) -> Path:

@@ -42,3 +42,22 @@ def test_pngs_are_pngs():
     curve = pd.DataFrame({"threshold": [0, 1, 2], "pct_within": [0, 50, 100]})
     assert plots.curves_png({"x": curve}, "deg", "t").startswith(b"\x89PNG")
     assert plots.grid_png({"r": np.zeros((2, 5, 7), np.uint8)}).startswith(b"\x89PNG")
+
+
+def test_cpu_isa_tag_names_the_widest_vector_extension(tmp_path) -> None:
+    """Runs on an AVX2 and an AVX-512 machine differ in their bytes; the tag says which."""
+    from stages.provenance import cpu_isa
+
+    def isa(flags: str) -> str:
+        f = tmp_path / "cpuinfo"
+        f.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        return cpu_isa(f)
+
+    assert isa("fpu sse sse2 avx avx2 fma avx512f avx512bw") == "AVX512"
+    assert isa("fpu sse sse2 avx avx2 fma sha_ni") == "AVX2"
+    assert isa("fpu sse sse2 avx") == "AVX"
+    assert isa("fpu sse sse2") == "SSE"
+    assert cpu_isa(tmp_path / "missing") not in ("AVX512", "AVX2")  # the machine's name
+    tags = tracking.Provenance(store_root=tmp_path, pipeline_id="p", cpu_isa="AVX2").tags()
+    assert tags[tracking.TAG_CPU_ISA] == "AVX2"
+    assert tracking.TAG_CPU_ISA not in tracking.Provenance(tmp_path, "p").tags()

@@ -52,6 +52,7 @@ TAG_KIND = "run_kind"  # "pipeline" (the parent) or "stage"
 TAG_EXPERIMENT = "dvc_experiment"
 TAG_BASELINE = "dvc_baseline_rev"
 TAG_PARAMS_HASH = "params_hash"
+TAG_CPU_ISA = "cpu_isa"  # what CPU float kernels dispatch on: same params, other ISA, other bytes
 TAG_FILE_SHA = "file_sha256"
 TAG_CLOSED = "closed_as_stale"
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
@@ -81,6 +82,7 @@ class Provenance:
     experiment: str = "workspace"
     baseline_rev: str | None = None
     params_hash: str | None = None
+    cpu_isa: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def tags(self) -> dict[str, str]:
@@ -94,6 +96,8 @@ class Provenance:
             tags[TAG_BASELINE] = self.baseline_rev
         if self.params_hash:
             tags[TAG_PARAMS_HASH] = self.params_hash
+        if self.cpu_isa:
+            tags[TAG_CPU_ISA] = self.cpu_isa
         return {**tags, **self.extra}
 
 
