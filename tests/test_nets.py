@@ -240,3 +240,34 @@ def test_warp_needs_the_residual_output() -> None:
         RefinerNetParams(output="tanh", warp_px=1.0)
     with pytest.raises(ValueError, match="warp_px"):
         Refiner(width=4, blocks=1, output="tanh", warp_px=1.0)
+
+
+def test_holes_start_as_identity_drop_where_the_logit_is_positive_and_learn() -> None:
+    """At init no pixel drops (exact identity); a positive logit makes the pixel exactly -1;
+    the gradient reaches the map from the first step through sigmoid(logit)."""
+    from simgan.core.refiner.net import HOLES_INIT_LOGIT
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 6, 7) * 2 - 1
+    r = Refiner(width=4, blocks=1, noise_channels=0, holes=True)
+    assert torch.equal(r(x), x)
+    r.holes.bias.data.fill_(1.0)  # weights 0: logit 1 everywhere, every pixel drops
+    assert torch.equal(r(x), torch.full_like(x, -1.0))
+    r.holes.bias.data.fill_(HOLES_INIT_LOGIT)
+    r(x).sum().backward()
+    # d out / d logit = -(x + 1) * sigmoid'(-2), summed over pixels
+    s = torch.sigmoid(torch.tensor(HOLES_INIT_LOGIT))
+    want = -((x + 1).sum() * s * (1 - s))
+    assert r.holes.bias.grad.item() == pytest.approx(want.item(), rel=1e-4)
+
+
+def test_holes_are_left_out_of_dumps_when_off_and_travel_with_the_weights() -> None:
+    from simgan.core.refiner.net import load_refiner, refiner_file
+    from simgan.core.refiner.params import RefinerNetParams
+
+    assert "holes" not in RefinerNetParams().model_dump()
+    net = RefinerNetParams(width=4, blocks=1, holes=True)
+    r = Refiner(**net.model_dump())
+    r.holes.bias.data.fill_(0.5)
+    loaded = load_refiner(refiner_file(r.state_dict(), net, {}))
+    assert loaded.holes is not None and loaded.holes.bias.item() == 0.5

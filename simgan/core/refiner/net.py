@@ -23,6 +23,9 @@ Saturation = Literal["clamp", "straight_through"]
 Padding = Literal["zeros", "replicate", "reflect"]
 
 
+HOLES_INIT_LOGIT = -2.0  # the holes map's starting logit: no hole (< 0), sigmoid' ~0.1
+
+
 class ResBlock(nn.Module):
     """conv-ReLU-conv plus an identity skip, then ReLU (same padding, constant width)."""
 
@@ -85,6 +88,13 @@ class Refiner(nn.Module):
     up), which a residual refiner can only paint as dark or bright dots beside a clean edge;
     a displacement moves the edge itself. Like the residual, the map starts at zero (R is the
     identity) and the label term keeps the joints where they are.
+    ``holes``: a third 1x1 map decides, per pixel, "no reading": where its logit is > 0 the
+    output is -1 (background / missing depth), elsewhere it is the refined value. The decision
+    is hard, its gradient that of sigmoid(logit) (straight-through). Why: a depth sensor either
+    reads a pixel or not, and a smooth network driven by noise can only approximate a missing
+    pixel by a dark smear (the chains of nearly-black pixels refined depth showed, docs/hand.md);
+    a hard choice makes holes exactly. The map starts at weights 0 and bias -2 (no hole
+    anywhere: R starts as the identity); which pixels drop can depend on the noise inputs.
     """
 
     def __init__(
@@ -102,6 +112,7 @@ class Refiner(nn.Module):
         codec_quality: tuple[int, int] = (75, 95),
         saturation: Saturation = "clamp",
         warp_px: float = 0.0,
+        holes: bool = False,
     ) -> None:
         super().__init__()
         if noise_channels < 0:
@@ -140,6 +151,10 @@ class Refiner(nn.Module):
         if self.warp is not None:
             nn.init.zeros_(self.warp.weight)
             nn.init.zeros_(self.warp.bias)
+        self.holes = nn.Conv2d(width, in_channels, 1) if holes else None
+        if self.holes is not None:
+            nn.init.zeros_(self.holes.weight)
+            nn.init.constant_(self.holes.bias, HOLES_INIT_LOGIT)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         inp = x
@@ -154,7 +169,16 @@ class Refiner(nn.Module):
         else:
             base = x if self.warp is None else self._displace(x, features)
             out = self._saturate(base + r)
+        if self.holes is not None:
+            out = self._drop(out, self.holes(features))
         return out if self.codec is None else self.codec(out, generator)
+
+    @staticmethod
+    def _drop(out: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
+        """-1 where ``logit`` > 0, ``out`` elsewhere; gradient of the soft mask sigmoid(logit)."""
+        soft = torch.sigmoid(logit)
+        mask = (logit > 0).to(out.dtype) + soft - soft.detach()
+        return out - mask * (out + 1.0)
 
     def _displace(self, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """x resampled (bilinear, border-replicated) at each pixel plus R's displacement."""

@@ -37,7 +37,7 @@ CADENCE = frozenset(
 class RefinerNetParams(LateKeysParams):
     """Refiner architecture (paper eye: width 64, 4 blocks, 3x3). Kwargs of ``Refiner``."""
 
-    OMIT_AT: ClassVar[dict[str, Any]] = {"warp_px": 0.0}
+    OMIT_AT: ClassVar[dict[str, Any]] = {"warp_px": 0.0, "holes": False}
 
     width: int = Field(64, ge=1, le=1024)
     blocks: int = Field(4, ge=0, le=64)
@@ -64,6 +64,9 @@ class RefinerNetParams(LateKeysParams):
     warp_px: float = Field(
         0.0, ge=0.0, le=8.0, description="largest displacement (pixels per axis) R may move "
         "its input by before adding the residual (ragged depth edges); 0: off")
+    holes: bool = Field(
+        False, description="a per-pixel 'no reading' map: where its logit is > 0 the output is "
+        "-1 (missing depth), a hard choice with a straight-through gradient; off: none")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:
