@@ -25,10 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from realism_tells import auc_either_way  # noqa: E402
-
+from benchmarks.realism_tells import auc_either_way  # noqa: E402
 from simgan.core.dataset import open_dataset  # noqa: E402
 from simgan.tasks import load_task_params  # noqa: E402
 from stages.layout import Layout  # noqa: E402
