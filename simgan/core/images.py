@@ -12,6 +12,11 @@ import torch
 from simgan.core.errors import DeviceError
 from simgan.core.transfer import to_device
 
+NO_READING = -1.0
+"""Grey level 0 as a tensor value: in depth crops, background or missing depth."""
+READING_ABOVE = NO_READING + 0.5 / 127.5
+"""Above this a depth pixel has a reading (grey level >= 1): halfway between levels 0 and 1."""
+
 
 def to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(B, H, W) uint8 -> (B, 1, H, W) float32 in [-1, 1] on ``device``, channels_last."""

@@ -17,13 +17,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from simgan.core.images import READING_ABOVE
+
 JUMP = 40.0 / 127.5
 """A depth edge: neighbours more than 40 grey levels apart (the hand against the background
 or a finger in front of the palm)."""
-
-_FOREGROUND = -1.0 + 0.5 / 127.5
-"""Above this a pixel has a depth reading (grey level >= 1)."""
-
 
 def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator)
@@ -98,5 +96,5 @@ def sensor_jitter(
     if noise:
         std = (noise / 127.5) * _uniform(n, generator).to(x).view(n, 1, 1, 1)
         jitter = std * torch.randn(x.shape, generator=generator).to(x)
-        x = torch.where(x > _FOREGROUND, x + jitter, x)
+        x = torch.where(x > READING_ABOVE, x + jitter, x)
     return x.clamp(-1, 1)

@@ -21,6 +21,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from simgan.core.images import READING_ABOVE
+
 REAL = 1
 REFINED = 0
 
@@ -71,13 +73,12 @@ def self_regularisation(
 
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-NO_READING = -1.0  # the lowest code (0 in uint8): background / missing depth
 
 
 def interior_mask(synthetic: torch.Tensor, margin: int) -> torch.Tensor:
     """Pixels of ``synthetic`` (B, 1, H, W) whose (2 margin + 1)^2 neighbourhood holds no
     "no reading" pixel: the inside of a depth surface, ``margin`` px from its silhouette."""
-    support = (synthetic > NO_READING + 0.5 / 127.5).float()
+    support = (synthetic > READING_ABOVE).float()
     k = 2 * margin + 1
     return -F.max_pool2d(-support, k, stride=1, padding=margin)  # erosion; outside counts in
 
