@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from simgan.hand.sensor_jitter import JUMP, jag_edges, sensor_jitter, smooth_noise
+from simgan.hand.sensor_jitter import (
+    JUMP,
+    depth_inside,
+    erode_silhouette,
+    jag_edges,
+    sensor_jitter,
+    smooth_noise,
+)
 
 
 def _square_hands(n: int = 4, size: int = 32) -> torch.Tensor:
@@ -123,3 +130,47 @@ def test_label_model_section_adds_its_augmentation_to_the_hourglass_or_stands_as
     assert label.model_dump(exclude={"hole_jitter", "depth_noise_jitter"}) == base.model_dump()
     # at zero the new keys stay out of dumps: earlier hourglasses keep their fingerprints
     assert "jag_jitter" not in base.model_dump() and "hole_jitter" in label.model_dump()
+    assert "erode_jitter" not in on.model_dump() and "erode_jitter" not in label.model_dump()
+    eroding = on.model_copy(update={"erode_jitter": 2.5})
+    assert eroding.model_dump()["erode_jitter"] == 2.5
+    assert eroding.estimator(base).erode_jitter == 2.5
+
+
+def test_depth_inside_counts_rings_of_a_square_and_ignores_the_image_border():
+    hand = torch.zeros(1, 1, 9, 9, dtype=torch.bool)
+    hand[..., 2:7, 2:7] = True
+    d = depth_inside(hand, 5)[0, 0]
+    expected = torch.zeros(9, 9)
+    expected[2:7, 2:7] = 1
+    expected[3:6, 3:6] = 2
+    expected[4, 4] = 3
+    assert torch.equal(d, expected)
+    # counted up to ``steps`` only; a hand filling the image has no boundary at the border
+    assert float(depth_inside(hand, 2).max()) == 2
+    full = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    assert torch.equal(depth_inside(full, 3), torch.full((1, 1, 4, 4), 3.0))
+
+
+def test_erosion_removes_a_ragged_band_of_the_drawn_width_from_the_silhouette_only():
+    n, size = 64, 40
+    x = torch.full((n, 1, size, size), -1.0)
+    x[..., 8:32, 8:32] = 0.4
+    gen = torch.Generator().manual_seed(5)
+    assert torch.equal(erode_silhouette(x, torch.zeros(n), gen), x)  # width 0: nothing goes
+    y = erode_silhouette(x, torch.ones(n), gen)
+    gone = (y != x)
+    assert bool((y[gone] == -1.0).all()) and bool((x[gone] == 0.4).all())
+    d = depth_inside(x > -0.9, 4)
+    # width 1, factor 1 + N/2 (N ~ unit normal): a ring-1 pixel goes when N >= 0 (half of
+    # them), a ring-2 pixel when N >= 2 (2.3 %), a ring-3 pixel when N >= 4 (none)
+    share = [float(gone[d == k].float().mean()) for k in (1, 2, 3)]
+    assert abs(share[0] - 0.5) < 0.05
+    assert 0.005 < share[1] < 0.05
+    assert share[2] < 0.002
+
+
+def test_wider_erosion_removes_more_of_the_hand():
+    x = _square_hands(32)
+    kept = [float((sensor_jitter(x, torch.Generator().manual_seed(2), erode=e) > -0.99).sum())
+            for e in (0.0, 1.0, 2.0, 3.0)]
+    assert kept[0] > kept[1] > kept[2] > kept[3]

@@ -9,12 +9,12 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from simgan.core.fields import StrictParams
+from simgan.core.fields import LateKeysParams
 
 EstimatorT = TypeVar("EstimatorT", bound=BaseModel)
 
 
-class AugmentedLabelModelParams(StrictParams):
+class AugmentedLabelModelParams(LateKeysParams):
     """Subclasses declare the amounts as fields named like the estimator's own keys."""
 
     def estimator(self, base: EstimatorT) -> EstimatorT | None:

@@ -260,7 +260,7 @@ class _PoseTask:
                               p.scale_jitter, p.shift_px, generator)
             x, kp = warp(x, kp, m, p.interpolation)
         x = sensor_jitter(x, generator, p.jag_jitter, p.flying_jitter, p.hole_jitter,
-                          p.depth_noise_jitter)
+                          p.depth_noise_jitter, p.erode_jitter)
         target = heatmap_targets(image_to_heatmap(kp, self.stride), self.hm_size, p.sigma)
         return x.contiguous(memory_format=self.fmt), target
 

@@ -23,6 +23,8 @@ HoleJitter = Annotated[float, Field(ge=0, le=1, description="per image probabili
                                      "of a hole at the hand's edge; 0: off")]
 DepthNoiseJitter = Annotated[float, Field(ge=0, le=64, description="per image Gaussian noise "
                                            "of std U(0, s) grey levels on depth; 0: off")]
+ErodeJitter = Annotated[float, Field(ge=0, le=8, description="per image band of U(0, e) px "
+                                      "removed along the hand's silhouette; 0: off")]
 
 
 class PoseEstimatorParams(PrecisionParams):
@@ -32,7 +34,7 @@ class PoseEstimatorParams(PrecisionParams):
 
     OMIT_AT: ClassVar[dict[str, Any]] = {
         **PrecisionParams.OMIT_AT, "jag_jitter": 0.0, "flying_jitter": 0.0, "hole_jitter": 0.0,
-        "depth_noise_jitter": 0.0}
+        "depth_noise_jitter": 0.0, "erode_jitter": 0.0}
 
     stacks: int = Field(2, ge=1, le=8)
     width: int = Field(32, ge=2, le=1024)
@@ -55,6 +57,7 @@ class PoseEstimatorParams(PrecisionParams):
     flying_jitter: FlyingJitter = 0.0
     hole_jitter: HoleJitter = 0.0
     depth_noise_jitter: DepthNoiseJitter = 0.0
+    erode_jitter: ErodeJitter = 0.0
     compile: bool = False
     channels_last: bool = True
     device: Device = "auto"
@@ -71,7 +74,10 @@ class SensorLabelModelParams(AugmentedLabelModelParams):
     training set with these amounts, so that R may add sensor artefacts without paying for
     them (docs/hand.md, "A sensor-blind label model"). Synthetic labels only."""
 
+    OMIT_AT: ClassVar[dict[str, Any]] = {"erode_jitter": 0.0}
+
     jag_jitter: JagJitter
     flying_jitter: FlyingJitter
     hole_jitter: HoleJitter
     depth_noise_jitter: DepthNoiseJitter
+    erode_jitter: ErodeJitter = 0.0
