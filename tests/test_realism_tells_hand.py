@@ -4,6 +4,7 @@ on hand-drawn crops whose counts are known."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from benchmarks.realism_tells_hand import depth_statistics
 
@@ -38,3 +39,31 @@ def test_roughness_inside_the_hand_is_seen() -> None:
     assert s["large jumps inside the hand (> 20 codes)"] == 2  # into and out of the bump
     assert s["interior |Laplacian|"] > 0
     assert s["interior: share of flat horizontal steps"] == 40 / 42  # 7 rows x 6 pairs
+
+
+class _ImageAsHeatmap(torch.nn.Module):
+    """A 'label model' whose one heatmap is the image itself, at stride 1."""
+
+    stride = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_refiner_costs_of_the_identity_and_of_a_uniform_offset() -> None:
+    from benchmarks.oracle_costs_hand import refiner_costs, to_unit
+    from simgan.hand.estimator import decode_heatmaps
+
+    codes = np.zeros((3, 8, 8), np.uint8)
+    codes[:, 2:6, 3:7] = 200
+    codes[1, 4, 4] = 255  # each image differs, so the structure is not trivially 1
+    x = to_unit(codes)
+    same = refiner_costs(_ImageAsHeatmap(), decode_heatmaps, x, x, batch=2)
+    assert same == {"label shift": 0.0, "joint shift px": 0.0, "drift": 0.0, "structure": 1.0}
+    # +10 grey levels everywhere: drift 10; the heatmap (the image) moves by 10/127.5 at each
+    # of its 64 pixels, so the label shift is 64 (10/127.5)^2; a uniform offset keeps the
+    # layout (structure 1) and the peak (joint shift 0)
+    up = refiner_costs(_ImageAsHeatmap(), decode_heatmaps, x, x + 10 / 127.5, batch=2)
+    assert abs(up["drift"] - 10.0) < 1e-4
+    assert abs(up["label shift"] - 64 * (10 / 127.5) ** 2) < 1e-5
+    assert abs(up["structure"] - 1.0) < 1e-5 and up["joint shift px"] < 1e-4
