@@ -11,6 +11,8 @@ from simgan.core.refiner.losses import (
     REAL,
     REFINED,
     adversarial_loss,
+    background_fill,
+    far_background_mask,
     interior_detail,
     interior_mask,
     r1_penalty,
@@ -115,3 +117,34 @@ def test_interior_detail_counts_new_fine_detail_inside_only() -> None:
     # a change of the low frequencies (a constant offset of the surface inside) is free too
     shifted = _square(0.3)
     assert interior_detail(shifted, _square(0.0), 2).item() == 0.0
+
+
+def _small_hand() -> torch.Tensor:
+    """15x15 crop: a 5x5 surface (rows and columns 5-9) at 0.5 on no-reading -1."""
+    x = torch.full((1, 1, 15, 15), -1.0)
+    x[..., 5:10, 5:10] = 0.5
+    return x
+
+
+def test_far_background_mask_leaves_a_band_of_the_margin_around_the_silhouette() -> None:
+    x = _small_hand()
+    # margin m: everything but the surface dilated to (5 + 2m)^2
+    for margin, kept in ((0, 225 - 25), (1, 225 - 49), (2, 225 - 81)):
+        m = far_background_mask(x, margin)
+        assert m.sum().item() == kept
+        assert m[..., 5:10, 5:10].max().item() == 0.0
+    assert far_background_mask(x, 2)[..., 0, 0].item() == 1.0
+
+
+def test_background_fill_charges_depth_far_from_the_hand_only() -> None:
+    x = _small_hand()
+    haze = x.clone()
+    haze[x < 0] += 0.2  # the whole background lifted by 0.2
+    assert background_fill(haze, x, 2).item() == pytest.approx(144 * 0.2 / 225, rel=1e-6)
+    # an eroded edge and a flying pixel next to the hand are free; so is any change inside
+    edge = x.clone()
+    edge[..., 5, 5:10] = -1.0
+    edge[..., 4, 7] = 0.1
+    edge[..., 7, 7] = 0.9
+    assert background_fill(edge, x, 2).item() == 0.0
+    assert background_fill(edge, x, 0).item() == pytest.approx(1.1 / 225, rel=1e-6)

@@ -559,17 +559,23 @@ def test_r1_off_is_left_out_of_dumps(data) -> None:
         _params(r1_gamma=-1.0)
 
 
-def test_interior_detail_term_is_recorded_and_off_by_default(data) -> None:
-    """The interior-detail tie adds its own loss record to R's updates; off (0), the two keys
-    are left out of dumps, so earlier params hashes and fingerprints hold."""
+@pytest.mark.parametrize(("setting", "keys", "record"), [
+    ({"lambda_interior": 5.0, "interior_margin": 2},
+     {"lambda_interior", "interior_margin"}, "loss_r_interior"),
+    ({"lambda_background": 10.0, "background_margin": 1},
+     {"lambda_background", "background_margin"}, "loss_r_background"),
+])
+def test_depth_ties_are_recorded_and_off_by_default(data, setting, keys, record) -> None:
+    """The interior-detail and empty-background ties add their own loss record to R's
+    updates; off (0), their keys are left out of dumps, so earlier params hashes and
+    fingerprints hold."""
     syn, real = data
-    assert not {"lambda_interior", "interior_margin"} & set(_params().model_dump())
-    p = _params(lambda_interior=5.0, interior_margin=2, pretrain_refiner_steps=1,
-                pretrain_discriminator_steps=0)
-    assert p.model_dump()["lambda_interior"] == 5.0
+    assert not keys & set(_params().model_dump())
+    p = _params(**setting, pretrain_refiner_steps=1, pretrain_discriminator_steps=0)
+    assert {k: p.model_dump()[k] for k in keys} == setting
     t = RefinerTrainer(syn, real, NET, DISC, p)
     t.train_step()
-    assert "loss_r_interior" in t.log()
+    assert record in t.log()
     plain = RefinerTrainer(syn, real, NET, DISC, _params(pretrain_refiner_steps=1))
     plain.train_step()
-    assert "loss_r_interior" not in plain.log()
+    assert record not in plain.log()

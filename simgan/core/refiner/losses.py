@@ -105,6 +105,28 @@ def interior_detail(refined: torch.Tensor, synthetic: torch.Tensor, margin: int)
     return diff.flatten(1).mean(1).mean()
 
 
+def far_background_mask(synthetic: torch.Tensor, margin: int) -> torch.Tensor:
+    """"No reading" pixels of ``synthetic`` (B, 1, H, W) whose (2 margin + 1)^2 neighbourhood
+    holds no reading either: the background more than ``margin`` px from the silhouette."""
+    reading = (synthetic > READING_ABOVE).float()
+    k = 2 * margin + 1
+    return 1.0 - F.max_pool2d(reading, k, stride=1, padding=margin)  # outside reads nothing
+
+
+def background_fill(refined: torch.Tensor, synthetic: torch.Tensor, margin: int) -> torch.Tensor:
+    """Mean over pixels and batch of ``|R(x) - x|`` on the far background of x
+    (:func:`far_background_mask`), 0 elsewhere.
+
+    Why: a depth sensor reads nothing where nothing is, and the crop removes what lies behind
+    the hand, so the background far from the hand is missing depth in real crops too. The label
+    term does not see it (the hourglass reads the hand), and one refiner seed lifted the whole
+    background into a grey haze (docs/hand.md, item 11). The band of ``margin`` px around the
+    silhouette, where flying pixels and eroded edges belong, stays free.
+    """
+    mask = far_background_mask(synthetic, margin)
+    return ((refined.float() - synthetic.float()).abs() * mask).flatten(1).mean(1).mean()
+
+
 def r1_penalty(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Squared gradient norm of D's realness on real ``images`` (R1), averaged over the batch.
 

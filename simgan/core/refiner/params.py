@@ -119,7 +119,8 @@ class RefinerTrainParams(PrecisionParams):
 
     OMIT_AT: ClassVar[dict[str, Any]] = {
         **PrecisionParams.OMIT_AT, "ema_decay": 0.0, "r1_gamma": 0.0,
-        "lambda_interior": 0.0, "interior_margin": 3,
+        "lambda_interior": 0.0, "interior_margin": 3, "lambda_background": 0.0,
+        "background_margin": 2,
     }
 
     batch_size: int = Field(32, ge=2, le=8192)
@@ -150,6 +151,12 @@ class RefinerTrainParams(PrecisionParams):
     interior_margin: int = Field(
         3, ge=1, le=15, description="px from the silhouette (no-reading pixels) where "
         "lambda_interior starts to apply")
+    lambda_background: float = Field(
+        0.0, ge=0, le=1e6, description="weight of the empty-background tie for depth: the "
+        "mean |R(x) - x| where x has no reading within background_margin px; 0: off")
+    background_margin: int = Field(
+        2, ge=0, le=15, description="px around the silhouette that lambda_background leaves "
+        "free (flying pixels, eroded edges)")
     reg_feature: Literal["identity", "local_mean"] = "identity"
     reg_kernel: int = Field(3, ge=1, le=31)
     reg_reduction: Literal["mean", "sum"] = "mean"

@@ -46,6 +46,7 @@ from simgan.core.refiner.losses import (
     REAL,
     REFINED,
     adversarial_loss,
+    background_fill,
     interior_detail,
     label_distance,
     r1_penalty,
@@ -377,6 +378,10 @@ class RefinerTrainer:
             interior = interior_detail(r, x, p.interior_margin)
             loss = loss + p.lambda_interior * interior
             out["loss_r_interior"] = interior.detach()
+        if p.lambda_background > 0:
+            background = background_fill(r, x, p.background_margin)
+            loss = loss + p.lambda_background * background
+            out["loss_r_background"] = background.detach()
         if self.label_model is not None:
             with torch.no_grad():
                 target = self.label_model(x)
