@@ -167,6 +167,12 @@ def test_erosion_removes_a_ragged_band_of_the_drawn_width_from_the_silhouette_on
     assert abs(share[0] - 0.5) < 0.05
     assert 0.005 < share[1] < 0.05
     assert share[2] < 0.002
+    # the band is never wider than twice the width, however deep the hand: a 40 px square
+    # eroded at width 2 keeps everything 5 px or more inside
+    big = torch.full((16, 1, 48, 48), -1.0)
+    big[..., 4:44, 4:44] = 0.4
+    kept = erode_silhouette(big, torch.full((16,), 2.0), torch.Generator().manual_seed(1))
+    assert bool((kept[..., 8:40, 8:40] == 0.4).all())
 
 
 def test_wider_erosion_removes_more_of_the_hand():

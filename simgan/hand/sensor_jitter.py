@@ -69,15 +69,16 @@ def erode_silhouette(x: torch.Tensor, width: torch.Tensor, generator: torch.Gene
                      ) -> torch.Tensor:
     """Image i with the hand pixels of a band along its silhouette set to background: a pixel
     goes when its depth inside (:func:`depth_inside`) is at most ``width[i]`` times a factor
-    1 + N/2 that varies smoothly along the edge (N: :func:`smooth_noise`), so the band is
-    ragged. Why: a Kinect loses whole strips of the hand where its surface turns away
-    (grazing incidence), in the projector's shadow and in dropouts along edges; the stand-in
-    keeps about three quarters of the synthetic hand's pixels (docs/hand.md)."""
+    1 + N/2, clipped to [0, 2], that varies smoothly along the edge (N: :func:`smooth_noise`),
+    so the band is ragged and never wider than 2 ``width[i]`` (the depth is counted that far).
+    Why: a Kinect loses whole strips of the hand where its surface turns away (grazing
+    incidence), in the projector's shadow and in dropouts along edges; the stand-in keeps
+    about three quarters of the synthetic hand's pixels (docs/hand.md)."""
     n = x.shape[0]
     hand = x > READING_ABOVE
     steps = int(torch.ceil(width.max() * 2.0).item()) + 1 if n else 1
     depth = depth_inside(hand, steps)
-    factor = (1.0 + 0.5 * smooth_noise(tuple(x.shape), generator)).clamp_min(0.0).to(x)
+    factor = (1.0 + 0.5 * smooth_noise(tuple(x.shape), generator)).clamp(0.0, 2.0).to(x)
     band = hand & (depth <= width.to(x).view(n, 1, 1, 1) * factor)
     return torch.where(band, torch.full_like(x, -1.0), x)
 
