@@ -29,7 +29,11 @@ from benchmarks.realism_tells_hand import oracle_depth  # noqa: E402
 from simgan.core import torchfile  # noqa: E402
 from simgan.core.dataset import open_dataset  # noqa: E402
 from simgan.core.refiner.losses import label_shift  # noqa: E402
-from simgan.core.refiner.selection import structure_similarity  # noqa: E402
+from simgan.core.refiner.selection import (  # noqa: E402
+    drift_grey_levels,
+    structure_similarity,
+    within_guards,
+)
 from simgan.tasks import get_task, load_task_params  # noqa: E402
 from stages.layout import Layout  # noqa: E402
 
@@ -55,7 +59,7 @@ def refiner_costs(label_model: torch.nn.Module, decode, synthetic: torch.Tensor,
         heat.append(label_shift(hr, hx))
         uv = (decode(hr) - decode(hx)) * label_model.stride
         joints.append(uv.norm(dim=-1).mean(1))
-        drift.append((r - x).abs().flatten(1).mean(1) * 127.5)
+        drift.append(drift_grey_levels(r, x))
         structure.append(structure_similarity(r, x))
     return {name: float(torch.cat(v).mean()) for name, v in
             (("label shift", heat), ("joint shift px", joints), ("drift", drift),
@@ -87,7 +91,7 @@ def main() -> None:
           "|---|---|---|---|---|---|")
     for name, images in sets.items():
         c = refiner_costs(label_model, decode_heatmaps, synthetic, images)
-        ok = c["structure"] >= t.select_min_structure and c["drift"] <= t.select_max_drift
+        ok = within_guards(c, t.select_min_structure, t.select_max_drift)
         print(f"| {name} | {c['label shift']:.3f} ({c['label shift'] * t.lambda_label:.1f}) | "
               f"{c['joint shift px']:.2f} | {c['drift']:.2f} | {c['structure']:.4f} | "
               f"{'pass' if ok else 'fail'} |", flush=True)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from simgan.core.images import READING_ABOVE
+from simgan.core.images import NO_READING, READING_ABOVE
 
 JUMP = 40.0 / 127.5
 """A depth edge: neighbours more than 40 grey levels apart (the hand against the background
 or a finger in front of the palm)."""
+
 
 def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator)
@@ -80,7 +81,7 @@ def erode_silhouette(x: torch.Tensor, width: torch.Tensor, generator: torch.Gene
     depth = depth_inside(hand, steps)
     factor = (1.0 + 0.5 * smooth_noise(tuple(x.shape), generator)).clamp(0.0, 2.0).to(x)
     band = hand & (depth <= width.to(x).view(n, 1, 1, 1) * factor)
-    return torch.where(band, torch.full_like(x, -1.0), x)
+    return torch.where(band, torch.full_like(x, NO_READING), x)
 
 
 def _neighbour_extremes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,7 +127,7 @@ def sensor_jitter(
             threshold = torch.special.ndtri(1 - q).view(n, 1, 1, 1)
             blobs = smooth_noise(tuple(x.shape), generator) > threshold
             hand_edge = edge & (x > far + JUMP)
-            x = torch.where(hand_edge & blobs.to(x.device), torch.full_like(x, -1.0), x)
+            x = torch.where(hand_edge & blobs.to(x.device), torch.full_like(x, NO_READING), x)
     if noise:
         std = (noise / 127.5) * _uniform(n, generator).to(x).view(n, 1, 1, 1)
         jitter = std * torch.randn(x.shape, generator=generator).to(x)

@@ -77,6 +77,17 @@ def structure_similarity(
     return (a * c).sum(1) / (a.norm(dim=1) * c.norm(dim=1)).clamp_min(1e-8)
 
 
+def drift_grey_levels(refined: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
+    """Per-image mean |R(x) - x| in grey levels (B,): what the drift guard bounds."""
+    return (refined - synthetic).abs().flatten(1).mean(1) * 127.5
+
+
+def within_guards(record: dict[str, float], min_structure: float, max_drift: float) -> bool:
+    """Whether a scored candidate passes the guards: mean structure >= ``min_structure`` and
+    mean drift <= ``max_drift``."""
+    return record["structure"] >= min_structure and record["drift"] <= max_drift
+
+
 class Selector:
     """Label-free checkpoint criterion: how real do refined images look, without moving structure.
 
@@ -185,7 +196,7 @@ class Selector:
             r = apply_refiner(refiner, x, gen).float()
             refined.append(r)
             structure.append(structure_similarity(r, x))
-            drift.append((r - x).abs().flatten(1).mean(1) * 127.5)
+            drift.append(drift_grey_levels(r, x))
             if self.label_model is not None:
                 shift.append(label_shift(self.label_model(r), self.label_readings[i]))
         refiner.train(was_training)
@@ -202,7 +213,7 @@ class Selector:
         return record
 
     def eligible(self, record: dict[str, float]) -> bool:
-        return record["structure"] >= self.min_structure and record["drift"] <= self.max_drift
+        return within_guards(record, self.min_structure, self.max_drift)
 
     def better(self, record: dict[str, float], best: dict[str, float] | None) -> bool:
         """Whether ``record`` (scored after ``best``) beats ``best``: eligible first, then lower
