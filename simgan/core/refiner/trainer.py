@@ -42,6 +42,7 @@ from simgan.core.images import to_tensor, to_uint8
 from simgan.core.refiner import ranks as rank_state
 from simgan.core.refiner.discriminator import PatchDiscriminator
 from simgan.core.refiner.history import HistoryBuffer
+from simgan.core.refiner.label_targets import DEFAULT_BUDGET_BYTES, LabelTargets
 from simgan.core.refiner.losses import (
     REAL,
     REFINED,
@@ -286,6 +287,7 @@ class RefinerTrainer:
         on_metrics: MetricsCallback | None = None,
         on_samples: SamplesCallback | None = None,
         label_model: nn.Module | None = None,
+        reading_cache_bytes: int = DEFAULT_BUDGET_BYTES,
     ) -> None:
         _check_images(synthetic, real)
         if params.lambda_label > 0 and label_model is None:
@@ -302,6 +304,12 @@ class RefinerTrainer:
         )
         self.held_out = HeldOut.draw(synthetic, real, params)
         self.label_model = _frozen(label_model, self.device) if params.lambda_label > 0 else None
+        if self.label_model is not None:
+            self.label_targets = LabelTargets(
+                self.label_model, synthetic, self.held_out.train_synthetic,
+                params.batch_size // self.ranks.world_size, self.memory_format,
+                reading_cache_bytes,
+            )
         self._build_nets(net, disc)
         self.rngs = _Rngs(params.seed, self.device, self.ranks.rank)
         self.buffer = HistoryBuffer(  # per rank: its share of history_size
@@ -355,18 +363,25 @@ class RefinerTrainer:
 
     # ---- updates
 
-    def _batch(self, images: np.ndarray, pool: np.ndarray) -> torch.Tensor:
+    def _rows(self, pool: np.ndarray) -> np.ndarray:
+        """This rank's rows of a mini-batch drawn from ``pool`` (sorted random indices)."""
         b = self.params.batch_size
         pick = self.rngs.numpy.choice(pool.shape[0], b, replace=b > pool.shape[0])
-        rows = distributed.shard(pool[np.sort(pick)], self.ranks)  # this rank's share
+        return distributed.shard(pool[np.sort(pick)], self.ranks)  # this rank's share
+
+    def _load(self, images: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         t = to_tensor(images[rows], self.device)
         return t.contiguous(memory_format=self.memory_format)
+
+    def _batch(self, images: np.ndarray, pool: np.ndarray) -> torch.Tensor:
+        return self._load(images, self._rows(pool))
 
     def refiner_step(self, adversarial: bool) -> dict[str, torch.Tensor]:
         """One update of R: self-regularisation (weight 1 in pretraining, ``lambda_reg`` in
         adversarial steps) plus, if ``adversarial``, the loss of D calling R(x) real."""
         p = self.params
-        x = self._batch(self.synthetic, self.held_out.train_synthetic)
+        rows = self._rows(self.held_out.train_synthetic)
+        x = self._load(self.synthetic, rows)
         r = self.fwd_r(x)
         reg = self_regularisation(
             r, x, p.lambda_reg if adversarial else 1.0, p.reg_feature, p.reg_reduction,
@@ -383,8 +398,7 @@ class RefinerTrainer:
             loss = loss + p.lambda_background * background
             out["loss_r_background"] = background.detach()
         if self.label_model is not None:
-            with torch.no_grad():
-                target = self.label_model(x)
+            target = self.label_targets.read(rows, x)  # the reading of x: once per image
             label = label_distance(self.label_model(r), target)
             loss = loss + p.lambda_label * label
             out["loss_r_label"] = label.detach()
