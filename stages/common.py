@@ -18,6 +18,7 @@ from simgan.core.launch import DistributedError, env_ranks, is_main_process, loc
 from simgan.core.task import Task
 from simgan.core.tracking import Provenance
 from simgan.tasks import get_task, load_task_params, task_names
+from stages.allocator import keep_freed_memory
 from stages.failures import reported
 from stages.layout import SOURCES, Layout
 from stages.ownership import own_outputs
@@ -110,6 +111,7 @@ def _run(stage: str, body: Callable[[StageContext], None], args: argparse.Namesp
     params = load_task_params(root / args.params, args.task)
     if stage not in WITHOUT_TORCH:
         _limit_threads()
+        keep_freed_memory()  # large activations stay in the heap: no page faults per batch
     ctx = StageContext(
         task=get_task(args.task),
         params=params,
