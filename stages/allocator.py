@@ -1,12 +1,12 @@
 """Keep freed memory in the process instead of handing it back to the kernel (glibc only).
 
-glibc's malloc serves every block above its mmap threshold (128 KiB, raised dynamically up to
-32 MiB) with a fresh ``mmap`` and returns it with ``munmap`` when torch frees it, so every
-large activation of every batch lands on new pages and pays a page fault per 4 KiB on first
-touch. Measured at 1 thread on the 2-core AVX2 VM: cloning a 61 MB tensor took 44 ms
-(1.4 GB/s) and a 16->16 3x3 conv on a batch of 512 eyes 100 ms; with freed memory kept, 7 ms
-and 53 ms. Nothing computed changes: the same kernels run on the same values at the same 64-byte
-alignment (torch's own), so every output keeps its bytes (docs/performance.md).
+glibc's malloc serves every block above its mmap threshold (128 KiB, raised dynamically up
+to 32 MiB) with a fresh ``mmap`` and returns it with ``munmap`` when torch frees it, so every large
+activation of every batch lands on new pages and pays a page fault per 4 KiB on first touch.
+Measured at 1 thread on the 2-core AVX2 VM, in fresh processes: cloning a 61 MB tensor took
+51-54 ms and a 16->16 3x3 conv on a batch of 512 eyes 104-106 ms; with freed memory kept, 16 ms
+and 53-73 ms. Nothing computed changes: the same kernels run on the same values at the same
+64-byte alignment (torch's own), so every output keeps its bytes (docs/performance.md).
 
 Set by ``mallopt`` at a stage's start rather than by ``MALLOC_*`` environment variables, so
 that a plain ``dvc repro`` or ``python -m stages.<stage>`` gets it too. The price is memory

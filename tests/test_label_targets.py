@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -41,7 +43,7 @@ def test_a_read_equals_the_model_on_the_batch(budget: int) -> None:
     images = _images(50, 0)
     pool = np.sort(np.random.default_rng(1).choice(50, 37, replace=False))  # 37: not 8k
     model = _heatmaps()
-    targets = LabelTargets(model, images, pool, 8, torch.channels_last, budget)
+    targets = LabelTargets(model, partial(_load, images), 50, pool, 8, budget)
     rng = np.random.default_rng(2)
     for _ in range(6):
         rows = np.sort(rng.choice(pool, 8, replace=False))
@@ -56,7 +58,7 @@ def test_a_read_equals_the_model_on_the_batch(budget: int) -> None:
 
 def test_a_pool_smaller_than_a_batch_reads_per_update() -> None:
     images = _images(10, 0)
-    targets = LabelTargets(_heatmaps(), images, np.arange(5), 8, torch.channels_last)
+    targets = LabelTargets(_heatmaps(), partial(_load, images), 10, np.arange(5), 8)
     rows = np.array([0, 0, 1, 2, 2, 3, 4, 4])
     x = _load(images, rows)
     assert torch.equal(targets.read(rows, x), targets.model(x))
@@ -99,7 +101,7 @@ class _PlaceDependent(nn.Module):
 def test_a_reading_that_depends_on_the_place_in_the_batch_drops_the_table() -> None:
     images = _images(40, 0)
     model = _PlaceDependent()
-    targets = LabelTargets(model, images, np.arange(40), 8, torch.channels_last)
+    targets = LabelTargets(model, partial(_load, images), 40, np.arange(40), 8)
     rows = np.arange(3, 11)  # filled at places 3..7 and 0..2 of two chunks: not these places
     x = _load(images, rows)
     assert torch.equal(targets.read(rows, x), model(x))

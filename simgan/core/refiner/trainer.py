@@ -27,6 +27,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -306,8 +307,8 @@ class RefinerTrainer:
         self.label_model = _frozen(label_model, self.device) if params.lambda_label > 0 else None
         if self.label_model is not None:
             self.label_targets = LabelTargets(
-                self.label_model, synthetic, self.held_out.train_synthetic,
-                params.batch_size // self.ranks.world_size, self.memory_format,
+                self.label_model, partial(self._load, synthetic), synthetic.shape[0],
+                self.held_out.train_synthetic, params.batch_size // self.ranks.world_size,
                 reading_cache_bytes,
             )
         self._build_nets(net, disc)
