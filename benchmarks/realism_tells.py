@@ -3,10 +3,15 @@ images (see ``oracle_refiner.py``) with one effect of the real appearance model 
 
     python benchmarks/realism_tells.py            # after `make run` (reads data/gaze)
     python benchmarks/realism_tells.py --refined  # what gives the refined eyes away
+    python benchmarks/realism_tells.py --camera   # the stand-in's own camera on other scenes
 
 The second form measures the default run's refined training set against the real test set:
 the AUC of single per-image statistics, then the two-sample test after fixing the found
 tells after the fact (black level, JPEG, blur), to see whether they are all there is.
+The third puts the synthetic and the refined training images through the stand-in's own camera
+(blur, response curve, exposure, noise, JPEG, each drawn per image as for the real images): the
+most a camera stage after the refiner (``net.camera``, ``net.codec``) could do, when the scene
+itself (texture, lashes, shadow, glints) is left as it is.
 
 Why: refined-vs-real AUC can stay at 1.0 while KID falls 30-fold; the classifier keys on
 something the refiner does not make. Each row removes one effect from otherwise perfect
@@ -127,5 +132,30 @@ def refined_tells(n: int = 4000) -> None:
         print(f"| {name} | {r.auc:.3f} | {r.accuracy:.3f} |", flush=True)
 
 
+def camera_bound(n: int = 4000) -> None:
+    from simgan.core.realism import two_sample_test
+    from simgan.gaze.standin import capture
+
+    p = load_task_params(str(ROOT / "params.yaml"), "gaze")
+    layout = Layout(ROOT, "gaze")
+    real = open_dataset(layout.real("test")).images
+    scenes = {"synthetic": open_dataset(layout.synthetic("train")).images,
+              "refined (default run)": open_dataset(layout.refined()).images}
+    print("| scene, through the stand-in's camera | AUC vs real (95% CI) | accuracy |\n"
+          "|---|---|---|")
+    for name, images in scenes.items():
+        x = np.asarray(images[:n], dtype=np.float32).reshape(-1, *images.shape[-2:])
+        shot = capture(x, np.random.default_rng(5), p.real.appearance)
+        shot = np.clip(np.rint(shot), 0, 255).astype(np.uint8).reshape(-1, *real.shape[1:])
+        r = two_sample_test(real, shot, p.compare.realism)
+        print(f"| {name} | {r.auc:.3f} ({r.auc_ci95_low:.3f}-{r.auc_ci95_high:.3f}) | "
+              f"{r.accuracy:.3f} |", flush=True)
+
+
 if __name__ == "__main__":
-    refined_tells() if "--refined" in sys.argv[1:] else main()
+    if "--refined" in sys.argv[1:]:
+        refined_tells()
+    elif "--camera" in sys.argv[1:]:
+        camera_bound()
+    else:
+        main()

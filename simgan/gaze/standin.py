@@ -250,8 +250,18 @@ def shade_real(
     ramp += _col(light[:, 1] / height) * (f.v - height / 2.0)
     img *= 1.0 + app.light_strength * 2.0 * ramp
     img += glints(geom, f, rng, app, light)
+    return capture(img, rng, app)
 
-    # camera: optics blur, response curve, noise, compression.
+
+def capture(img: np.ndarray, rng: np.random.Generator, app: RealAppearanceParams) -> np.ndarray:
+    """The stand-in camera on a scene (B, H, W), 0-255: optics blur, response curve, noise,
+    compression, each with its own per-image setting. Separate from the shading so that
+    benchmarks/realism_tells.py can put other scenes (synthetic, refined) through it."""
+    n, height, width = img.shape
+
+    def uni(lo: float, hi: float) -> np.ndarray:
+        return _col(rng.uniform(lo, hi, n))
+
     img = gaussian_blur(img, rng.uniform(app.blur_sigma_min, app.blur_sigma_max, n))
     img = response_curve(np.clip(img, 0.0, 255.0), uni(app.gamma_min, app.gamma_max))
     img = (img - 128.0) * uni(app.contrast_min, app.contrast_max) + 128.0

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from simgan.core.refiner.camera import LearnedCamera
 from simgan.core.refiner.codec import BlockCodec
 
 if TYPE_CHECKING:
@@ -95,6 +96,11 @@ class Refiner(nn.Module):
     pixel by a dark smear (the chains of nearly-black pixels refined depth showed, docs/hand.md);
     a hard choice makes holes exactly. The map starts at weights 0 and bias -2 (no hole
     anywhere: R starts as the identity); which pixels drop can depend on the noise inputs.
+    ``camera``: R's output goes through a learned camera (:class:`LearnedCamera`: blur, tone
+    curve, gain and offset, sensor noise, each setting drawn per image from a learned
+    distribution), before the codec if there is one. Why: a conv net gives one synthetic
+    scene one appearance, while real crops vary in exposure, blur and noise from image to
+    image; the conv layers keep the scene's appearance, the camera the capture's.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class Refiner(nn.Module):
         saturation: Saturation = "clamp",
         warp_px: float = 0.0,
         holes: bool = False,
+        camera: bool = False,
     ) -> None:
         super().__init__()
         if noise_channels < 0:
@@ -143,6 +150,7 @@ class Refiner(nn.Module):
         )
         self.blocks = nn.Sequential(*(ResBlock(width, kernel, padding) for _ in range(blocks)))
         self.tail = nn.Conv2d(width, in_channels, 1)
+        self.camera = LearnedCamera() if camera else None
         self.codec = BlockCodec(tuple(codec_quality)) if codec else None
         if output == "residual":
             nn.init.zeros_(self.tail.weight)
@@ -171,6 +179,8 @@ class Refiner(nn.Module):
             out = self._saturate(base + r)
         if self.holes is not None:
             out = self._drop(out, self.holes(features))
+        if self.camera is not None:
+            out = self.camera(out, generator)
         return out if self.codec is None else self.codec(out, generator)
 
     @staticmethod
@@ -230,7 +240,7 @@ class Refiner(nn.Module):
     @property
     def draws_noise(self) -> bool:
         """Whether a forward pass draws random numbers (noise inputs or codec qualities)."""
-        return bool(self.noise_channels) or self.codec is not None
+        return bool(self.noise_channels) or self.codec is not None or self.camera is not None
 
     def skip_noise(self, b: int, h: int, w: int, generator: torch.Generator) -> None:
         """Advance ``generator`` as refining a (b, 1, h, w) batch would, without refining it:
@@ -238,6 +248,8 @@ class Refiner(nn.Module):
         for size in self._noise_sizes(h, w) if self.noise_channels else []:
             torch.randn(b, self.noise_channels, *size, generator=generator,
                         device=generator.device)
+        if self.camera is not None:
+            self.camera.skip(b, h, w, generator)
         if self.codec is not None:
             self.codec.draw(b, generator, generator.device)
 

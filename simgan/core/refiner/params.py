@@ -37,7 +37,7 @@ CADENCE = frozenset(
 class RefinerNetParams(LateKeysParams):
     """Refiner architecture (paper eye: width 64, 4 blocks, 3x3). Kwargs of ``Refiner``."""
 
-    OMIT_AT: ClassVar[dict[str, Any]] = {"warp_px": 0.0, "holes": False}
+    OMIT_AT: ClassVar[dict[str, Any]] = {"warp_px": 0.0, "holes": False, "camera": False}
 
     width: int = Field(64, ge=1, le=1024)
     blocks: int = Field(4, ge=0, le=64)
@@ -67,6 +67,10 @@ class RefinerNetParams(LateKeysParams):
     holes: bool = Field(
         False, description="a per-pixel 'no reading' map: where its logit is > 0 the output is "
         "-1 (missing depth), a hard choice with a straight-through gradient; off: none")
+    camera: bool = Field(
+        False, description="pass R's output through a learned camera (blur, tone curve, gain, "
+        "offset, sensor noise; per-image settings from learned distributions), before the "
+        "codec; off: none")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:

@@ -484,6 +484,9 @@ class RefinerTrainer:
         step, metrics = self.step, distributed.average(self.meter.pop(), self.ranks)
         pretrain_r = step <= self.params.pretrain_refiner_steps
         metrics["phase"] = float(0 if pretrain_r else 1 if step <= self.adv_start else 2)
+        camera = self.output_refiner.camera
+        if camera is not None:  # what the learned camera settled on, as it goes
+            metrics.update(camera.expected())
         self.history.append({"step": float(step), **metrics})
         if self.on_metrics is not None:
             self.on_metrics(metrics, step)

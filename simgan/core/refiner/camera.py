@@ -1,0 +1,130 @@
+"""A learned camera as the refiner's last stage: optics blur, a tone curve, gain and offset,
+and sensor noise, each with a per-image setting drawn from a distribution that R learns.
+
+Why: the two-sample test separates refined eyes from real ones by camera effects a
+deterministic, translation-equivariant net makes badly (docs/science.md, "What gives refined
+eyes away"): the black level, the blur before the noise, the noise level, and their spread
+from image to image. A conv net maps one synthetic eye to one refined eye, so it cannot give
+two renderings of the same scene two exposures; a camera that draws its settings per image
+can. Sim-to-real work models these effects as explicit stages and learns their parameters
+adversarially (Carlson et al., "Sensor Transfer", 2019); here the conv refiner keeps the job
+of the scene's appearance (texture, lashes, glints) and this stage the camera's.
+
+Each setting is ``low + (high - low) * sigmoid(mu + exp(log_spread) * eps)`` with
+``eps ~ N(0, 1)`` per image (a logit-normal: from a point mass to a near-uniform spread over
+the range); ``mu`` and ``log_spread`` are learned by the reparameterisation trick. The stage
+starts as (nearly) the identity: gain 1, offset 0, gamma 1, no noise, a blur of 0.25 px (a
+kernel of ~[0.0003, 0.9993, 0.0003]: a zero-width blur would have no gradient).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# (name, low, high, starting value) in grey levels and pixels. The ranges bound what R may
+# learn; they are wide enough for any camera the real crops are likely to come from.
+SETTINGS: tuple[tuple[str, float, float, float], ...] = (
+    ("blur_sigma", 0.2, 2.0, 0.25),  # optics, pixels
+    ("gamma", 0.4, 2.5, 1.0),  # tone curve exponent (see tone_curve)
+    ("gain", 0.4, 1.6, 1.0),  # contrast about mid-grey
+    ("offset", -40.0, 40.0, 0.0),  # brightness, grey levels
+    ("read_noise", 0.0, 12.0, 0.02),  # noise std, grey levels
+    ("shot_noise", 0.0, 0.2, 0.0005),  # noise variance per grey level of signal
+)
+START_SPREAD = 0.05
+"""exp(log_spread) at the start: settings barely vary between images."""
+LR_GAIN = 100.0
+"""The learned parameters are stored divided by this: Adam moves each parameter by about the
+learning rate per step, which is sized for conv weights (1e-4); the camera's logits must travel
+units, not hundredths, within a few hundred steps."""
+BLUR_RADIUS = 4
+"""Half-width of the blur kernel: covers 2 sigma at the largest sigma."""
+
+
+def tone_curve(img: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """255 x / (x + c (1 - x)) with x = img / 255 and c = 2^gamma - 1: equal to 255 x^gamma at
+    0, mid-grey and 255, smooth and cheap, and the identity at gamma = 1."""
+    x = img * (1.0 / 255.0)
+    c = torch.pow(2.0, gamma) - 1.0
+    return 255.0 * x / (x + c * (1.0 - x)).clamp_min(1e-6)
+
+
+def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) with a per-image ``sigma`` (B,), edges
+    replicated; differentiable in ``sigma``."""
+    b, c, h, w = img.shape
+    taps = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, device=img.device, dtype=img.dtype)
+    k = torch.exp(-0.5 * (taps[None] / sigma[:, None]) ** 2)
+    k = k / k.sum(1, keepdim=True)  # (B, 2r + 1)
+    r = BLUR_RADIUS
+    # one group per image: (1, B*C, H, W) against B*C kernels
+    x = nn.functional.pad(img.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
+    kc = k.repeat_interleave(c, 0)
+    x = nn.functional.conv2d(x, kc[:, None, None, :], groups=b * c)
+    x = nn.functional.conv2d(x, kc[:, None, :, None], groups=b * c)
+    return x.reshape(b, c, h, w)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+class LearnedCamera(nn.Module):
+    """(B, 1, H, W) images in [-1, 1] -> the same images through a camera with per-image
+    settings drawn from learned distributions (:data:`SETTINGS`), in [-1, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        low = torch.tensor([s[1] for s in SETTINGS])
+        high = torch.tensor([s[2] for s in SETTINGS])
+        start = [_logit((s[3] - s[1]) / (s[2] - s[1])) for s in SETTINGS]
+        self.register_buffer("low", low, persistent=False)
+        self.register_buffer("high", high, persistent=False)
+        self.mu = nn.Parameter(torch.tensor(start) / LR_GAIN)
+        self.log_spread = nn.Parameter(torch.full((len(SETTINGS),), math.log(START_SPREAD))
+                                       / LR_GAIN)
+
+    def draw(self, b: int, generator: torch.Generator | None, device: torch.device
+             ) -> torch.Tensor:
+        """The standard normal draws of ``b`` images' settings, (B, len(SETTINGS))."""
+        gen_device = generator.device if generator is not None else device
+        eps = torch.randn(b, len(SETTINGS), generator=generator, device=gen_device)
+        return eps.to(device)
+
+    def settings(self, eps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image settings (each (B,)) for standard normal draws ``eps``."""
+        logit = LR_GAIN * self.mu + torch.exp(LR_GAIN * self.log_spread) * eps
+        values = self.low + (self.high - self.low) * torch.sigmoid(logit)
+        return {name: values[:, i] for i, (name, *_) in enumerate(SETTINGS)}
+
+    def expected(self) -> dict[str, float]:
+        """The settings at eps = 0 and their spreads: what the logs and reports show."""
+        with torch.no_grad():
+            mid = self.settings(torch.zeros(1, len(SETTINGS), device=self.mu.device))
+            spread = torch.exp(LR_GAIN * self.log_spread)
+        out = {f"camera_{k}": float(v[0]) for k, v in mid.items()}
+        out.update({f"camera_{name}_spread": float(s)
+                    for (name, *_), s in zip(SETTINGS, spread, strict=True)})
+        return out
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        s = self.settings(self.draw(b, generator, x.device).to(x.dtype))
+        gen_device = generator.device if generator is not None else x.device
+        z = torch.randn(b, c, h, w, generator=generator, device=gen_device).to(x.device, x.dtype)
+        col = {k: v[:, None, None, None] for k, v in s.items()}
+        img = (x.clamp(-1.0, 1.0) + 1.0) * 127.5
+        img = gaussian_blur(img, s["blur_sigma"])
+        img = tone_curve(img.clamp(0.0, 255.0), col["gamma"])
+        img = (img - 128.0) * col["gain"] + 128.0 + col["offset"]
+        var = col["read_noise"] ** 2 + col["shot_noise"] * img.clamp(0.0, 255.0)
+        img = img + torch.sqrt(var + 1e-8) * z
+        return (img * (1.0 / 127.5) - 1.0).clamp(-1.0, 1.0)
+
+    def skip(self, b: int, h: int, w: int, generator: torch.Generator) -> None:
+        """Advance ``generator`` as a forward pass on a (b, 1, h, w) batch would."""
+        torch.randn(b, len(SETTINGS), generator=generator, device=generator.device)
+        torch.randn(b, 1, h, w, generator=generator, device=generator.device)

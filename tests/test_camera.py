@@ -1,0 +1,126 @@
+"""The refiner's learned camera stage: its pieces by hand, its start, its draws and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from simgan.core.refiner.camera import (
+    LR_GAIN,
+    SETTINGS,
+    LearnedCamera,
+    gaussian_blur,
+    tone_curve,
+)
+from simgan.core.refiner.net import Refiner, apply_refiner, load_refiner, refiner_file
+from simgan.core.refiner.params import RefinerNetParams
+from simgan.gaze.standin import response_curve
+
+
+def _force(camera: LearnedCamera, **values: float) -> None:
+    """Set the camera's settings to fixed ``values`` (no spread)."""
+    names = [s[0] for s in SETTINGS]
+    with torch.no_grad():
+        for name, v in values.items():
+            i = names.index(name)
+            lo, hi = SETTINGS[i][1], SETTINGS[i][2]
+            p = (v - lo) / (hi - lo)
+            camera.mu[i] = math.log(p / (1 - p)) / LR_GAIN
+        camera.log_spread.fill_(-30.0 / LR_GAIN)
+
+
+def test_tone_curve_is_the_standins_response_and_the_identity_at_gamma_one() -> None:
+    x = torch.tensor([0.0, 40.0, 127.5, 200.0, 255.0])
+    assert torch.allclose(tone_curve(x, torch.tensor(1.0)), x, atol=1e-4)
+    for g in (0.6, 1.6):
+        want = response_curve(x.numpy(), np.float64(g))
+        assert np.allclose(tone_curve(x, torch.tensor(g)).numpy(), want, atol=1e-3)
+    # x^gamma at mid-grey: 255 * 0.5^2 = 63.75
+    assert tone_curve(torch.tensor(127.5), torch.tensor(2.0)).item() == pytest.approx(63.75)
+
+
+def test_blur_spreads_an_impulse_as_a_normalised_gaussian_per_image() -> None:
+    img = torch.zeros(2, 1, 11, 11)
+    img[:, 0, 5, 5] = 1.0
+    out = gaussian_blur(img, torch.tensor([0.2, 1.0]))
+    assert torch.allclose(out.sum((1, 2, 3)), torch.ones(2), atol=1e-6)
+    taps = torch.exp(-0.5 * torch.arange(-4.0, 5.0) ** 2)
+    taps = taps / taps.sum()
+    assert torch.allclose(out[1, 0, 5, 1:10], taps * taps[4], atol=1e-6)  # the centre row
+    assert out[0, 0, 5, 5] > 0.99  # sigma 0.2: almost no blur
+    flat = torch.full((1, 1, 6, 9), 0.3)
+    assert torch.allclose(gaussian_blur(flat, torch.tensor([1.5])), flat, atol=1e-6)
+
+
+def test_camera_starts_near_the_identity() -> None:
+    cam = LearnedCamera()
+    start = {name: value for name, _, _, value in SETTINGS}
+    got = cam.settings(torch.zeros(1, len(SETTINGS)))
+    for name, value in start.items():
+        assert got[name].item() == pytest.approx(value, rel=1e-4, abs=1e-6)
+    smooth = torch.linspace(-0.8, 0.8, 55).expand(4, 1, 35, 55).contiguous()
+    out = cam(smooth, torch.Generator().manual_seed(0))
+    diff = (out - smooth).abs() * 127.5  # grey levels; the settings' start spread moves a few
+    assert diff.mean().item() < 2.5
+    with torch.no_grad():
+        cam.log_spread.fill_(-30.0 / LR_GAIN)  # no spread: the start settings themselves
+    still = (cam(smooth, torch.Generator().manual_seed(0)) - smooth).abs() * 127.5
+    assert still.mean().item() < 0.5
+
+
+def test_forced_settings_give_the_camera_they_name() -> None:
+    cam = LearnedCamera()
+    _force(cam, blur_sigma=0.21, gamma=1.0, gain=0.5, offset=10.0, read_noise=6.0,
+           shot_noise=0.0001)
+    flat = torch.full((8, 1, 35, 55), -1.0)  # black
+    out = (cam(flat, torch.Generator().manual_seed(1)) + 1.0) * 127.5
+    # black -> (0 - 128) * 0.5 + 128 + 10 = 74, with noise of std ~6 grey levels
+    assert out.mean().item() == pytest.approx(74.0, abs=0.5)
+    assert out.std().item() == pytest.approx(6.0, rel=0.05)
+
+
+def test_settings_spread_over_images_and_stay_in_range() -> None:
+    cam = LearnedCamera()
+    with torch.no_grad():
+        cam.log_spread.fill_(math.log(3.0) / LR_GAIN)
+    s = cam.settings(torch.randn(4000, len(SETTINGS), generator=torch.Generator().manual_seed(0)))
+    for name, lo, hi, _ in SETTINGS:
+        assert lo <= s[name].min() and s[name].max() <= hi
+        assert s[name].std() > 0.1 * (hi - lo)
+
+
+def test_camera_learns_its_settings_from_the_first_step() -> None:
+    cam = LearnedCamera()
+    x = torch.rand(4, 1, 16, 24) * 1.6 - 0.8
+    (cam(x, torch.Generator().manual_seed(0)) - 0.5).pow(2).mean().backward()
+    assert cam.mu.grad is not None and bool(torch.all(cam.mu.grad != 0))
+    assert cam.log_spread.grad is not None and bool(torch.all(cam.log_spread.grad != 0))
+
+
+def test_refiner_camera_draws_come_from_the_generator_and_can_be_skipped() -> None:
+    r = Refiner(width=4, blocks=1, noise_channels=1, camera=True, codec=True,
+                codec_quality=(30, 85))
+    assert r.draws_noise and Refiner(width=4, blocks=1, noise_channels=0, camera=True).draws_noise
+    x = torch.rand(6, 1, 16, 24) * 2 - 1
+    a = apply_refiner(r, x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, apply_refiner(r, x, torch.Generator().manual_seed(3)))
+    assert not torch.equal(a, apply_refiner(r, x, torch.Generator().manual_seed(4)))
+    run = torch.Generator().manual_seed(3)  # two batches in a row ...
+    apply_refiner(r, x[:2], run)
+    second = apply_refiner(r, x[2:], run)
+    gen = torch.Generator().manual_seed(3)  # ... or the first skipped: the same second batch
+    r.skip_noise(2, 16, 24, gen)
+    assert torch.equal(apply_refiner(r, x[2:], gen), second)
+
+
+def test_camera_is_left_out_of_dumps_when_off_and_travels_with_the_weights() -> None:
+    assert "camera" not in RefinerNetParams().model_dump()
+    net = RefinerNetParams(width=4, blocks=1, camera=True)
+    r = Refiner(**net.model_dump())
+    _force(r.camera, gain=0.7)
+    loaded = load_refiner(refiner_file(r.state_dict(), net, {}))
+    assert loaded.camera is not None
+    assert loaded.camera.expected()["camera_gain"] == pytest.approx(0.7, rel=1e-5)
