@@ -100,11 +100,12 @@ def test_camera_learns_its_settings_from_the_first_step() -> None:
     assert cam.log_spread.grad is not None and bool(torch.all(cam.log_spread.grad != 0))
 
 
-def test_refiner_camera_draws_come_from_the_generator_and_can_be_skipped() -> None:
-    r = Refiner(width=4, blocks=1, noise_channels=1, camera=True, codec=True,
-                codec_quality=(30, 85))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_refiner_camera_draws_come_from_the_generator_and_can_be_skipped(channels: int) -> None:
+    r = Refiner(in_channels=channels, width=4, blocks=1, noise_channels=1, camera=True,
+                codec=channels == 1, codec_quality=(30, 85))
     assert r.draws_noise and Refiner(width=4, blocks=1, noise_channels=0, camera=True).draws_noise
-    x = torch.rand(6, 1, 16, 24) * 2 - 1
+    x = torch.rand(6, channels, 16, 24) * 2 - 1
     a = apply_refiner(r, x, torch.Generator().manual_seed(3))
     assert torch.equal(a, apply_refiner(r, x, torch.Generator().manual_seed(3)))
     assert not torch.equal(a, apply_refiner(r, x, torch.Generator().manual_seed(4)))

@@ -124,7 +124,7 @@ class LearnedCamera(nn.Module):
         img = img + torch.sqrt(var + 1e-8) * z
         return (img * (1.0 / 127.5) - 1.0).clamp(-1.0, 1.0)
 
-    def skip(self, b: int, h: int, w: int, generator: torch.Generator) -> None:
-        """Advance ``generator`` as a forward pass on a (b, 1, h, w) batch would."""
+    def skip(self, b: int, c: int, h: int, w: int, generator: torch.Generator) -> None:
+        """Advance ``generator`` as a forward pass on a (b, c, h, w) batch would."""
         torch.randn(b, len(SETTINGS), generator=generator, device=generator.device)
-        torch.randn(b, 1, h, w, generator=generator, device=generator.device)
+        torch.randn(b, c, h, w, generator=generator, device=generator.device)

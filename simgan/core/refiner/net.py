@@ -249,7 +249,7 @@ class Refiner(nn.Module):
             torch.randn(b, self.noise_channels, *size, generator=generator,
                         device=generator.device)
         if self.camera is not None:
-            self.camera.skip(b, h, w, generator)
+            self.camera.skip(b, self.tail.out_channels, h, w, generator)
         if self.codec is not None:
             self.codec.draw(b, generator, generator.device)
 
