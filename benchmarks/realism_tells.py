@@ -89,6 +89,16 @@ def auc_either_way(a: np.ndarray, b: np.ndarray) -> float:
     return max(auc, 1.0 - auc)
 
 
+def grey(images, n: int) -> np.ndarray:
+    """The first ``n`` images of a dataset as float32 (N, H, W), 0-255."""
+    return np.asarray(images[:n], dtype=np.float32).reshape(-1, *images.shape[-2:])
+
+
+def as_images(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Float grey images rounded to uint8 in the layout of dataset images ``like``."""
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, *like.shape[1:])
+
+
 def refined_tells(n: int = 4000) -> None:
     from simgan.core.realism import two_sample_test
     from simgan.gaze.standin import gaussian_blur, jpeg_like
@@ -97,11 +107,8 @@ def refined_tells(n: int = 4000) -> None:
     layout = Layout(ROOT, "gaze")
     real = open_dataset(layout.real("test")).images
 
-    def grey(images) -> np.ndarray:
-        return np.asarray(images[:n], dtype=np.float32).reshape(-1, *images.shape[-2:])
-
-    sets = {"real": grey(real), "refined": grey(open_dataset(layout.refined()).images),
-            "synthetic": grey(open_dataset(layout.synthetic("train")).images)}
+    sets = {"real": grey(real, n), "refined": grey(open_dataset(layout.refined()).images, n),
+            "synthetic": grey(open_dataset(layout.synthetic("train")).images, n)}
     stats = {k: per_image_statistics(v) for k, v in sets.items()}
     print("| per-image statistic | AUC refined vs real | AUC synthetic vs real | real mean | "
           "refined mean |\n|---|---|---|---|---|")
@@ -127,8 +134,8 @@ def refined_tells(n: int = 4000) -> None:
              "+ 0.7 px blur first": lambda x: jpeg(lift(blur(x)))}
     print("\n| refined images, fixed after the fact | AUC vs real | accuracy |\n|---|---|---|")
     for name, fix in fixes.items():
-        fixed = np.clip(np.rint(fix(sets["refined"].copy())), 0, 255).astype(np.uint8)
-        r = two_sample_test(real, fixed.reshape(-1, *real.shape[1:]), p.compare.realism)
+        r = two_sample_test(real, as_images(fix(sets["refined"].copy()), real),
+                            p.compare.realism)
         print(f"| {name} | {r.auc:.3f} | {r.accuracy:.3f} |", flush=True)
 
 
@@ -144,10 +151,8 @@ def camera_bound(n: int = 4000) -> None:
     print("| scene, through the stand-in's camera | AUC vs real (95% CI) | accuracy |\n"
           "|---|---|---|")
     for name, images in scenes.items():
-        x = np.asarray(images[:n], dtype=np.float32).reshape(-1, *images.shape[-2:])
-        shot = capture(x, np.random.default_rng(5), p.real.appearance)
-        shot = np.clip(np.rint(shot), 0, 255).astype(np.uint8).reshape(-1, *real.shape[1:])
-        r = two_sample_test(real, shot, p.compare.realism)
+        shot = capture(grey(images, n), np.random.default_rng(5), p.real.appearance)
+        r = two_sample_test(real, as_images(shot, real), p.compare.realism)
         print(f"| {name} | {r.auc:.3f} ({r.auc_ci95_low:.3f}-{r.auc_ci95_high:.3f}) | "
               f"{r.accuracy:.3f} |", flush=True)
 

@@ -53,7 +53,7 @@ def tone_curve(img: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of (B, 1, H, W) with a per-image ``sigma`` (B,), edges
+    """Separable Gaussian blur of (B, C, H, W) with a per-image ``sigma`` (B,), edges
     replicated; differentiable in ``sigma``."""
     b, c, h, w = img.shape
     taps = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, device=img.device, dtype=img.dtype)
@@ -72,8 +72,16 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _normal(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
+            ) -> torch.Tensor:
+    """Standard normal draws from ``generator`` (on its own device) or the global RNG, on
+    ``device``: the draws are the generator's whatever device the images are on."""
+    gen_device = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+
+
 class LearnedCamera(nn.Module):
-    """(B, 1, H, W) images in [-1, 1] -> the same images through a camera with per-image
+    """(B, C, H, W) images in [-1, 1] -> the same images through a camera with per-image
     settings drawn from learned distributions (:data:`SETTINGS`), in [-1, 1]."""
 
     def __init__(self) -> None:
@@ -90,9 +98,7 @@ class LearnedCamera(nn.Module):
     def draw(self, b: int, generator: torch.Generator | None, device: torch.device
              ) -> torch.Tensor:
         """The standard normal draws of ``b`` images' settings, (B, len(SETTINGS))."""
-        gen_device = generator.device if generator is not None else device
-        eps = torch.randn(b, len(SETTINGS), generator=generator, device=gen_device)
-        return eps.to(device)
+        return _normal((b, len(SETTINGS)), generator, device)
 
     def settings(self, eps: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image settings (each (B,)) for standard normal draws ``eps``."""
@@ -113,8 +119,7 @@ class LearnedCamera(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         s = self.settings(self.draw(b, generator, x.device).to(x.dtype))
-        gen_device = generator.device if generator is not None else x.device
-        z = torch.randn(b, c, h, w, generator=generator, device=gen_device).to(x.device, x.dtype)
+        z = _normal((b, c, h, w), generator, x.device).to(x.dtype)
         col = {k: v[:, None, None, None] for k, v in s.items()}
         img = (x.clamp(-1.0, 1.0) + 1.0) * 127.5
         img = gaussian_blur(img, s["blur_sigma"])
