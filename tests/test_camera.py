@@ -8,28 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from simgan.core.refiner.camera import (
-    LR_GAIN,
-    SETTINGS,
-    LearnedCamera,
-    gaussian_blur,
-    tone_curve,
-)
+from simgan.core.refiner.camera import SETTINGS, LearnedCamera, gaussian_blur, tone_curve
 from simgan.core.refiner.net import Refiner, apply_refiner, load_refiner, refiner_file
 from simgan.core.refiner.params import RefinerNetParams
+from simgan.core.refiner.settings import LR_GAIN
 from simgan.gaze.standin import response_curve
-
-
-def _force(camera: LearnedCamera, **values: float) -> None:
-    """Set the camera's settings to fixed ``values`` (no spread)."""
-    names = [s[0] for s in SETTINGS]
-    with torch.no_grad():
-        for name, v in values.items():
-            i = names.index(name)
-            lo, hi = SETTINGS[i][1], SETTINGS[i][2]
-            p = (v - lo) / (hi - lo)
-            camera.mu[i] = math.log(p / (1 - p)) / LR_GAIN
-        camera.log_spread.fill_(-30.0 / LR_GAIN)
+from tests.refiner_draws import assert_skip_matches_refining
 
 
 def test_tone_curve_is_the_standins_response_and_the_identity_at_gamma_one() -> None:
@@ -73,8 +57,8 @@ def test_camera_starts_near_the_identity() -> None:
 
 def test_forced_settings_give_the_camera_they_name() -> None:
     cam = LearnedCamera()
-    _force(cam, blur_sigma=0.21, gamma=1.0, gain=0.5, offset=10.0, read_noise=6.0,
-           shot_noise=0.0001)
+    cam.pin({"blur_sigma": 0.21, "gamma": 1.0, "gain": 0.5, "offset": 10.0, "read_noise": 6.0,
+             "shot_noise": 0.0001})
     flat = torch.full((8, 1, 35, 55), -1.0)  # black
     out = (cam(flat, torch.Generator().manual_seed(1)) + 1.0) * 127.5
     # black -> (0 - 128) * 0.5 + 128 + 10 = 74, with noise of std ~6 grey levels
@@ -109,19 +93,14 @@ def test_refiner_camera_draws_come_from_the_generator_and_can_be_skipped(channel
     a = apply_refiner(r, x, torch.Generator().manual_seed(3))
     assert torch.equal(a, apply_refiner(r, x, torch.Generator().manual_seed(3)))
     assert not torch.equal(a, apply_refiner(r, x, torch.Generator().manual_seed(4)))
-    run = torch.Generator().manual_seed(3)  # two batches in a row ...
-    apply_refiner(r, x[:2], run)
-    second = apply_refiner(r, x[2:], run)
-    gen = torch.Generator().manual_seed(3)  # ... or the first skipped: the same second batch
-    r.skip_noise(2, 16, 24, gen)
-    assert torch.equal(apply_refiner(r, x[2:], gen), second)
+    assert_skip_matches_refining(r, x, 2, seed=3)
 
 
 def test_camera_is_left_out_of_dumps_when_off_and_travels_with_the_weights() -> None:
     assert "camera" not in RefinerNetParams().model_dump()
     net = RefinerNetParams(width=4, blocks=1, camera=True)
     r = Refiner(**net.model_dump())
-    _force(r.camera, gain=0.7)
+    r.camera.pin({"gain": 0.7})
     loaded = load_refiner(refiner_file(r.state_dict(), net, {}))
     assert loaded.camera is not None
     assert loaded.camera.expected()["camera_gain"] == pytest.approx(0.7, rel=1e-5)

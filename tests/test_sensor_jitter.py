@@ -7,14 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from simgan.hand.sensor_jitter import (
-    JUMP,
-    depth_inside,
-    erode_silhouette,
-    jag_edges,
-    sensor_jitter,
-    smooth_noise,
-)
+from simgan.core.images import JUMP, depth_inside, smooth_noise
+from simgan.hand.sensor_jitter import erode_silhouette, jag_edges, sensor_jitter
 
 
 def _square_hands(n: int = 4, size: int = 32) -> torch.Tensor:

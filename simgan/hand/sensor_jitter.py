@@ -17,27 +17,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from simgan.core.images import NO_READING, READING_ABOVE
-
-JUMP = 40.0 / 127.5
-"""A depth edge: neighbours more than 40 grey levels apart (the hand against the background
-or a finger in front of the palm)."""
+from simgan.core.images import (
+    JUMP,
+    NO_READING,
+    READING_ABOVE,
+    depth_inside,
+    neighbour_extremes,
+    smooth_noise,
+)
 
 
 def _uniform(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator)
-
-
-def smooth_noise(shape: tuple[int, int, int, int], generator: torch.Generator) -> torch.Tensor:
-    """Zero-mean, unit-variance noise correlated over ~2 px: white Gaussian noise blurred by
-    [1 2 1]^2 / 16 (whose gain 6/16 on the std is divided out), edges replicated."""
-    x = torch.randn(shape, generator=generator)
-    k = torch.tensor([0.25, 0.5, 0.25])
-    n, c, h, w = shape
-    y = x.reshape(n * c, 1, h, w)
-    y = F.conv2d(F.pad(y, (1, 1, 0, 0), mode="replicate"), k.view(1, 1, 1, 3))
-    y = F.conv2d(F.pad(y, (0, 0, 1, 1), mode="replicate"), k.view(1, 1, 3, 1))
-    return y.view(shape) / (6.0 / 16.0)
 
 
 def jag_edges(x: torch.Tensor, amplitude: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -52,18 +43,6 @@ def jag_edges(x: torch.Tensor, amplitude: torch.Tensor, generator: torch.Generat
     gv = (v + d[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
     grid = torch.stack([gu, gv], dim=-1).to(x)
     return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=True)
-
-
-def depth_inside(hand: torch.Tensor, steps: int) -> torch.Tensor:
-    """How far inside the silhouette each pixel of the boolean ``hand`` mask lies, in px of the
-    chessboard metric (1 on the boundary, 0 outside), counted up to ``steps``: the number of
-    3x3 erosions it survives plus one. The image border is not a boundary (the arm goes on)."""
-    inside = hand.float()
-    depth = torch.zeros_like(inside)
-    for _ in range(steps):
-        depth += inside
-        inside = -F.max_pool2d(-inside, 3, stride=1, padding=1)
-    return depth
 
 
 def erode_silhouette(x: torch.Tensor, width: torch.Tensor, generator: torch.Generator
@@ -82,13 +61,6 @@ def erode_silhouette(x: torch.Tensor, width: torch.Tensor, generator: torch.Gene
     factor = (1.0 + 0.5 * smooth_noise(tuple(x.shape), generator)).clamp(0.0, 2.0).to(x)
     band = hand & (depth <= width.to(x).view(n, 1, 1, 1) * factor)
     return torch.where(band, torch.full_like(x, NO_READING), x)
-
-
-def _neighbour_extremes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest (max) and farthest (min) value among each pixel and its 8 neighbours."""
-    near = F.max_pool2d(x, 3, stride=1, padding=1)
-    far = -F.max_pool2d(-x, 3, stride=1, padding=1)
-    return near, far
 
 
 def sensor_jitter(
@@ -115,7 +87,7 @@ def sensor_jitter(
     if erode:
         x = erode_silhouette(x, erode * _uniform(n, generator), generator)
     if flying or holes:
-        near, far = _neighbour_extremes(x)
+        near, far = neighbour_extremes(x)
         edge = (near - far) > JUMP
         if flying:
             p = (flying * _uniform(n, generator)).view(n, 1, 1, 1)

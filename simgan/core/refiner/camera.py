@@ -10,23 +10,22 @@ can. Sim-to-real work models these effects as explicit stages and learns their p
 adversarially (Carlson et al., "Sensor Transfer", 2019); here the conv refiner keeps the job
 of the scene's appearance (texture, lashes, glints) and this stage the camera's.
 
-Each setting is ``low + (high - low) * sigmoid(mu + exp(log_spread) * eps)`` with
-``eps ~ N(0, 1)`` per image (a logit-normal: from a point mass to a near-uniform spread over
-the range); ``mu`` and ``log_spread`` are learned by the reparameterisation trick. The stage
-starts as (nearly) the identity: gain 1, offset 0, gamma 1, no noise, a blur of 0.25 px (a
-kernel of ~[0.0003, 0.9993, 0.0003]: a zero-width blur would have no gradient).
+Each setting is drawn per image from a learned logit-normal distribution over a fixed range
+(:class:`~simgan.core.refiner.settings.LearnedSettings`). The stage starts as (nearly) the
+identity: gain 1, offset 0, gamma 1, no noise, a blur of 0.25 px (a kernel of
+~[0.0003, 0.9993, 0.0003]: a zero-width blur would have no gradient).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from simgan.core.refiner.settings import LearnedSettings, Setting, normal
+
 # (name, low, high, starting value) in grey levels and pixels. The ranges bound what R may
 # learn; they are wide enough for any camera the real crops are likely to come from.
-SETTINGS: tuple[tuple[str, float, float, float], ...] = (
+SETTINGS: tuple[Setting, ...] = (
     ("blur_sigma", 0.2, 2.0, 0.25),  # optics, pixels
     ("gamma", 0.4, 2.5, 1.0),  # tone curve exponent (see tone_curve)
     ("gain", 0.4, 1.6, 1.0),  # contrast about mid-grey
@@ -36,10 +35,6 @@ SETTINGS: tuple[tuple[str, float, float, float], ...] = (
 )
 START_SPREAD = 0.05
 """exp(log_spread) at the start: settings barely vary between images."""
-LR_GAIN = 100.0
-"""The learned parameters are stored divided by this: Adam moves each parameter by about the
-learning rate per step, which is sized for conv weights (1e-4); the camera's logits must travel
-units, not hundredths, within a few hundred steps."""
 BLUR_RADIUS = 4
 """Half-width of the blur kernel: covers 2 sigma at the largest sigma."""
 
@@ -68,58 +63,17 @@ def gaussian_blur(img: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, c, h, w)
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
-
-
-def _normal(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
-            ) -> torch.Tensor:
-    """Standard normal draws from ``generator`` (on its own device) or the global RNG, on
-    ``device``: the draws are the generator's whatever device the images are on."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device)
-
-
-class LearnedCamera(nn.Module):
+class LearnedCamera(LearnedSettings):
     """(B, C, H, W) images in [-1, 1] -> the same images through a camera with per-image
     settings drawn from learned distributions (:data:`SETTINGS`), in [-1, 1]."""
 
     def __init__(self) -> None:
-        super().__init__()
-        low = torch.tensor([s[1] for s in SETTINGS])
-        high = torch.tensor([s[2] for s in SETTINGS])
-        start = [_logit((s[3] - s[1]) / (s[2] - s[1])) for s in SETTINGS]
-        self.register_buffer("low", low, persistent=False)
-        self.register_buffer("high", high, persistent=False)
-        self.mu = nn.Parameter(torch.tensor(start) / LR_GAIN)
-        self.log_spread = nn.Parameter(torch.full((len(SETTINGS),), math.log(START_SPREAD))
-                                       / LR_GAIN)
-
-    def draw(self, b: int, generator: torch.Generator | None, device: torch.device
-             ) -> torch.Tensor:
-        """The standard normal draws of ``b`` images' settings, (B, len(SETTINGS))."""
-        return _normal((b, len(SETTINGS)), generator, device)
-
-    def settings(self, eps: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image settings (each (B,)) for standard normal draws ``eps``."""
-        logit = LR_GAIN * self.mu + torch.exp(LR_GAIN * self.log_spread) * eps
-        values = self.low + (self.high - self.low) * torch.sigmoid(logit)
-        return {name: values[:, i] for i, (name, *_) in enumerate(SETTINGS)}
-
-    def expected(self) -> dict[str, float]:
-        """The settings at eps = 0 and their spreads: what the logs and reports show."""
-        with torch.no_grad():
-            mid = self.settings(torch.zeros(1, len(SETTINGS), device=self.mu.device))
-            spread = torch.exp(LR_GAIN * self.log_spread)
-        out = {f"camera_{k}": float(v[0]) for k, v in mid.items()}
-        out.update({f"camera_{name}_spread": float(s)
-                    for (name, *_), s in zip(SETTINGS, spread, strict=True)})
-        return out
+        super().__init__(SETTINGS, START_SPREAD, "camera")
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         s = self.settings(self.draw(b, generator, x.device).to(x.dtype))
-        z = _normal((b, c, h, w), generator, x.device).to(x.dtype)
+        z = normal((b, c, h, w), generator, x.device).to(x.dtype)
         col = {k: v[:, None, None, None] for k, v in s.items()}
         img = (x.clamp(-1.0, 1.0) + 1.0) * 127.5
         img = gaussian_blur(img, s["blur_sigma"])

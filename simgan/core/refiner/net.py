@@ -15,6 +15,7 @@ from torch import nn
 
 from simgan.core.refiner.camera import LearnedCamera
 from simgan.core.refiner.codec import BlockCodec
+from simgan.core.refiner.depth_sensor import LearnedDepthSensor
 
 if TYPE_CHECKING:
     from simgan.core.refiner.params import RefinerNetParams
@@ -101,6 +102,11 @@ class Refiner(nn.Module):
     distribution), before the codec if there is one. Why: a conv net gives one synthetic
     scene one appearance, while real crops vary in exposure, blur and noise from image to
     image; the conv layers keep the scene's appearance, the camera the capture's.
+    ``depth_sensor``: R's output goes through a learned depth sensor
+    (:class:`LearnedDepthSensor`: a ragged silhouette, a band of missing depth along it,
+    flying pixels, edge holes, depth noise, each amount drawn per image from a learned
+    distribution). It only removes or perturbs depth, so the trainer holds the label and
+    self-regularisation terms to R's output before it (``forward(..., with_scene=True)``).
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class Refiner(nn.Module):
         warp_px: float = 0.0,
         holes: bool = False,
         camera: bool = False,
+        depth_sensor: bool = False,
     ) -> None:
         super().__init__()
         if noise_channels < 0:
@@ -151,6 +158,7 @@ class Refiner(nn.Module):
         self.blocks = nn.Sequential(*(ResBlock(width, kernel, padding) for _ in range(blocks)))
         self.tail = nn.Conv2d(width, in_channels, 1)
         self.camera = LearnedCamera() if camera else None
+        self.sensor = LearnedDepthSensor() if depth_sensor else None
         self.codec = BlockCodec(tuple(codec_quality)) if codec else None
         if output == "residual":
             nn.init.zeros_(self.tail.weight)
@@ -164,7 +172,10 @@ class Refiner(nn.Module):
             nn.init.zeros_(self.holes.weight)
             nn.init.constant_(self.holes.bias, HOLES_INIT_LOGIT)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                with_scene: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """R(x); with ``with_scene``, (the scene R painted before its depth sensor, R(x)):
+        the same tensor twice without a sensor."""
         inp = x
         if self.noise_channels:
             inp = torch.cat([x, *self._noise(x, generator)], 1)
@@ -179,9 +190,14 @@ class Refiner(nn.Module):
             out = self._saturate(base + r)
         if self.holes is not None:
             out = self._drop(out, self.holes(features))
+        scene = out
+        if self.sensor is not None:
+            out = self.sensor(out, generator)
         if self.camera is not None:
             out = self.camera(out, generator)
-        return out if self.codec is None else self.codec(out, generator)
+        if self.codec is not None:
+            out = self.codec(out, generator)
+        return (scene, out) if with_scene else out
 
     @staticmethod
     def _drop(out: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
@@ -240,7 +256,8 @@ class Refiner(nn.Module):
     @property
     def draws_noise(self) -> bool:
         """Whether a forward pass draws random numbers (noise inputs or codec qualities)."""
-        return bool(self.noise_channels) or self.codec is not None or self.camera is not None
+        return bool(self.noise_channels) or any(
+            stage is not None for stage in (self.sensor, self.camera, self.codec))
 
     def skip_noise(self, b: int, h: int, w: int, generator: torch.Generator) -> None:
         """Advance ``generator`` as refining a (b, 1, h, w) batch would, without refining it:
@@ -248,8 +265,9 @@ class Refiner(nn.Module):
         for size in self._noise_sizes(h, w) if self.noise_channels else []:
             torch.randn(b, self.noise_channels, *size, generator=generator,
                         device=generator.device)
-        if self.camera is not None:
-            self.camera.skip(b, self.tail.out_channels, h, w, generator)
+        for stage in (self.sensor, self.camera):
+            if stage is not None:
+                stage.skip(b, self.tail.out_channels, h, w, generator)
         if self.codec is not None:
             self.codec.draw(b, generator, generator.device)
 
@@ -262,6 +280,17 @@ def apply_refiner(
     if getattr(refiner, "draws_noise", False):
         return refiner(x, generator=generator)
     return refiner(x)
+
+
+def scene_and_refined(
+    refiner: nn.Module, x: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the scene before R's depth sensor, R(x)) as :func:`apply_refiner` draws them; a
+    refiner without a sensor (or not a :class:`Refiner`) gives R(x) twice."""
+    if getattr(refiner, "sensor", None) is None:
+        out = apply_refiner(refiner, x, generator)
+        return out, out
+    return refiner(x, generator=generator, with_scene=True)
 
 
 def refiner_file(

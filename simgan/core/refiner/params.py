@@ -37,7 +37,8 @@ CADENCE = frozenset(
 class RefinerNetParams(LateKeysParams):
     """Refiner architecture (paper eye: width 64, 4 blocks, 3x3). Kwargs of ``Refiner``."""
 
-    OMIT_AT: ClassVar[dict[str, Any]] = {"warp_px": 0.0, "holes": False, "camera": False}
+    OMIT_AT: ClassVar[dict[str, Any]] = {
+        "warp_px": 0.0, "holes": False, "camera": False, "depth_sensor": False}
 
     width: int = Field(64, ge=1, le=1024)
     blocks: int = Field(4, ge=0, le=64)
@@ -71,6 +72,11 @@ class RefinerNetParams(LateKeysParams):
         False, description="pass R's output through a learned camera (blur, tone curve, gain, "
         "offset, sensor noise; per-image settings from learned distributions), before the "
         "codec; off: none")
+    depth_sensor: bool = Field(
+        False, description="pass R's output through a learned depth sensor (ragged "
+        "silhouette, missing band along it, flying pixels, edge holes, depth noise; per-image "
+        "amounts from learned distributions); R's label and self-regularisation terms then "
+        "judge its output before the sensor; off: none")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:

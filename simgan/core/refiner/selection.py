@@ -14,7 +14,7 @@ from torch import nn
 
 from simgan.core.images import to_tensor
 from simgan.core.refiner.losses import label_shift
-from simgan.core.refiner.net import apply_refiner
+from simgan.core.refiner.net import scene_and_refined
 from simgan.core.refiner.params import SelectBy
 
 
@@ -105,7 +105,8 @@ class Selector:
       ``mmd_ratio = mmd / mmd_synthetic``.
     - guards against label-destroying refiners: ``structure`` (mean
       :func:`structure_similarity` between R(X) and X) must be >= ``min_structure`` and
-      ``drift`` (mean |R(x) - x| in gray levels) <= ``max_drift``.
+      ``drift`` (mean |R(x) - x| in gray levels) <= ``max_drift``. With a learned depth
+      sensor they judge R's output before it (``scene_and_refined``), the mmd what comes out.
 
     The selected checkpoint is the eligible one with the lowest ``mmd`` (``select_by="mmd"``,
     the default) or the latest eligible one (``"latest"``: the guards alone decide, for data
@@ -193,12 +194,15 @@ class Selector:
         gen = torch.Generator().manual_seed(0)  # same noise for every candidate
         for i, s in enumerate(range(0, self.synthetic.shape[0], self.batch_size)):
             x = to_tensor(self.synthetic[s : s + self.batch_size], self.device)
-            r = apply_refiner(refiner, x, gen).float()
-            refined.append(r)
-            structure.append(structure_similarity(r, x))
-            drift.append(drift_grey_levels(r, x))
+            scene, r = scene_and_refined(refiner, x, gen)
+            refined.append(r.float())
+            # the guards judge the scene R painted: a depth sensor after it only removes or
+            # perturbs depth (the stand-in's own sensor fails them, docs/hand.md)
+            structure.append(structure_similarity(scene.float(), x))
+            drift.append(drift_grey_levels(scene.float(), x))
             if self.label_model is not None:
-                shift.append(label_shift(self.label_model(r), self.label_readings[i]))
+                shift.append(label_shift(self.label_model(scene.float()),
+                                         self.label_readings[i]))
         refiner.train(was_training)
         mmd = self._mmd(self._embed(self._stats(torch.cat(refined))))
         record = {

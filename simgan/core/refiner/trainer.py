@@ -383,24 +383,26 @@ class RefinerTrainer:
         p = self.params
         rows = self._rows(self.held_out.train_synthetic)
         x = self._load(self.synthetic, rows)
-        r = self.fwd_r(x)
+        # the terms that keep the label judge the scene R paints; with a depth sensor
+        # (which only removes or perturbs depth) that is its output before the sensor
+        scene, r = self.fwd_r(x, with_scene=True)
         reg = self_regularisation(
-            r, x, p.lambda_reg if adversarial else 1.0, p.reg_feature, p.reg_reduction,
+            scene, x, p.lambda_reg if adversarial else 1.0, p.reg_feature, p.reg_reduction,
             p.reg_kernel,
         )
         out = {"loss_r_reg": reg.detach()}
         loss = reg
         if p.lambda_interior > 0:
-            interior = interior_detail(r, x, p.interior_margin)
+            interior = interior_detail(scene, x, p.interior_margin)
             loss = loss + p.lambda_interior * interior
             out["loss_r_interior"] = interior.detach()
         if p.lambda_background > 0:
-            background = background_fill(r, x, p.background_margin)
+            background = background_fill(scene, x, p.background_margin)
             loss = loss + p.lambda_background * background
             out["loss_r_background"] = background.detach()
         if self.label_model is not None:
             target = self.label_targets.read(rows, x)  # the reading of x: once per image
-            label = label_distance(self.label_model(r), target)
+            label = label_distance(self.label_model(scene), target)
             loss = loss + p.lambda_label * label
             out["loss_r_label"] = label.detach()
         if adversarial:
@@ -412,7 +414,7 @@ class RefinerTrainer:
         self.opt_r.zero_grad(set_to_none=True)
         self.amp.step(loss, self.opt_r)
         self._update_ema()
-        out["drift"] = (r.detach() - x).abs().mean() * 127.5
+        out["drift"] = (scene.detach() - x).abs().mean() * 127.5
         return out
 
     @torch.no_grad()
@@ -484,9 +486,9 @@ class RefinerTrainer:
         step, metrics = self.step, distributed.average(self.meter.pop(), self.ranks)
         pretrain_r = step <= self.params.pretrain_refiner_steps
         metrics["phase"] = float(0 if pretrain_r else 1 if step <= self.adv_start else 2)
-        camera = self.output_refiner.camera
-        if camera is not None:  # what the learned camera settled on, as it goes
-            metrics.update(camera.expected())
+        for stage in (self.output_refiner.sensor, self.output_refiner.camera):
+            if stage is not None:  # what the learned capture stages settled on, as they go
+                metrics.update(stage.expected())
         self.history.append({"step": float(step), **metrics})
         if self.on_metrics is not None:
             self.on_metrics(metrics, step)
