@@ -2,6 +2,7 @@
 
     python benchmarks/realism_tells_hand.py            # oracle rows (after `make run`)
     python benchmarks/realism_tells_hand.py --refined  # per-image statistics of refined depth
+    python benchmarks/realism_tells_hand.py --sensor   # the trained refiner's sensor alone
 
 Why: refined-vs-real AUC on depth stays at 0.96-1.00 while KID falls to 0.07-0.5x
 synthetic's. The first form builds the *oracle* refiner on the built-in hand domains (the
@@ -11,7 +12,10 @@ refiner must reproduce for refined depth to pass. A last row adds the stand-in's
 distribution, to see how much of the gap is content a label-preserving refiner must not
 change. The second form scores single per-image statistics of the default run's refined
 training set against the real test set (AUC of the statistic used alone, either way round).
-Prints markdown tables.
+The third (``--sensor``, for a refiner with ``net.depth_sensor``) puts the raw synthetic
+training images through the pipeline's trained refiner's learned depth sensor only, skipping its
+conv layers: how much of refined depth's realism the sensor buys alone, and how much the scene
+R paints before it adds. Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -125,23 +129,57 @@ def refined_rows(p, layout: Layout, real: np.ndarray, n: int = 4000) -> None:
               f"{np.mean(stats['synthetic'][name]):.2f} |", flush=True)
 
 
-def kept_rows(real: np.ndarray, paths: list[str]) -> None:
-    """The same statistics for refined sets saved by ``ablate_refiner.py --keep``: one
-    column of means per file, then each statistic's AUC against real (either way round)."""
+def stat_table(real: np.ndarray, sets: dict[str, np.ndarray]) -> None:
+    """Per-image statistics of each set against real: one column of means per set, with each
+    statistic's AUC against real (either way round)."""
     stats = {"real": depth_statistics(real)}
-    for path in paths:
-        stats[Path(path).stem] = depth_statistics(np.load(path).reshape(-1, *real.shape[-2:]))
-    names = list(stats)[1:]
-    print("| per-image statistic | real | " + " | ".join(f"{k} (AUC)" for k in names) + " |")
-    print("|---" * (len(names) + 2) + "|")
+    stats.update({k: depth_statistics(v.reshape(-1, *real.shape[-2:])) for k, v in sets.items()})
+    print("| per-image statistic | real | " + " | ".join(f"{k} (AUC)" for k in sets) + " |")
+    print("|---" * (len(sets) + 2) + "|")
     for stat, real_values in stats["real"].items():
         cells = [f"{np.mean(stats[k][stat]):.2f} "
-                 f"({auc_either_way(real_values, stats[k][stat]):.3f})" for k in names]
+                 f"({auc_either_way(real_values, stats[k][stat]):.3f})" for k in sets]
         print(f"| {stat} | {np.mean(real_values):.2f} | " + " | ".join(cells) + " |", flush=True)
 
 
+def kept_rows(real: np.ndarray, paths: list[str]) -> None:
+    """The statistics of refined sets saved by ``ablate_refiner.py --keep``."""
+    stat_table(real, {Path(path).stem: np.load(path) for path in paths})
+
+
+def sensor_rows(p, layout: Layout, real: np.ndarray, n: int = 4000) -> None:
+    """Two-sample test and per-image statistics of synthetic depth through the trained
+    refiner's sensor alone, next to the refined set (conv layers and sensor)."""
+    import torch
+
+    from simgan.core.images import to_tensor, to_uint8
+    from simgan.core.realism import two_sample_test
+    from simgan.core.refiner.net import load_refiner
+    from stages.artifacts import load_torch
+
+    refiner = load_refiner(load_torch(layout.refiner_model))
+    if refiner.sensor is None:
+        raise SystemExit(f"{layout.refiner_model}: the refiner has no depth sensor "
+                         "(hand.refiner.net.depth_sensor: false)")
+    synthetic = np.asarray(open_dataset(layout.synthetic("train")).images[:n])
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        sensed = np.concatenate([to_uint8(refiner.sensor(to_tensor(synthetic[i : i + 256]), gen))
+                                 for i in range(0, n, 256)])
+    sets = {"synthetic through the sensor alone": sensed,
+            "refined (the pipeline's)": np.asarray(open_dataset(layout.refined()).images[:n])}
+    print("learned amounts:", {k: round(v, 3) for k, v in refiner.sensor.expected().items()})
+    print("| set | AUC vs real (95% CI) | accuracy |\n|---|---|---|")
+    for name, images in sets.items():
+        r = two_sample_test(real, images[: len(real)], p.compare.realism)
+        print(f"| {name} | {r.auc:.3f} ({r.auc_ci95_low:.3f}-{r.auc_ci95_high:.3f}) | "
+              f"{r.accuracy:.3f} |", flush=True)
+    stat_table(real, sets)
+
+
 def main() -> None:
-    """No argument: the oracle table. ``--refined``: the pipeline's refined set. ``--kept
+    """No argument: the oracle table. ``--refined``: the pipeline's refined set. ``--sensor``:
+    its refiner's depth sensor alone on synthetic depth. ``--kept
     A.npy B.npy ...``: sets saved by ``ablate_refiner.py --keep``."""
     p = load_task_params(str(ROOT / "params.yaml"), "hand")
     layout = Layout(ROOT, "hand")
@@ -151,6 +189,8 @@ def main() -> None:
         kept_rows(real, args[1:])
     elif "--refined" in args:
         refined_rows(p, layout, real)
+    elif "--sensor" in args:
+        sensor_rows(p, layout, real)
     else:
         oracle_rows(p, real)
 
