@@ -5,12 +5,16 @@ training set's geometry seen through the stand-in Kinect) next to refined sets.
     python benchmarks/oracle_costs_hand.py                       # after `make run`
     python benchmarks/oracle_costs_hand.py --label-model lm.pt   # another label model's reading
     python benchmarks/oracle_costs_hand.py --kept A.npy B.npy    # sets from ablate_refiner --keep
+    python benchmarks/oracle_costs_hand.py --preservation        # compare's label check on them
 
 Why: refined depth stays far from real (AUC 0.94-1.00) while the oracle reaches 0.59. If the
 objective or the guards charge the oracle more than what the refiner reached, the refiner is
 held back by them, not by its capacity. ``--label-model`` takes a state dict of the hourglass
 (``torch.save(model.state_dict(), path)``, e.g. a sensor-blind one); default: the pipeline's
-synthetic-trained hourglass, the default label model. Prints a markdown table.
+synthetic-trained hourglass, the default label model. ``--preservation`` scores the sets with
+``compare``'s label-preservation measure instead (the synthetic-trained estimator's error against
+the synthetic labels, on the first ``-n`` images): the oracle's row is what that measure charges
+a refiner that moved no joint. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -66,6 +70,27 @@ def refiner_costs(label_model: torch.nn.Module, decode, synthetic: torch.Tensor,
              ("structure", structure))}
 
 
+def preservation_rows(task, p, layout: Layout, sets: dict[str, torch.Tensor], n: int) -> None:
+    """``compare``'s label preservation (the synthetic-trained estimator on synthetic images
+    and on each set's versions of them, against the synthetic labels) on the first ``n``."""
+    data = open_dataset(layout.synthetic("train"))
+    synthetic = np.asarray(data.images[:n])
+    labels = data.labels.iloc[:n].reset_index(drop=True)
+
+    def estimator(source: str):
+        return task.load_estimator(p, torchfile.load(layout.estimator_model(source))["state_dict"])
+
+    p = p.model_copy(update={"compare": p.compare.model_copy(update={"preservation_n": n})})
+    print("| set | synthetic: mean px | set: mean px | change (px) | % joints within 5 px: "
+          "synthetic -> set |\n|---|---|---|---|---|")
+    for name, images in sets.items():
+        codes = np.rint((images[:, 0].numpy() + 1.0) * 127.5).astype(np.uint8)
+        out = task.label_preservation(p, synthetic, codes, labels, estimator)
+        print(f"| {name} | {out['synthetic_mean_px']:.3f} | {out['refined_mean_px']:.3f} | "
+              f"{out['delta_mean_px']:+.3f} | {out['synthetic_pct_joints_within']:.1f} -> "
+              f"{out['refined_pct_joints_within']:.1f} |", flush=True)
+
+
 def main() -> None:
     from simgan.hand.estimator import decode_heatmaps
 
@@ -74,6 +99,8 @@ def main() -> None:
                     "pipeline's synthetic-trained one)")
     ap.add_argument("--kept", nargs="*", default=[], help="refined sets (.npy) to add")
     ap.add_argument("-n", type=int, default=1024, help="images per set")
+    ap.add_argument("--preservation", action="store_true",
+                    help="compare's label-preservation measure of each set")
     args = ap.parse_args()
     task, layout = get_task("hand"), Layout(ROOT, "hand")
     p = load_task_params(str(ROOT / "params.yaml"), "hand")
@@ -84,6 +111,9 @@ def main() -> None:
     sets = {"oracle": to_unit(oracle_depth(p, args.n)),
             "pipeline's refined set": to_unit(open_dataset(layout.refined()).images[:args.n])}
     sets.update({Path(k).stem: to_unit(np.load(k)[:args.n]) for k in args.kept})
+    if args.preservation:
+        preservation_rows(task, p, layout, sets, args.n)
+        return
     t = p.refiner.train
     print(f"guards: structure >= {t.select_min_structure}, drift <= {t.select_max_drift}; "
           f"label term weight {t.lambda_label}, self-regularisation {t.lambda_reg}\n")
