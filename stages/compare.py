@@ -117,11 +117,13 @@ def kid_ratio(kid: dict) -> float | None:
 def refiner_summary(selection: dict) -> dict:
     """The selection record without its curve: which checkpoint, and whether it is the
     identity (derived from the record, by the rule train_refiner also logs)."""
-    from simgan.core.refiner.identity import identity_reason
+    from simgan.core.refiner.identity import identity_reason, sensor_only_note
 
     out = {k: v for k, v in selection.items() if k != "curve"}
     reason = identity_reason(selection) or ""
     out.update(identity=bool(reason), identity_reason=reason)
+    if note := sensor_only_note(selection):  # a depth sensor did every change
+        out["sensor_only"] = note
     return out
 
 
@@ -275,12 +277,16 @@ def _refiner_lines(selection: dict) -> list[str]:
         f"Selected checkpoint: adversarial step {selection['selected_step']} of "
         f"{selection['last_step']} ({selection.get('criterion', '?')}); structure "
         f"{selection['structure']:.3f}, mean change {selection['drift']:.2f} gray levels"
+        + (f" before the depth sensor, {selection['output_drift']:.2f} after it"
+           if "output_drift" in selection else "")
         + (f", label shift {selection['label_shift']:.4g}" if "label_shift" in selection else "")
         + ".",
     ]
     if selection.get("identity"):
         lines += ["", f"**The refiner made no change**: {selection['identity_reason']}. The "
                   "'refined' estimator was trained on (in effect) synthetic images."]
+    elif selection.get("sensor_only"):
+        lines += ["", f"**Only the sensor changed the images**: {selection['sensor_only']}."]
     return lines + [""]
 
 

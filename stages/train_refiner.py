@@ -58,7 +58,7 @@ def warn_if_identity(ctx: StageContext, selection: dict) -> None:
 
     import mlflow
 
-    from simgan.core.refiner.identity import identity_reason
+    from simgan.core.refiner.identity import identity_reason, sensor_only_note
 
     reason = identity_reason(selection)
     selection["identity"] = reason is not None
@@ -68,6 +68,8 @@ def warn_if_identity(ctx: StageContext, selection: dict) -> None:
         print(f"[simgan] WARNING: train_refiner@{ctx.task.name}: the refiner made no change: "
               f"{reason}. The refined dataset will equal the synthetic one; see "
               f"reports/{ctx.task.name}/refiner/selection.json", file=sys.stderr)
+    elif note := sensor_only_note(selection):
+        print(f"[simgan] train_refiner@{ctx.task.name}: {note}", file=sys.stderr)
 
 
 def label_model(ctx: StageContext):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from simgan.core.refiner.depth_sensor import LearnedDepthSensor, hard_with_soft_gradient, resample
+from simgan.core.refiner.identity import identity_reason, sensor_only_note
 from simgan.core.refiner.net import Refiner, load_refiner, refiner_file
 from simgan.core.refiner.params import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
 from simgan.core.refiner.selection import Selector
@@ -154,6 +155,7 @@ def test_selection_guards_judge_the_scene_and_mmd_the_output() -> None:
     r.sensor.pin({**NONE, "holes": 0.99, "noise": 3.0})
     record = sel.score(r)
     assert record["drift"] == 0.0 and record["structure"] == pytest.approx(1.0)
+    assert record["output_drift"] > 1.0  # what comes out did change
     assert record["mmd"] != pytest.approx(record["mmd_synthetic"])
 
 
@@ -172,3 +174,17 @@ def test_trainer_holds_the_self_regularisation_to_the_scene_not_the_sensor() -> 
     assert out["loss_r_reg"].item() == 0.0 and out["drift"].item() == 0.0
     x = torch.from_numpy(synthetic[:8, None].astype(np.float32)) / 127.5 - 1.0
     assert (t.refiner(x) - x).abs().mean() * 127.5 > 1.0  # what D sees did change
+
+
+def test_a_refiner_whose_sensor_made_every_change_is_not_called_the_identity() -> None:
+    """With a depth sensor the guards' drift is the scene's; "refined ~= synthetic" is judged
+    on what comes out, and a scene left as it was is reported as such."""
+    only_sensor = {"selected_step": 400, "last_step": 400, "drift": 0.01, "output_drift": 5.3}
+    assert identity_reason(only_sensor) is None
+    note = sensor_only_note(only_sensor)
+    assert note is not None and "0.01" in note and "5.30" in note
+    both = {**only_sensor, "drift": 1.4}
+    assert identity_reason(both) is None and sensor_only_note(both) is None
+    neither = {**only_sensor, "output_drift": 0.2}
+    assert "0.20 gray levels" in identity_reason(neither) and sensor_only_note(neither) is None
+    assert sensor_only_note({"selected_step": 400, "last_step": 400, "drift": 0.01}) is None

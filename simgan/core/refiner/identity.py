@@ -23,7 +23,21 @@ def identity_reason(selection: dict[str, Any]) -> str | None:
                if failed else "")
         return ("the selected checkpoint is the untrained refiner (adversarial step 0)"
                 + why)
-    if selection.get("drift", IDENTITY_DRIFT) < IDENTITY_DRIFT:
-        return (f"the selected refiner changes images by {selection['drift']:.2f} gray levels "
+    change = selection.get("output_drift", selection.get("drift", IDENTITY_DRIFT))
+    if change < IDENTITY_DRIFT:
+        return (f"the selected refiner changes images by {change:.2f} gray levels "
                 f"on average (< {IDENTITY_DRIFT:g}): refined ~= synthetic")
     return None
+
+
+def sensor_only_note(selection: dict[str, Any]) -> str | None:
+    """With a learned depth sensor, ``drift`` is the change R's conv layers make (the scene
+    the guards judge) and ``output_drift`` what comes out: when only the sensor changed the
+    images, say so (a result worth reading: the scene stayed synthetic), else None."""
+    if "output_drift" not in selection or identity_reason(selection) is not None:
+        return None
+    if selection.get("drift", IDENTITY_DRIFT) >= IDENTITY_DRIFT:
+        return None
+    return (f"the conv layers changed the scene by {selection['drift']:.2f} gray levels on "
+            f"average (< {IDENTITY_DRIFT:g}); every change of the refined images "
+            f"({selection['output_drift']:.2f} gray levels) is the learned depth sensor's")

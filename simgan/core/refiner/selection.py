@@ -190,7 +190,7 @@ class Selector:
         """Criterion values of ``refiner`` on the held-out images (see class doc)."""
         was_training = refiner.training
         refiner.eval()
-        refined, structure, drift, shift = [], [], [], []
+        refined, structure, drift, shift, out_drift = [], [], [], [], []
         gen = torch.Generator().manual_seed(0)  # same noise for every candidate
         for i, s in enumerate(range(0, self.synthetic.shape[0], self.batch_size)):
             x = to_tensor(self.synthetic[s : s + self.batch_size], self.device)
@@ -200,6 +200,8 @@ class Selector:
             # perturbs depth (the stand-in's own sensor fails them, docs/hand.md)
             structure.append(structure_similarity(scene.float(), x))
             drift.append(drift_grey_levels(scene.float(), x))
+            if scene is not r:
+                out_drift.append(drift_grey_levels(r.float(), x))
             if self.label_model is not None:
                 shift.append(label_shift(self.label_model(scene.float()),
                                          self.label_readings[i]))
@@ -212,6 +214,8 @@ class Selector:
             "structure": float(torch.cat(structure).mean()),
             "drift": float(torch.cat(drift).mean()),
         }
+        if out_drift:  # with a depth sensor: the change of what comes out, after it
+            record["output_drift"] = float(torch.cat(out_drift).mean())
         if shift:  # how far the frozen estimator's reading moved (reported, not a guard)
             record["label_shift"] = float(torch.cat(shift).mean())
         return record
