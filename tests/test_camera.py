@@ -104,3 +104,13 @@ def test_camera_is_left_out_of_dumps_when_off_and_travels_with_the_weights() -> 
     loaded = load_refiner(refiner_file(r.state_dict(), net, {}))
     assert loaded.camera is not None
     assert loaded.camera.expected()["camera_gain"] == pytest.approx(0.7, rel=1e-5)
+
+
+def test_the_label_terms_judge_the_cameras_output_not_what_came_before_it() -> None:
+    """Only a depth sensor hands the trainer a scene before it: with a camera, the
+    self-regularisation and label terms see the camera's output, as they always have."""
+    r = Refiner(width=4, blocks=1, noise_channels=0, camera=True)
+    r.camera.pin({"gain": 0.5, "offset": 20.0})
+    x = torch.rand(3, 1, 16, 24) * 2 - 1
+    scene, out = r(x, torch.Generator().manual_seed(0), with_scene=True)
+    assert scene is out and not torch.allclose(out, x, atol=0.05)

@@ -190,14 +190,16 @@ class Refiner(nn.Module):
             out = self._saturate(base + r)
         if self.holes is not None:
             out = self._drop(out, self.holes(features))
-        scene = out
+        scene = out  # what the label terms judge: before a depth sensor, else the output
         if self.sensor is not None:
             out = self.sensor(out, generator)
         if self.camera is not None:
             out = self.camera(out, generator)
         if self.codec is not None:
             out = self.codec(out, generator)
-        return (scene, out) if with_scene else out
+        if not with_scene:
+            return out
+        return (scene, out) if self.sensor is not None else (out, out)
 
     @staticmethod
     def _drop(out: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
