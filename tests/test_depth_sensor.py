@@ -188,3 +188,37 @@ def test_a_refiner_whose_sensor_made_every_change_is_not_called_the_identity() -
     neither = {**only_sensor, "output_drift": 0.2}
     assert "0.20 gray levels" in identity_reason(neither) and sensor_only_note(neither) is None
     assert sensor_only_note({"selected_step": 400, "last_step": 400, "drift": 0.01}) is None
+
+
+def test_a_refiner_without_conv_layers_is_its_sensor_alone() -> None:
+    """``scene: false``: no conv layers, the scene is x itself and every learned parameter is
+    the sensor's; it draws no noise inputs, so skipping still matches refining."""
+    net = RefinerNetParams(width=4, blocks=1, noise_channels=1, depth_sensor=True, scene=False)
+    r = Refiner(**net.model_dump())
+    assert {n.split(".")[0] for n, _ in r.named_parameters()} == {"sensor"}
+    r.sensor.pin({**NONE, "holes": 0.99})
+    x = _square(n=6)
+    scene, out = r(x, torch.Generator().manual_seed(0), with_scene=True)
+    assert scene is x and not torch.equal(out, x)
+    assert_skip_matches_refining(r, x, 3, seed=7)
+    loaded = load_refiner(refiner_file(r.state_dict(), net, {}))
+    assert loaded.head is None and loaded.sensor is not None
+    assert "scene" not in RefinerNetParams(width=4).model_dump()  # on: left out of dumps
+    with pytest.raises(ValueError, match="scene: false"):
+        RefinerNetParams(width=4, scene=False)  # nothing left to learn
+    with pytest.raises(ValueError, match="scene: false"):
+        RefinerNetParams(width=4, scene=False, depth_sensor=True, holes=True)
+
+
+def test_a_sensor_only_refiner_trains_through_pretraining_and_adversarial_steps() -> None:
+    synthetic = ((_square(n=40)[:, 0] + 1) * 127.5).round().numpy().astype(np.uint8)
+    params = RefinerTrainParams(batch_size=8, pretrain_refiner_steps=1,
+                                pretrain_discriminator_steps=1, steps=2, select_size=16,
+                                history_size=8, device="cpu", seed=0)
+    net = RefinerNetParams(width=4, blocks=1, depth_sensor=True, scene=False)
+    t = RefinerTrainer(synthetic, synthetic.copy(), net,
+                       DiscriminatorParams(widths=(4, 4, 4, 4)), params)
+    before = t.refiner.sensor.mu.detach().clone()
+    for _ in range(t.total):
+        t.train_step()
+    assert t.step == 4 and not torch.equal(t.refiner.sensor.mu, before)

@@ -127,8 +127,14 @@ class Refiner(nn.Module):
         holes: bool = False,
         camera: bool = False,
         depth_sensor: bool = False,
+        scene: bool = True,
     ) -> None:
         super().__init__()
+        if not scene and (warp_px > 0 or holes or not (camera or depth_sensor or codec)):
+            raise ValueError("scene: false leaves R without conv layers: it needs a capture "
+                             "stage (camera, depth_sensor or codec) and no warp_px or holes, "
+                             "which act on the conv layers' features")
+        self.channels = in_channels
         if noise_channels < 0:
             raise ValueError(f"noise_channels must be >= 0, got {noise_channels}")
         if not noise_scales or min(noise_scales) < 1:
@@ -149,7 +155,19 @@ class Refiner(nn.Module):
             raise ValueError(f"warp_px must be >= 0, and 0 unless output is 'residual'; got "
                              f"{warp_px} with output {output!r}")
         self.warp_px = float(warp_px)
-        extra = noise_channels * len(self.noise_scales) + 2 * grid_period
+        self.head: nn.Module | None = None
+        self.warp: nn.Conv2d | None = None
+        self.holes: nn.Conv2d | None = None
+        if scene:
+            self._build_scene_layers(in_channels, width, blocks, kernel, padding, holes)
+        self.camera = LearnedCamera() if camera else None
+        self.sensor = LearnedDepthSensor() if depth_sensor else None
+        self.codec = BlockCodec(tuple(codec_quality)) if codec else None
+
+    def _build_scene_layers(self, in_channels: int, width: int, blocks: int, kernel: int,
+                            padding: Padding, holes: bool) -> None:
+        """The conv layers that paint the scene (and the warp and holes maps they feed)."""
+        extra = self.noise_channels * len(self.noise_scales) + 2 * self.grid_period
         self.head = nn.Sequential(
             nn.Conv2d(in_channels + extra, width, kernel,
                       padding=kernel // 2, padding_mode=padding),
@@ -157,25 +175,37 @@ class Refiner(nn.Module):
         )
         self.blocks = nn.Sequential(*(ResBlock(width, kernel, padding) for _ in range(blocks)))
         self.tail = nn.Conv2d(width, in_channels, 1)
-        self.camera = LearnedCamera() if camera else None
-        self.sensor = LearnedDepthSensor() if depth_sensor else None
-        self.codec = BlockCodec(tuple(codec_quality)) if codec else None
-        if output == "residual":
+        if self.output == "residual":
             nn.init.zeros_(self.tail.weight)
             nn.init.zeros_(self.tail.bias)
-        self.warp = nn.Conv2d(width, 2, 1) if self.warp_px > 0 else None
-        if self.warp is not None:
+        if self.warp_px > 0:
+            self.warp = nn.Conv2d(width, 2, 1)
             nn.init.zeros_(self.warp.weight)
             nn.init.zeros_(self.warp.bias)
-        self.holes = nn.Conv2d(width, in_channels, 1) if holes else None
-        if self.holes is not None:
+        if holes:
+            self.holes = nn.Conv2d(width, in_channels, 1)
             nn.init.zeros_(self.holes.weight)
             nn.init.constant_(self.holes.bias, HOLES_INIT_LOGIT)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
                 with_scene: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """R(x); with ``with_scene``, (the scene R painted before its depth sensor, R(x)):
-        the same tensor twice without a sensor."""
+        the same tensor twice without a sensor. Without conv layers the scene is x."""
+        out = x if self.head is None else self._paint(x, generator)
+        scene = out  # what the label terms judge: before a depth sensor, else the output
+        if self.sensor is not None:
+            out = self.sensor(out, generator)
+        if self.camera is not None:
+            out = self.camera(out, generator)
+        if self.codec is not None:
+            out = self.codec(out, generator)
+        if not with_scene:
+            return out
+        return (scene, out) if self.sensor is not None else (out, out)
+
+    def _paint(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The conv layers' scene: x changed by the residual (or tanh) map, warp and holes."""
+        assert self.head is not None
         inp = x
         if self.noise_channels:
             inp = torch.cat([x, *self._noise(x, generator)], 1)
@@ -190,16 +220,7 @@ class Refiner(nn.Module):
             out = self._saturate(base + r)
         if self.holes is not None:
             out = self._drop(out, self.holes(features))
-        scene = out  # what the label terms judge: before a depth sensor, else the output
-        if self.sensor is not None:
-            out = self.sensor(out, generator)
-        if self.camera is not None:
-            out = self.camera(out, generator)
-        if self.codec is not None:
-            out = self.codec(out, generator)
-        if not with_scene:
-            return out
-        return (scene, out) if self.sensor is not None else (out, out)
+        return out
 
     @staticmethod
     def _drop(out: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
@@ -258,18 +279,18 @@ class Refiner(nn.Module):
     @property
     def draws_noise(self) -> bool:
         """Whether a forward pass draws random numbers (noise inputs or codec qualities)."""
-        return bool(self.noise_channels) or any(
+        return bool(self.noise_channels and self.head is not None) or any(
             stage is not None for stage in (self.sensor, self.camera, self.codec))
 
     def skip_noise(self, b: int, h: int, w: int, generator: torch.Generator) -> None:
         """Advance ``generator`` as refining a (b, 1, h, w) batch would, without refining it:
         a shard that starts at row k then draws the noise the whole run draws for row k."""
-        for size in self._noise_sizes(h, w) if self.noise_channels else []:
+        for size in self._noise_sizes(h, w) if self.noise_channels and self.head else []:
             torch.randn(b, self.noise_channels, *size, generator=generator,
                         device=generator.device)
         for stage in (self.sensor, self.camera):
             if stage is not None:
-                stage.skip(b, self.tail.out_channels, h, w, generator)
+                stage.skip(b, self.channels, h, w, generator)
         if self.codec is not None:
             self.codec.draw(b, generator, generator.device)
 

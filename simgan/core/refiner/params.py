@@ -38,7 +38,7 @@ class RefinerNetParams(LateKeysParams):
     """Refiner architecture (paper eye: width 64, 4 blocks, 3x3). Kwargs of ``Refiner``."""
 
     OMIT_AT: ClassVar[dict[str, Any]] = {
-        "warp_px": 0.0, "holes": False, "camera": False, "depth_sensor": False}
+        "warp_px": 0.0, "holes": False, "camera": False, "depth_sensor": False, "scene": True}
 
     width: int = Field(64, ge=1, le=1024)
     blocks: int = Field(4, ge=0, le=64)
@@ -77,6 +77,10 @@ class RefinerNetParams(LateKeysParams):
         "silhouette, missing band along it, flying pixels, edge holes, depth noise; per-image "
         "amounts from learned distributions); R's label and self-regularisation terms then "
         "judge its output before the sensor; off: none")
+    scene: bool = Field(
+        True, description="R's conv layers paint the scene before its capture stages; false: "
+        "no conv layers, R is its learned camera and/or depth sensor alone (the hand stand-in's "
+        "gap is the sensor's, docs/hand.md item 12)")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:
@@ -85,6 +89,10 @@ class RefinerNetParams(LateKeysParams):
         if self.codec_quality[0] > self.codec_quality[1]:
             raise ValueError(f"codec_quality must be [low, high] with low <= high, got "
                              f"{list(self.codec_quality)}")
+        if not self.scene and (self.warp_px > 0 or self.holes
+                               or not (self.camera or self.depth_sensor or self.codec)):
+            raise ValueError("scene: false (no conv layers) needs camera, depth_sensor or codec "
+                             "true, and warp_px 0 and holes false (they act on conv features)")
         if self.warp_px > 0 and self.output != "residual":
             raise ValueError(f"warp_px={self.warp_px} moves the input under the residual: it "
                              "needs output: residual (or warp_px: 0)")

@@ -411,9 +411,10 @@ class RefinerTrainer:
             self.discriminator.requires_grad_(True)
             loss = loss + adv
             out["loss_r_adv"] = adv.detach()
-        self.opt_r.zero_grad(set_to_none=True)
-        self.amp.step(loss, self.opt_r)
-        self._update_ema()
+        if loss.requires_grad:  # a refiner without conv layers has nothing to pretrain
+            self.opt_r.zero_grad(set_to_none=True)
+            self.amp.step(loss, self.opt_r)
+            self._update_ema()
         out["drift"] = (scene.detach() - x).abs().mean() * 127.5
         return out
 
