@@ -5,8 +5,9 @@ type, boolean for a number, negative, zero, a fraction, huge, inf/-inf/nan, null
 choice, too-short / too-long / empty lists, bad list items, the key deleted, an unknown key
 beside it. The expected outcome does not come from running the validator: it is either a
 class rule (inf is always refused, an unknown key always, ...) or, for in-range questions,
-the bounds the key's field declares plus the one cross-key rule params use (``x_min`` must
-not exceed ``x_max``) and the list-length links listed below.
+the bounds the key's field declares plus the cross-key rules params use (``x_min`` must
+not exceed ``x_max``; a refiner without conv layers takes no warp or holes map) and the
+list-length links listed below.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def expected_error(case: Case, field: FieldInfo, section: dict[str, Any]) -> boo
     if case.kind == "null":
         return None not in types
     if case.kind in ("int_for_bool", "valid_device"):
-        return False
+        return breaks_no_conv_rule(case, section)
     if case.kind == "too_short":
         dotted = ".".join(case.path)
         return (not is_variable_length(field) or len(case.value) < min_length(field)
@@ -204,7 +205,17 @@ def expected_error(case: Case, field: FieldInfo, section: dict[str, Any]) -> boo
     # negative, zero, fraction of a number: the field's bounds, then the rules across keys
     if not in_bounds(case.value, number_metadata(field)):
         return True
-    return breaks_min_max(case, section) or breaks_gaze_bound(case, section)
+    return (breaks_min_max(case, section) or breaks_gaze_bound(case, section)
+            or breaks_no_conv_rule(case, section))
+
+
+def breaks_no_conv_rule(case: Case, section: dict[str, Any]) -> bool:
+    """A refiner without conv layers (``scene: false``) has no features for a warp or holes
+    map: turning either on there is refused."""
+    parent = parent_of(section, case.path)
+    if case.path[-1] not in ("warp_px", "holes") or parent.get("scene", True):
+        return False
+    return bool(case.value)
 
 
 def breaks_min_max(case: Case, section: dict[str, Any]) -> bool:
