@@ -70,10 +70,17 @@ class LearnedCamera(LearnedSettings):
     def __init__(self) -> None:
         super().__init__(SETTINGS, START_SPREAD, "camera")
 
+    def draws(self, b: int, c: int, h: int, w: int, generator: torch.Generator | None,
+              device: torch.device) -> dict[str, torch.Tensor]:
+        """Every random number a forward pass on a (b, c, h, w) batch uses, in a fixed order."""
+        return {"eps": self.draw(b, generator, device),
+                "noise": normal((b, c, h, w), generator, device)}
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
-        s = self.settings(self.draw(b, generator, x.device).to(x.dtype))
-        z = normal((b, c, h, w), generator, x.device).to(x.dtype)
+        d = self.draws(b, c, h, w, generator, x.device)
+        s = self.settings(d["eps"].to(x.dtype))
+        z = d["noise"].to(x.dtype)
         col = {k: v[:, None, None, None] for k, v in s.items()}
         img = (x.clamp(-1.0, 1.0) + 1.0) * 127.5
         img = gaussian_blur(img, s["blur_sigma"])
@@ -85,5 +92,4 @@ class LearnedCamera(LearnedSettings):
 
     def skip(self, b: int, c: int, h: int, w: int, generator: torch.Generator) -> None:
         """Advance ``generator`` as a forward pass on a (b, c, h, w) batch would."""
-        torch.randn(b, len(SETTINGS), generator=generator, device=generator.device)
-        torch.randn(b, c, h, w, generator=generator, device=generator.device)
+        self.draws(b, c, h, w, generator, generator.device)

@@ -31,13 +31,14 @@ def identity_reason(selection: dict[str, Any]) -> str | None:
 
 
 def sensor_only_note(selection: dict[str, Any]) -> str | None:
-    """With a learned depth sensor, ``drift`` is the change R's conv layers make (the scene
-    the guards judge) and ``output_drift`` what comes out: when only the sensor changed the
-    images, say so (a result worth reading: the scene stayed synthetic), else None."""
+    """With a learned depth sensor, ``drift`` is the change R makes before the sensor (the
+    scene the guards judge; zero without conv layers) and ``output_drift`` what comes out:
+    when only the sensor changed the images, say so (the scene stayed synthetic), else None."""
     if "output_drift" not in selection or identity_reason(selection) is not None:
         return None
     if selection.get("drift", IDENTITY_DRIFT) >= IDENTITY_DRIFT:
         return None
-    return (f"the conv layers changed the scene by {selection['drift']:.2f} gray levels on "
-            f"average (< {IDENTITY_DRIFT:g}); every change of the refined images "
-            f"({selection['output_drift']:.2f} gray levels) is the learned depth sensor's")
+    return (f"the image before the sensor differs from the synthetic one by "
+            f"{selection['drift']:.2f} gray levels on average (< {IDENTITY_DRIFT:g}); every "
+            f"change of the refined images ({selection['output_drift']:.2f} gray levels) is "
+            f"the learned depth sensor's")

@@ -194,17 +194,19 @@ class Selector:
         gen = torch.Generator().manual_seed(0)  # same noise for every candidate
         for i, s in enumerate(range(0, self.synthetic.shape[0], self.batch_size)):
             x = to_tensor(self.synthetic[s : s + self.batch_size], self.device)
-            scene, r = scene_and_refined(refiner, x, gen)
-            refined.append(r.float())
+            painted, r = scene_and_refined(refiner, x, gen)
+            has_sensor = painted is not r
+            r = r.float()
+            scene = painted.float() if has_sensor else r
+            refined.append(r)
             # the guards judge the scene R painted: a depth sensor after it only removes or
             # perturbs depth (the stand-in's own sensor fails them, docs/hand.md)
-            structure.append(structure_similarity(scene.float(), x))
-            drift.append(drift_grey_levels(scene.float(), x))
-            if scene is not r:
-                out_drift.append(drift_grey_levels(r.float(), x))
+            structure.append(structure_similarity(scene, x))
+            drift.append(drift_grey_levels(scene, x))
+            if has_sensor:
+                out_drift.append(drift_grey_levels(r, x))
             if self.label_model is not None:
-                shift.append(label_shift(self.label_model(scene.float()),
-                                         self.label_readings[i]))
+                shift.append(label_shift(self.label_model(scene), self.label_readings[i]))
         refiner.train(was_training)
         mmd = self._mmd(self._embed(self._stats(torch.cat(refined))))
         record = {

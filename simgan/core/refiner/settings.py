@@ -32,15 +32,21 @@ def normal(shape: tuple[int, ...], generator: torch.Generator | None, device: to
            ) -> torch.Tensor:
     """Standard normal draws from ``generator`` (on its own device) or the global RNG, on
     ``device``: the draws are the generator's whatever device the images are on."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device).to(device)
+    return torch.randn(shape, generator=generator, device=_draw_device(generator, device)
+                       ).to(device)
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
             ) -> torch.Tensor:
     """U(0, 1) draws, from the same stream as :func:`normal`."""
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device).to(device)
+    return torch.rand(shape, generator=generator, device=_draw_device(generator, device)
+                      ).to(device)
+
+
+def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
+    """Draw on the generator's own device, so that a seed gives the same numbers whatever
+    device the images are on."""
+    return generator.device if generator is not None else device
 
 
 class LearnedSettings(nn.Module):
