@@ -78,7 +78,8 @@ def label_model_state(task, p, layout: Layout, work: Path) -> dict | None:
 
 
 def run_seed(task, p, layout: Layout, seed: int, work: Path, label_state: dict | None,
-             estimator_set: list[str], keep: Path | None = None) -> dict:
+             estimator_set: list[str], keep: Path | None = None,
+             select_by: str | None = None) -> dict:
     """One seed of one row: the refiner, the refined set, the estimator, its real-test error.
     ``keep``: save the first 1,000 refined images there (.npy), to look at or measure."""
     from simgan.core.refiner.apply import refine_images
@@ -92,7 +93,8 @@ def run_seed(task, p, layout: Layout, seed: int, work: Path, label_state: dict |
     t0 = time.perf_counter()
     result = train_refiner(syn.images, real_train.images, p.refiner.net,
                            p.refiner.discriminator, p.refiner.train, work / "refiner",
-                           select_by=task.refiner_select_by(p), label_model=label_model)
+                           select_by=select_by or task.refiner_select_by(p),
+                           label_model=label_model)
     t_refiner = time.perf_counter() - t0
     from simgan.core.refiner.net import load_refiner, refiner_file
 
@@ -161,6 +163,9 @@ def main() -> None:
     ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--keep", type=Path, metavar="DIR",
                     help="save each seed's first 1,000 refined images as DIR/<name>-<seed>.npy")
+    ap.add_argument("--select-by", choices=("mmd", "latest"),
+                    help="override the task's checkpoint rule (selection.py): near real the "
+                    "mmd can stop ranking checkpoints")
     args = ap.parse_args()
     task = get_task(args.task)
     p = with_overrides(load_task_params(args.params, args.task), args.task, args.set)
@@ -176,12 +181,13 @@ def main() -> None:
                         args.keep / f"{''.join(c if c.isalnum() else '_' for c in args.name)}"
                         f"-{seed}.npy")
                 row = run_seed(task, p, layout, seed, Path(tmp), label_state,
-                               args.estimator_set, keep)
+                               args.estimator_set, keep, args.select_by)
             except Exception as exc:  # a failed seed is a result too
                 traceback.print_exc()
                 row = {"seed": seed, "status": f"failed: {type(exc).__name__}: {exc}"}
         row.update(name=args.name,
-                   overrides=args.set + [f"estimator:{o}" for o in args.estimator_set])
+                   overrides=args.set + [f"estimator:{o}" for o in args.estimator_set]
+                   + ([f"select_by:{args.select_by}"] if args.select_by else []))
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)

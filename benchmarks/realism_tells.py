@@ -4,6 +4,7 @@ images (see ``oracle_refiner.py``) with one effect of the real appearance model 
     python benchmarks/realism_tells.py            # after `make run` (reads data/gaze)
     python benchmarks/realism_tells.py --refined  # what gives the refined eyes away
     python benchmarks/realism_tells.py --camera   # the stand-in's own camera on other scenes
+    python benchmarks/realism_tells.py --scene    # several scene effects off at once
 
 The second form measures the default run's refined training set against the real test set:
 the AUC of single per-image statistics, then the two-sample test after fixing the found
@@ -49,14 +50,25 @@ WITHOUT = {
     "lid shadow": {"lid_shadow": 0.0},
 }
 
+# several scene effects off together (``--scene``): how much of the gap is the four named
+# effects, and how much the palette and shading a refiner's conv layers must also make
+SCENE_OFF = {
+    "glints, lashes, lid shadow (texture on)": {
+        "glint_prob": 0.0, "lash_strength": 0.0, "lid_shadow": 0.0},
+    "glints, lid shadow (texture and lashes on)": {"glint_prob": 0.0, "lid_shadow": 0.0},
+    "lashes, texture (glints and lid shadow on)": {"lash_strength": 0.0, "texture_strength": 0.0},
+    "all four: glints, lashes, lid shadow, texture": {
+        "glint_prob": 0.0, "lash_strength": 0.0, "lid_shadow": 0.0, "texture_strength": 0.0},
+}
 
-def main(n: int = 4000) -> None:
+
+def main(n: int = 4000, rows: dict[str, dict] = WITHOUT) -> None:
     from simgan.core.realism import two_sample_test
 
     p = load_task_params(str(ROOT / "params.yaml"), "gaze")
     real_test = open_dataset(Layout(ROOT, "gaze").real("test")).images
     print("| effect switched off | AUC vs real (95% CI) | accuracy |\n|---|---|---|")
-    for name, fields in WITHOUT.items():
+    for name, fields in rows.items():
         app = p.real.appearance.model_copy(update=fields)
         q = p.model_copy(update={"real": p.real.model_copy(update={"appearance": app})})
         r = two_sample_test(real_test, oracle_images(q, n)[0], p.compare.realism)
@@ -162,5 +174,7 @@ if __name__ == "__main__":
         refined_tells()
     elif "--camera" in sys.argv[1:]:
         camera_bound()
+    elif "--scene" in sys.argv[1:]:
+        main(rows=SCENE_OFF)
     else:
         main()

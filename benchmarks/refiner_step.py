@@ -144,6 +144,9 @@ class PlainLoop:
 
     def _adv(self, logits: torch.Tensor, target: int) -> torch.Tensor:
         b, _, h, w = logits.shape
+        if self.p.adv_reduction == "image":
+            labels = torch.full((b,), target, dtype=torch.long)
+            return F.cross_entropy(logits.mean(dim=(2, 3)), labels) * (h * w)
         labels = torch.full((b, h, w), target, dtype=torch.long)
         if self.p.adv_reduction == "sum":
             return F.cross_entropy(logits, labels, reduction="sum") / b

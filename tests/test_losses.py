@@ -46,6 +46,30 @@ def test_adversarial_loss_averages_over_batch() -> None:
     assert adversarial_loss(zeros, REFINED).item() == pytest.approx(12 * math.log(2), rel=1e-6)
 
 
+def test_adversarial_loss_image_decision_pools_the_patch_logits() -> None:
+    # the same 2x2 map: mean refined logit (0+1+2-1)/4 = 0.5, mean real logit 0.25
+    refined_logits = torch.tensor([[0.0, 1.0], [2.0, -1.0]])
+    real_logits = torch.tensor([[0.0, 0.0], [0.0, 1.0]])
+    logits = torch.stack([refined_logits, real_logits]).unsqueeze(0)
+    assert adversarial_loss(logits, REAL, "image").item() == pytest.approx(
+        4 * _ce(0.25, 0.5), rel=1e-6)
+    assert adversarial_loss(logits, REFINED, "image").item() == pytest.approx(
+        4 * _ce(0.5, 0.25), rel=1e-6)
+    # at chance it weighs what "sum" does, so lambda_reg keeps its meaning
+    zeros = torch.zeros(5, 2, 3, 4)
+    assert adversarial_loss(zeros, REAL, "image").item() == pytest.approx(12 * math.log(2))
+    # weak evidence spread over many patches adds up: 0.2 per patch, 12 patches
+    weak = torch.zeros(1, 2, 3, 4)
+    weak[:, REFINED] = 0.2
+    per_patch = adversarial_loss(weak, REFINED, "sum").item() / 12
+    pooled = adversarial_loss(weak, REFINED, "image").item() / 12
+    assert pooled == pytest.approx(per_patch)  # uniform evidence: the same decision
+    mixed = weak.clone()
+    mixed[0, REFINED, 0, :] = -0.2  # a third of the patches say the opposite
+    assert adversarial_loss(mixed, REFINED, "image").item() < adversarial_loss(
+        mixed, REFINED, "sum").item()
+
+
 def test_self_regularisation_identity_mean_and_sum() -> None:
     x = torch.zeros(2, 1, 2, 2)
     r = torch.tensor([[1.0, -1.0], [0.5, 0.0]]).expand(2, 1, 2, 2)

@@ -28,19 +28,30 @@ REFINED = 0
 
 Feature = Literal["identity", "local_mean"]
 Reduction = Literal["mean", "sum"]
+AdversarialReduction = Literal["sum", "mean", "image"]
 
 
 def adversarial_loss(
-    logits: torch.Tensor, target: int, patch_reduction: Reduction = "sum"
+    logits: torch.Tensor, target: int, patch_reduction: AdversarialReduction = "sum"
 ) -> torch.Tensor:
-    """Cross-entropy of every patch of ``logits`` (B, 2, h, w) against class ``target``.
+    """Cross-entropy of ``logits`` (B, 2, h, w) against class ``target``, batch-averaged.
 
-    Summed over patches (``patch_reduction="sum"``, the paper) or averaged, then averaged over
-    the batch.
+    ``"sum"`` (the paper) and ``"mean"``: one decision per patch, summed or averaged over the
+    patches. ``"image"``: one decision per image, from the patch logits averaged over the
+    patches (the evidence of every patch added up, as the realism classifier adds up its
+    local features), times the patch count so that it weighs as much as ``"sum"`` against
+    the other terms (both are h*w*log 2 at chance). Why: each patch of a refined eye may hold
+    too little evidence for D to call (the default's D sits at chance per patch while the
+    classifier separates whole images); summed evidence it can call, and R then learns from it.
     """
     b = logits.shape[0]
+    logits = logits.float()
+    if patch_reduction == "image":
+        patches = logits.shape[2] * logits.shape[3]
+        pooled = logits.mean(dim=(2, 3))
+        return -F.log_softmax(pooled, dim=1)[:, target].sum() * patches / b
     # log-softmax over the class channel; picking the target channel is the per-patch CE
-    ce = -F.log_softmax(logits.float(), dim=1)[:, target]
+    ce = -F.log_softmax(logits, dim=1)[:, target]
     per_image = ce.flatten(1).sum(1) if patch_reduction == "sum" else ce.flatten(1).mean(1)
     return per_image.sum() / b
 

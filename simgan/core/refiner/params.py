@@ -178,7 +178,10 @@ class RefinerTrainParams(PrecisionParams):
     reg_feature: Literal["identity", "local_mean"] = "identity"
     reg_kernel: int = Field(3, ge=1, le=31)
     reg_reduction: Literal["mean", "sum"] = "mean"
-    adv_reduction: Literal["sum", "mean"] = "sum"
+    adv_reduction: Literal["sum", "mean", "image"] = Field(
+        "sum", description="sum/mean: D decides per patch, losses summed (the paper) or "
+        "averaged over patches; image: one decision per image from the averaged patch logits, "
+        "scaled as sum")
     history_size: int = Field(2048, ge=1, le=MAX_IMAGES)
     checkpoint_every: Every = 50
     log_every: Every = 10
