@@ -286,7 +286,8 @@ def _refiner_lines(selection: dict) -> list[str]:
         lines += ["", f"**The refiner made no change**: {selection['identity_reason']}. The "
                   "'refined' estimator was trained on (in effect) synthetic images."]
     elif selection.get("sensor_only"):
-        lines += ["", f"**Only the sensor changed the images**: {selection['sensor_only']}."]
+        lines += ["", "**Only the capture stages changed the images**: "
+                      f"{selection['sensor_only']}."]
     return lines + [""]
 
 

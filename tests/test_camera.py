@@ -114,3 +114,25 @@ def test_the_label_terms_judge_the_cameras_output_not_what_came_before_it() -> N
     x = torch.rand(3, 1, 16, 24) * 2 - 1
     scene, out = r(x, torch.Generator().manual_seed(0), with_scene=True)
     assert scene is out and not torch.allclose(out, x, atol=0.05)
+
+
+def test_with_label_terms_on_the_scene_the_camera_is_not_charged() -> None:
+    """``label_terms: scene``: the trainer's terms and the selector's guards read the conv
+    layers' scene, before the camera and codec; what comes out is the camera's."""
+    from simgan.core.refiner.net import scene_and_refined
+
+    r = Refiner(width=4, blocks=1, noise_channels=0, camera=True, label_terms="scene")
+    r.camera.pin({"gain": 0.5, "offset": 20.0})
+    x = torch.rand(3, 1, 16, 24) * 2 - 1
+    scene, out = r(x, torch.Generator().manual_seed(0), with_scene=True)
+    painted = r._paint(x, None)  # no noise inputs: the same scene
+    assert torch.equal(scene, painted)
+    assert not torch.allclose(out, scene, atol=0.05)  # gain 0.5 about mid-grey, +20 levels
+    s2, o2 = scene_and_refined(r, x, torch.Generator().manual_seed(0))
+    assert torch.equal(s2, scene) and torch.equal(o2, out)
+    # the same net with the default judges the output, as before
+    r.label_terms = "output"
+    s3, o3 = r(x, torch.Generator().manual_seed(0), with_scene=True)
+    assert s3 is o3 and torch.equal(o3, out)
+    with pytest.raises(ValueError, match="label_terms"):
+        Refiner(width=4, blocks=1, camera=True, label_terms="camera")

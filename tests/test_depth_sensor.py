@@ -183,7 +183,7 @@ def test_a_refiner_whose_sensor_made_every_change_is_not_called_the_identity() -
     assert identity_reason(only_sensor) is None
     note = sensor_only_note(only_sensor)
     assert note is not None and "0.01" in note and "5.30" in note
-    assert "before the sensor" in note and "conv" not in note  # true with no conv layers too
+    assert "before the capture stages" in note and "conv" not in note  # true without conv layers
     both = {**only_sensor, "drift": 1.4}
     assert identity_reason(both) is None and sensor_only_note(both) is None
     neither = {**only_sensor, "output_drift": 0.2}

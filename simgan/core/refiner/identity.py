@@ -31,14 +31,15 @@ def identity_reason(selection: dict[str, Any]) -> str | None:
 
 
 def sensor_only_note(selection: dict[str, Any]) -> str | None:
-    """With a learned depth sensor, ``drift`` is the change R makes before the sensor (the
-    scene the guards judge; zero without conv layers) and ``output_drift`` what comes out:
-    when only the sensor changed the images, say so (the scene stayed synthetic), else None."""
+    """When the label terms judge the scene before R's capture stages (a depth sensor, or a
+    camera or codec with ``label_terms: scene``), ``drift`` is the change R makes before them
+    (zero without conv layers) and ``output_drift`` what comes out: when only the capture
+    stages changed the images, say so (the scene stayed synthetic), else None."""
     if "output_drift" not in selection or identity_reason(selection) is not None:
         return None
     if selection.get("drift", IDENTITY_DRIFT) >= IDENTITY_DRIFT:
         return None
-    return (f"the image before the sensor differs from the synthetic one by "
+    return (f"the image before the capture stages differs from the synthetic one by "
             f"{selection['drift']:.2f} gray levels on average (< {IDENTITY_DRIFT:g}); every "
             f"change of the refined images ({selection['output_drift']:.2f} gray levels) is "
-            f"the learned depth sensor's")
+            f"made by R's capture stages (its learned depth sensor, camera or codec)")

@@ -128,8 +128,12 @@ class Refiner(nn.Module):
         camera: bool = False,
         depth_sensor: bool = False,
         scene: bool = True,
+        label_terms: str = "output",
     ) -> None:
         super().__init__()
+        if label_terms not in ("output", "scene"):
+            raise ValueError(f"label_terms must be 'output' or 'scene', got {label_terms!r}")
+        self.label_terms = label_terms
         if not scene and (warp_px > 0 or holes or not (camera or depth_sensor or codec)):
             raise ValueError("scene: false leaves R without conv layers: it needs a capture "
                              "stage (camera, depth_sensor or codec) and no warp_px or holes, "
@@ -189,10 +193,11 @@ class Refiner(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
                 with_scene: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """R(x); with ``with_scene``, (the scene R painted before its depth sensor, R(x)):
-        the same tensor twice without a sensor. Without conv layers the scene is x."""
+        """R(x); with ``with_scene``, (the scene R painted before its capture stages, R(x)):
+        the scene before a depth sensor, or before every capture stage with ``label_terms:
+        scene``; else the same tensor twice. Without conv layers the scene is x."""
         out = x if self.head is None else self._paint(x, generator)
-        scene = out  # what the label terms judge: before a depth sensor, else the output
+        scene = out  # what the label terms judge when judges_scene, before every capture stage
         if self.sensor is not None:
             out = self.sensor(out, generator)
         if self.camera is not None:
@@ -201,7 +206,13 @@ class Refiner(nn.Module):
             out = self.codec(out, generator)
         if not with_scene:
             return out
-        return (scene, out) if self.sensor is not None else (out, out)
+        return (scene, out) if self.judges_scene else (out, out)
+
+    @property
+    def judges_scene(self) -> bool:
+        """Whether the label terms judge a scene apart from the output (see ``forward``)."""
+        return self.sensor is not None or (
+            self.label_terms == "scene" and (self.camera is not None or self.codec is not None))
 
     def _paint(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """The conv layers' scene: x changed by the residual (or tanh) map, warp and holes."""
@@ -308,9 +319,9 @@ def apply_refiner(
 def scene_and_refined(
     refiner: nn.Module, x: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the scene before R's depth sensor, R(x)) as :func:`apply_refiner` draws them; a
-    refiner without a sensor (or not a :class:`Refiner`) gives R(x) twice."""
-    if getattr(refiner, "sensor", None) is None:
+    """(the scene the label terms judge, R(x)) as :func:`apply_refiner` draws them; a
+    refiner whose label terms judge its output (or not a :class:`Refiner`) gives R(x) twice."""
+    if not getattr(refiner, "judges_scene", False):
         out = apply_refiner(refiner, x, generator)
         return out, out
     return refiner(x, generator=generator, with_scene=True)

@@ -38,7 +38,8 @@ class RefinerNetParams(LateKeysParams):
     """Refiner architecture (paper eye: width 64, 4 blocks, 3x3). Kwargs of ``Refiner``."""
 
     OMIT_AT: ClassVar[dict[str, Any]] = {
-        "warp_px": 0.0, "holes": False, "camera": False, "depth_sensor": False, "scene": True}
+        "warp_px": 0.0, "holes": False, "camera": False, "depth_sensor": False, "scene": True,
+        "label_terms": "output"}
 
     width: int = Field(64, ge=1, le=1024)
     blocks: int = Field(4, ge=0, le=64)
@@ -81,6 +82,11 @@ class RefinerNetParams(LateKeysParams):
         True, description="R's conv layers paint the scene before its capture stages; false: "
         "no conv layers, R is its learned camera and/or depth sensor alone (the hand stand-in's "
         "gap is the sensor's, docs/hand.md item 12)")
+    label_terms: Literal["output", "scene"] = Field(
+        "output", description="what the self-regularisation and label terms and the selection "
+        "guards judge when R has a camera or codec: its output (their blur, tone and noise are "
+        "charged like any change) or the scene before them (capture stages cannot move a "
+        "label); a depth sensor is always judged on the scene")
 
     @model_validator(mode="after")
     def _odd_kernel(self) -> RefinerNetParams:

@@ -106,7 +106,8 @@ class Selector:
     - guards against label-destroying refiners: ``structure`` (mean
       :func:`structure_similarity` between R(X) and X) must be >= ``min_structure`` and
       ``drift`` (mean |R(x) - x| in gray levels) <= ``max_drift``. With a learned depth
-      sensor they judge R's output before it (``scene_and_refined``), the mmd what comes out.
+      sensor (or ``label_terms: scene``) they judge R's output before its capture stages
+      (``scene_and_refined``), the mmd what comes out.
 
     The selected checkpoint is the eligible one with the lowest ``mmd`` (``select_by="mmd"``,
     the default) or the latest eligible one (``"latest"``: the guards alone decide, for data
@@ -195,15 +196,16 @@ class Selector:
         for i, s in enumerate(range(0, self.synthetic.shape[0], self.batch_size)):
             x = to_tensor(self.synthetic[s : s + self.batch_size], self.device)
             painted, r = scene_and_refined(refiner, x, gen)
-            has_sensor = painted is not r
+            apart = painted is not r  # the label terms judge a scene before the capture
             r = r.float()
-            scene = painted.float() if has_sensor else r
+            scene = painted.float() if apart else r
             refined.append(r)
             # the guards judge the scene R painted: a depth sensor after it only removes or
-            # perturbs depth (the stand-in's own sensor fails them, docs/hand.md)
+            # perturbs depth (the stand-in's own sensor fails them, docs/hand.md), a camera
+            # or codec only blurs, tones, adds noise or compresses
             structure.append(structure_similarity(scene, x))
             drift.append(drift_grey_levels(scene, x))
-            if has_sensor:
+            if apart:
                 out_drift.append(drift_grey_levels(r, x))
             if self.label_model is not None:
                 shift.append(label_shift(self.label_model(scene), self.label_readings[i]))
@@ -216,7 +218,7 @@ class Selector:
             "structure": float(torch.cat(structure).mean()),
             "drift": float(torch.cat(drift).mean()),
         }
-        if out_drift:  # with a depth sensor: the change of what comes out, after it
+        if out_drift:  # a scene apart: the change of what comes out, after the capture
             record["output_drift"] = float(torch.cat(out_drift).mean())
         if shift:  # how far the frozen estimator's reading moved (reported, not a guard)
             record["label_shift"] = float(torch.cat(shift).mean())

@@ -384,7 +384,8 @@ class RefinerTrainer:
         rows = self._rows(self.held_out.train_synthetic)
         x = self._load(self.synthetic, rows)
         # the terms that keep the label judge the scene R paints; with a depth sensor
-        # (which only removes or perturbs depth) that is its output before the sensor
+        # (which only removes or perturbs depth), or a camera or codec with label_terms:
+        # scene, that is its output before those capture stages
         scene, r = self.fwd_r(x, with_scene=True)
         reg = self_regularisation(
             scene, x, p.lambda_reg if adversarial else 1.0, p.reg_feature, p.reg_reduction,
