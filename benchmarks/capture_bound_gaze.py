@@ -48,20 +48,19 @@ OFFSET_SPREAD = 0.5
 def standin_camera_class(app) -> type:
     """A LearnedCamera whose settings follow the stand-in's capture ranges, frozen."""
 
-    table = (
-        ("blur_sigma", app.blur_sigma_min, app.blur_sigma_max, 0.0),
-        ("gamma", app.gamma_min, app.gamma_max, 0.0),
-        ("gain", app.contrast_min, app.contrast_max, 0.0),
-        ("offset", -4.0 * app.brightness_std, 4.0 * app.brightness_std, 0.0),
-        ("read_noise", app.noise_std_min, app.noise_std_max, 0.0),
-        ("shot_noise", app.shot_noise * 0.999, app.shot_noise * 1.001, 0.0),
+    ranges = (
+        ("blur_sigma", app.blur_sigma_min, app.blur_sigma_max),
+        ("gamma", app.gamma_min, app.gamma_max),
+        ("gain", app.contrast_min, app.contrast_max),
+        ("offset", -4.0 * app.brightness_std, 4.0 * app.brightness_std),
+        ("read_noise", app.noise_std_min, app.noise_std_max),
+        ("shot_noise", app.shot_noise * 0.999, app.shot_noise * 1.001),
     )
+    table = tuple((name, lo, hi, 0.5 * (lo + hi)) for name, lo, hi in ranges)  # start: mid
 
     class StandinCamera(camera_module.LearnedCamera):
         def __init__(self) -> None:
-            camera_module.LearnedSettings.__init__(
-                self, tuple((n, lo, hi, 0.5 * (lo + hi)) for n, lo, hi, _ in table), 1.0,
-                "camera")
+            camera_module.LearnedSettings.__init__(self, table, 1.0, "camera")
             spread = torch.full((len(table),), UNIFORM_SPREAD)
             spread[3] = OFFSET_SPREAD
             with torch.no_grad():

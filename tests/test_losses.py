@@ -58,7 +58,7 @@ def test_adversarial_loss_image_decision_pools_the_patch_logits() -> None:
     # at chance it weighs what "sum" does, so lambda_reg keeps its meaning
     zeros = torch.zeros(5, 2, 3, 4)
     assert adversarial_loss(zeros, REAL, "image").item() == pytest.approx(12 * math.log(2))
-    # weak evidence spread over many patches adds up: 0.2 per patch, 12 patches
+    # uniform weak evidence (0.2 on each of 12 patches): pooling changes no decision
     weak = torch.zeros(1, 2, 3, 4)
     weak[:, REFINED] = 0.2
     per_patch = adversarial_loss(weak, REFINED, "sum").item() / 12
