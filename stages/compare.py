@@ -117,13 +117,13 @@ def kid_ratio(kid: dict) -> float | None:
 def refiner_summary(selection: dict) -> dict:
     """The selection record without its curve: which checkpoint, and whether it is the
     identity (derived from the record, by the rule train_refiner also logs)."""
-    from simgan.core.refiner.identity import identity_reason, sensor_only_note
+    from simgan.core.refiner.identity import capture_only_note, identity_reason
 
     out = {k: v for k, v in selection.items() if k != "curve"}
     reason = identity_reason(selection) or ""
     out.update(identity=bool(reason), identity_reason=reason)
-    if note := sensor_only_note(selection):  # a depth sensor did every change
-        out["sensor_only"] = note
+    if note := capture_only_note(selection):  # the capture stages did every change
+        out["capture_only"] = note
     return out
 
 
@@ -285,9 +285,9 @@ def _refiner_lines(selection: dict) -> list[str]:
     if selection.get("identity"):
         lines += ["", f"**The refiner made no change**: {selection['identity_reason']}. The "
                   "'refined' estimator was trained on (in effect) synthetic images."]
-    elif selection.get("sensor_only"):
+    elif selection.get("capture_only"):
         lines += ["", "**Only the capture stages changed the images**: "
-                      f"{selection['sensor_only']}."]
+                      f"{selection['capture_only']}."]
     return lines + [""]
 
 

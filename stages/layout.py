@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 SOURCES = ("synthetic", "refined", "real")
 #: the stages that read a task's sources, each with a file manifest (stages/manifest.py)
 MANIFEST_STAGES = ("render", "real")
@@ -134,3 +136,19 @@ class Layout:
         """The lock file a running ``stage`` holds (one per stage, task and source)."""
         name = f"{stage}@{self.task}" + (f"-{source}" if source else "")
         return self.root / LOCKS / f"{name}.lock"
+
+
+def declared_refiner_labels(root: Path, task: str) -> Path | None:
+    """Where dvc.yaml says ``train_refiner@<task>``'s label model comes from (its ``vars``,
+    ``tasks.<task>.refiner_labels``), or None outside a DVC project or for a task it does not
+    list. The stage checks it against what its params make it read, since dvc.yaml cannot
+    choose a dep from params."""
+    spec = root / "dvc.yaml"
+    if not spec.is_file():
+        return None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for block in yaml.load(spec.read_text(), Loader=loader).get("vars") or []:
+        if isinstance(block, dict) and isinstance(block.get("tasks"), dict):
+            entry = block["tasks"].get(task) or {}
+            return root / entry["refiner_labels"] if "refiner_labels" in entry else None
+    return None

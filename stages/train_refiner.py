@@ -3,11 +3,20 @@ real train split (never real labels); writes the selected refiner and its traini
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from simgan.core.dataset import open_images
+from simgan.core.errors import UserError
 from simgan.core.ingest.common import NoLabelsError
 from simgan.core.launch import is_main_process
 from stages.artifacts import example_batch, load_torch, save_torch, write_json
 from stages.common import StageContext, log_datasets, log_model, main, tracked
+from stages.layout import declared_refiner_labels
+
+
+class UndeclaredLabelSourceError(UserError):
+    """The params make the refiner's label model come from a path dvc.yaml does not list as
+    the stage's dep: DVC would not rerun the refiner when that path changes."""
 
 
 def run(ctx: StageContext) -> None:
@@ -16,6 +25,7 @@ def run(ctx: StageContext) -> None:
     from simgan.core.refiner.trainer import train_refiner
 
     section = ctx.params.refiner
+    check_label_source(ctx)
     synthetic = open_images(ctx.layout.synthetic("train"))
     real = open_images(ctx.layout.real("train"))
     report_dir = ctx.layout.refiner_report
@@ -58,7 +68,7 @@ def warn_if_identity(ctx: StageContext, selection: dict) -> None:
 
     import mlflow
 
-    from simgan.core.refiner.identity import identity_reason, sensor_only_note
+    from simgan.core.refiner.identity import capture_only_note, identity_reason
 
     reason = identity_reason(selection)
     selection["identity"] = reason is not None
@@ -68,8 +78,34 @@ def warn_if_identity(ctx: StageContext, selection: dict) -> None:
         print(f"[simgan] WARNING: train_refiner@{ctx.task.name}: the refiner made no change: "
               f"{reason}. The refined dataset will equal the synthetic one; see "
               f"reports/{ctx.task.name}/refiner/selection.json", file=sys.stderr)
-    elif note := sensor_only_note(selection):
+    elif note := capture_only_note(selection):
         print(f"[simgan] train_refiner@{ctx.task.name}: {note}", file=sys.stderr)
+
+
+def label_source(ctx: StageContext) -> Path | None:
+    """What the label model is made from: the synthetic train set when the stage trains its
+    own, the synthetic-trained estimator when it reads that one, None with no label term."""
+    if ctx.params.refiner.train.lambda_label <= 0:
+        return None
+    if ctx.task.label_model_params(ctx.params) is not None:
+        return ctx.layout.synthetic("train")
+    return ctx.layout.estimator_model("synthetic").parent
+
+
+def check_label_source(ctx: StageContext) -> None:
+    """Before any work: the label model's source is the one dvc.yaml declares."""
+    needed = label_source(ctx)
+    declared = declared_refiner_labels(ctx.layout.root, ctx.task.name)
+    if needed is None or declared is None or needed == declared:
+        return
+    root = ctx.layout.root
+    name = ctx.task.name
+    raise UndeclaredLabelSourceError(
+        f"{name}.refiner.label_model: with these params the refiner's label model comes from "
+        f"{needed.relative_to(root)}, but dvc.yaml declares {declared.relative_to(root)} "
+        f"(vars: tasks.{name}.refiner_labels), so DVC would not rerun train_refiner@{name} "
+        f"when it changes; set tasks.{name}.refiner_labels: {needed.relative_to(root)} in "
+        "dvc.yaml")
 
 
 def label_model(ctx: StageContext):

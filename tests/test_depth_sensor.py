@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from simgan.core.refiner.depth_sensor import LearnedDepthSensor, hard_with_soft_gradient, resample
-from simgan.core.refiner.identity import identity_reason, sensor_only_note
+from simgan.core.refiner.identity import capture_only_note, identity_reason
 from simgan.core.refiner.net import Refiner, load_refiner, refiner_file
 from simgan.core.refiner.params import DiscriminatorParams, RefinerNetParams, RefinerTrainParams
 from simgan.core.refiner.selection import Selector
@@ -181,14 +181,14 @@ def test_a_refiner_whose_sensor_made_every_change_is_not_called_the_identity() -
     on what comes out, and a scene left as it was is reported as such."""
     only_sensor = {"selected_step": 400, "last_step": 400, "drift": 0.01, "output_drift": 5.3}
     assert identity_reason(only_sensor) is None
-    note = sensor_only_note(only_sensor)
+    note = capture_only_note(only_sensor)
     assert note is not None and "0.01" in note and "5.30" in note
     assert "before the capture stages" in note and "conv" not in note  # true without conv layers
     both = {**only_sensor, "drift": 1.4}
-    assert identity_reason(both) is None and sensor_only_note(both) is None
+    assert identity_reason(both) is None and capture_only_note(both) is None
     neither = {**only_sensor, "output_drift": 0.2}
-    assert "0.20 gray levels" in identity_reason(neither) and sensor_only_note(neither) is None
-    assert sensor_only_note({"selected_step": 400, "last_step": 400, "drift": 0.01}) is None
+    assert "0.20 gray levels" in identity_reason(neither) and capture_only_note(neither) is None
+    assert capture_only_note({"selected_step": 400, "last_step": 400, "drift": 0.01}) is None
 
 
 def test_a_refiner_without_conv_layers_is_its_sensor_alone() -> None:

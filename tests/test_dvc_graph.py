@@ -343,3 +343,52 @@ def test_module_file_resolution_sanity():
     assert "simgan.tasks" in closure
     assert registered_module("gaze") in closure
     assert not any(m.startswith(registered_module("hand").rpartition(".")[0]) for m in closure)
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_the_refiner_depends_on_the_label_source_its_params_choose(task: str):
+    """params.yaml decides where the refiner's label model comes from (its own, trained on
+    the synthetic train set, or the synthetic-trained estimator); dvc.yaml lists that one
+    path (vars: tasks.<task>.refiner_labels) and not the other, so gaze's refiner does not
+    wait for an estimator it never reads."""
+    from types import SimpleNamespace
+
+    from simgan.tasks import get_task, load_task_params
+    from stages.train_refiner import check_label_source, label_source
+
+    params = load_task_params(ROOT / "params.yaml", task)
+    ctx = SimpleNamespace(params=params, task=get_task(task), layout=Layout(ROOT, task))
+    needed = label_source(ctx)
+    assert needed is not None, f"{task}: the default has no label term"
+    deps = stages()[f"train_refiner@{task}"]["deps"]
+    assert str(needed.relative_to(ROOT)) in deps
+    check_label_source(ctx)  # the declared source is the needed one: no error
+    other = (ctx.layout.estimator_model("synthetic").parent
+             if needed == ctx.layout.synthetic("train") else ctx.layout.synthetic("train"))
+    assert str(other.relative_to(ROOT)) not in deps
+
+
+def test_a_label_source_dvc_yaml_does_not_declare_stops_the_refiner(tmp_path: Path):
+    """Asking for the other label model in params.yaml without changing dvc.yaml is caught
+    before any work, with the key to set."""
+    from types import SimpleNamespace
+
+    from simgan.tasks import get_task, load_task_params
+    from stages.layout import declared_refiner_labels
+    from stages.train_refiner import UndeclaredLabelSourceError, check_label_source
+
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    tasks = next(b["tasks"] for b in spec["vars"] if "tasks" in b)
+    tasks["gaze"]["refiner_labels"] = "models/gaze/estimator_synthetic"
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(spec))
+    assert declared_refiner_labels(tmp_path, "gaze") == tmp_path / "models/gaze/estimator_synthetic"
+    assert declared_refiner_labels(tmp_path / "nowhere", "gaze") is None
+
+    params = load_task_params(ROOT / "params.yaml", "gaze")
+    ctx = SimpleNamespace(params=params, task=get_task("gaze"), layout=Layout(tmp_path, "gaze"))
+    with pytest.raises(UndeclaredLabelSourceError, match=r"tasks\.gaze\.refiner_labels: "
+                       r"data/gaze/synthetic/train"):
+        check_label_source(ctx)
+    off = params.model_copy(update={"refiner": params.refiner.model_copy(update={
+        "train": params.refiner.train.model_copy(update={"lambda_label": 0.0})})})
+    check_label_source(SimpleNamespace(params=off, task=ctx.task, layout=ctx.layout))

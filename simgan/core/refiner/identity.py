@@ -30,7 +30,7 @@ def identity_reason(selection: dict[str, Any]) -> str | None:
     return None
 
 
-def sensor_only_note(selection: dict[str, Any]) -> str | None:
+def capture_only_note(selection: dict[str, Any]) -> str | None:
     """When the label terms judge the scene before R's capture stages (a depth sensor, or a
     camera or codec with ``label_terms: scene``), ``drift`` is the change R makes before them
     (zero without conv layers) and ``output_drift`` what comes out: when only the capture
