@@ -111,11 +111,13 @@ def check_label_source(ctx: StageContext) -> None:
 def label_model(ctx: StageContext):
     """The frozen label model, when the label-consistency term is on: the synthetic-trained
     estimator, or one trained here with photometric augmentation (``refiner.label_model``).
-    Either was trained on synthetic labels only: real labels still never reach the refiner."""
-    if ctx.params.refiner.train.lambda_label <= 0:
+    Either was trained on synthetic labels only: real labels still never reach the refiner.
+    Which one is :func:`label_source`'s choice, the one dvc.yaml's dep is checked against."""
+    source = label_source(ctx)
+    if source is None:
         return None
-    augmented = ctx.task.label_model_params(ctx.params)
-    if augmented is not None:
+    if source == ctx.layout.synthetic("train"):
+        augmented = ctx.task.label_model_params(ctx.params)
         return train_label_model(ctx, augmented.model_dump(mode="json"))
     saved = load_torch(ctx.layout.estimator_model("synthetic"))
     if saved.get("state_dict") is None:
